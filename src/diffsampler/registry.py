@@ -1,0 +1,112 @@
+"""Named plugin registries: built-ins register with a decorator, third parties through entry points."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+__all__ = ["Registry", "UnknownNameError", "BUILTIN"]
+
+T = TypeVar("T")
+BUILTIN = "built-in"
+
+
+class UnknownNameError(KeyError):
+    """A registry lookup of a name that is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class _Plugin:
+    entry_point: EntryPoint
+    origin: str
+
+
+class Registry(Generic[T]):
+    """A name → object map for one kind of plugin (samplers, schedules, guidance, backbones).
+
+    Built-ins are added with ``@REGISTRY.register("name")``. Third-party packages declare an
+    entry point in the group ``diffsampler.<kind>``; those are listed by name without importing
+    them and loaded on first ``get``. The entry-point scan is cached per ``sys.path``.
+    """
+
+    def __init__(self, noun: str, group: str) -> None:
+        self.noun = noun
+        self.group = f"diffsampler.{group}"
+        self._items: dict[str, T] = {}
+        self._origins: dict[str, str] = {}
+        self._plugins: dict[str, _Plugin] = {}
+        self._loaded: dict[tuple[str, str], T] = {}
+        self._scanned_for: tuple[str, ...] | None = None
+
+    def register(self, name: str, obj: T | None = None, *, replace: bool = False) -> Any:
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
+
+        def add(item: T) -> T:
+            if name in self._items and not replace:
+                raise ValueError(f"{self.noun} {name!r} is already registered; pass replace=True to override it")
+            self._items[name] = item
+            self._origins[name] = BUILTIN
+            return item
+
+        return add if obj is None else add(obj)
+
+    def _scan(self) -> dict[str, _Plugin]:
+        key = tuple(sys.path)
+        if self._scanned_for != key:
+            plugins: dict[str, _Plugin] = {}
+            for ep in entry_points(group=self.group):
+                dist = getattr(ep, "dist", None)
+                origin = dist.metadata["Name"] if dist is not None else ep.module
+                plugins.setdefault(ep.name, _Plugin(ep, origin))
+            self._plugins, self._scanned_for = plugins, key
+        return self._plugins
+
+    def names(self) -> list[str]:
+        """All registered names, built-ins and entry points, sorted."""
+        return sorted(set(self._items) | set(self._scan()))
+
+    def origin(self, name: str) -> str:
+        """``"built-in"`` or the name of the distribution that provides ``name``."""
+        if name in self._origins:
+            return self._origins[name]
+        if name in self._scan():
+            return self._scan()[name].origin
+        raise self._unknown(name)
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``; loads an entry point on first use."""
+        if name in self._items:
+            return self._items[name]
+        plugin = self._scan().get(name)
+        if plugin is None:
+            raise self._unknown(name)
+        key = (name, plugin.entry_point.value)
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = plugin.entry_point.load()
+            except Exception as exc:  # a broken plugin must not look like an unknown name
+                raise ImportError(f"{self.noun} plugin {name!r} from {plugin.origin} failed to load: {exc}") from exc
+        return self._loaded[key]
+
+    def _unknown(self, name: str) -> UnknownNameError:
+        return UnknownNameError(f"unknown {self.noun} {name!r}; known: {', '.join(self.names()) or '(none)'}")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.group!r}, names={self.names()})"
+
+
+def describe(obj: Callable[..., Any] | type) -> str:
+    """First line of an object's docstring (for listings)."""
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""

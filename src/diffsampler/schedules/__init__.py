@@ -1,0 +1,22 @@
+"""Noise schedules ᾱ(t) on continuous t ∈ [0, 1], and the time grids samplers walk on."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import DiscreteSchedule, Schedule
+
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule", "schedules")
+
+from .continuous import SigmoidAlphaBar, VPContinuous  # noqa: E402
+from .discrete import Cosine, Linear, ScaledLinear, Sigmoid  # noqa: E402
+from .grids import SPACINGS, check_grid, make_grid  # noqa: E402
+
+SCHEDULES.register("linear", Linear)
+SCHEDULES.register("scaled-linear", ScaledLinear)
+SCHEDULES.register("cosine", Cosine)
+SCHEDULES.register("sigmoid", Sigmoid)
+SCHEDULES.register("sigmoid-alphabar", SigmoidAlphaBar)
+SCHEDULES.register("vp-continuous", VPContinuous)
+
+__all__ = ["SCHEDULES", "SPACINGS", "Schedule", "DiscreteSchedule", "Linear", "ScaledLinear", "Cosine",
+           "Sigmoid", "SigmoidAlphaBar", "VPContinuous", "make_grid", "check_grid"]

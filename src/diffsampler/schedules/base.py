@@ -1,0 +1,164 @@
+r"""Variance-preserving noise schedules on continuous time.
+
+    x_t = √ᾱ(t)·x_0 + √(1−ᾱ(t))·ε,   t ∈ [0, 1],   ᾱ(0) = 1.
+
+Derived views: signal scale α(t) = √ᾱ, noise std √(1−ᾱ), EDM noise level σ(t) = √((1−ᾱ)/ᾱ),
+log-SNR λ(t) = log(ᾱ/(1−ᾱ)) and its inverse. A *discrete* schedule of T training steps puts
+training index i at t_i = (i+1)/T and interpolates log ᾱ linearly between the knots
+(0, 0), (t_0, log ᾱ_0), …, (t_{T−1}, log ᾱ_{T−1}); its values on the knots are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Schedule", "DiscreteSchedule", "as_time"]
+
+_DTYPE = torch.float64
+
+
+def as_time(t: float | Tensor) -> Tensor:
+    """Times as a float64 tensor (schedules compute in float64)."""
+    return torch.as_tensor(t, dtype=_DTYPE)
+
+
+class Schedule:
+    """Base class: subclasses define ``log_alpha_bar`` and ``t_from_log_snr``."""
+
+    discrete: bool = False
+
+    def __init__(self, num_train_timesteps: int = 1000) -> None:
+        if int(num_train_timesteps) < 1:
+            raise ValueError(f"num_train_timesteps must be ≥ 1, got {num_train_timesteps!r}")
+        self.num_train_timesteps = int(num_train_timesteps)
+
+    # -- to be defined by every schedule ---------------------------------------------------------
+    def log_alpha_bar(self, t: float | Tensor) -> Tensor:
+        """log ᾱ(t), float64."""
+        raise NotImplementedError
+
+    def t_from_log_snr(self, lam: float | Tensor) -> Tensor:
+        """Inverse of λ(t) = log(ᾱ/(1−ᾱ))."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Parameters that rebuild this schedule (serialisable)."""
+        return {"num_train_timesteps": self.num_train_timesteps}
+
+    # -- derived views ----------------------------------------------------------------------------
+    def alpha_bar(self, t: float | Tensor) -> Tensor:
+        """ᾱ(t)."""
+        return self.log_alpha_bar(t).exp()
+
+    def alpha(self, t: float | Tensor) -> Tensor:
+        """Signal scale √ᾱ(t)."""
+        return (0.5 * self.log_alpha_bar(t)).exp()
+
+    def std(self, t: float | Tensor) -> Tensor:
+        """Noise standard deviation √(1−ᾱ(t))."""
+        return (-torch.expm1(self.log_alpha_bar(t))).sqrt()
+
+    def sigma(self, t: float | Tensor) -> Tensor:
+        """EDM noise level σ(t) = √((1−ᾱ)/ᾱ) = exp(−λ/2)."""
+        return (-0.5 * self.log_snr(t)).exp()
+
+    def log_snr(self, t: float | Tensor) -> Tensor:
+        """λ(t) = log ᾱ − log(1−ᾱ)."""
+        la = self.log_alpha_bar(t)
+        return la - torch.log(-torch.expm1(la))
+
+    def t_from_sigma(self, sigma: float | Tensor) -> Tensor:
+        """Inverse of σ(t): t with √((1−ᾱ)/ᾱ) = sigma."""
+        return self.t_from_log_snr(-2.0 * torch.log(as_time(sigma)))
+
+    @property
+    def t_min(self) -> float:
+        """The first training knot 1/T: the lowest noise level a model was trained on."""
+        return 1.0 / self.num_train_timesteps
+
+    def index_to_t(self, index: float | Tensor) -> Tensor:
+        """Training index i ∈ [0, T) → t = (i+1)/T."""
+        return (as_time(index) + 1.0) / self.num_train_timesteps
+
+    def model_time(self, t: Tensor) -> Tensor:
+        """t on the model's own scale: t·(T−1) for continuous schedules (score-SDE convention)."""
+        return t * (self.num_train_timesteps - 1)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "betas")
+        return f"{type(self).__name__}({args})"
+
+
+class DiscreteSchedule(Schedule):
+    """A schedule given by T betas; ᾱ_i = ∏_{j≤i}(1−β_j) at t_i = (i+1)/T, log-linear in between."""
+
+    discrete = True
+
+    def __init__(self, betas: Tensor | Any) -> None:
+        betas = torch.as_tensor(betas, dtype=_DTYPE).flatten()
+        if betas.numel() < 1 or not torch.all((betas > 0) & (betas < 1)):
+            raise ValueError("betas must be a non-empty sequence of values in (0, 1)")
+        super().__init__(betas.numel())
+        self.betas = betas
+        # knots' log ᾱ, with log ᾱ(0) = 0 prepended
+        self._log_ab = torch.cat([torch.zeros(1, dtype=_DTYPE), torch.cumsum(torch.log1p(-betas), 0)])
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        """ᾱ_i on the training knots i = 0 … T−1."""
+        return self._log_ab[1:].exp()
+
+    def _position(self, t: float | Tensor) -> Tensor:
+        """u = t·T, snapped to the nearest integer when within 1e-9 (knots are exact)."""
+        u = as_time(t) * self.num_train_timesteps
+        r = u.round()
+        return torch.where((u - r).abs() < 1e-9, r, u)
+
+    def log_alpha_bar(self, t: float | Tensor) -> Tensor:
+        u = self._position(t)
+        k = u.floor().clamp(0, self.num_train_timesteps - 1)
+        lo, hi = self._log_ab[k.long()], self._log_ab[k.long() + 1]
+        return lo + (u - k) * (hi - lo)
+
+    def t_from_log_snr(self, lam: float | Tensor) -> Tensor:
+        target = torch.nn.functional.logsigmoid(as_time(lam))  # log ᾱ = log σ(λ)
+        # −log ᾱ increases along the knots; find the segment holding the target
+        k = torch.searchsorted(-self._log_ab, (-target).contiguous()).clamp(1, self.num_train_timesteps)
+        lo, hi = self._log_ab[k - 1], self._log_ab[k]
+        return ((k - 1) + (target - lo) / (hi - lo)) / self.num_train_timesteps
+
+    def model_time(self, t: Tensor) -> Tensor:
+        """Training index t·T − 1, clamped to [0, T−1] (what diffusers UNets take)."""
+        return (self._position(t) - 1.0).clamp(0, self.num_train_timesteps - 1)
+
+    def config(self) -> dict[str, Any]:
+        return {"betas": self.betas.tolist()}
+
+    @classmethod
+    def from_diffusers(cls, config: Any) -> "DiscreteSchedule":
+        """Build from a diffusers scheduler, its config, or a ``scheduler_config.json`` dict."""
+        from . import SCHEDULES
+
+        cfg = dict(getattr(config, "config", config))
+        if cfg.get("rescale_betas_zero_snr"):
+            raise ValueError("rescale_betas_zero_snr=True gives ᾱ_T = 0, where ε-prediction is undefined")
+        if cfg.get("trained_betas") is not None:
+            return cls(cfg["trained_betas"])
+        kind = cfg.get("beta_schedule", "linear")
+        names = {"linear": "linear", "scaled_linear": "scaled-linear", "squaredcos_cap_v2": "cosine",
+                 "sigmoid": "sigmoid"}
+        if kind not in names:
+            raise ValueError(f"unsupported diffusers beta_schedule {kind!r}; supported: {', '.join(names)}")
+        kwargs: dict[str, Any] = {"num_train_timesteps": cfg.get("num_train_timesteps", 1000)}
+        if kind != "squaredcos_cap_v2":
+            kwargs.update(beta_start=cfg.get("beta_start", 1e-4), beta_end=cfg.get("beta_end", 0.02))
+        return SCHEDULES.get(names[kind])(**kwargs)
+
+
+def cosine_alpha_bar(u: Tensor, s: float = 0.008) -> Tensor:
+    """Nichol & Dhariwal's f(u) = cos²((u + s)/(1 + s)·π/2) on u ∈ [0, 1]."""
+    return torch.cos((u + s) / (1 + s) * (math.pi / 2)) ** 2
