@@ -1,0 +1,60 @@
+r"""What every sampler shares: the ε-function and noise contracts, and small tensor helpers.
+
+A sampler is a function ``sampler(eps_fn, x, grid, schedule, *, noise_sampler, callback, **options)``
+that walks the decreasing ``grid`` from x at ``grid[0]`` and returns x at ``grid[-1]``. It calls
+``eps_fn(x, t)`` with t a float64 tensor of shape [B], draws noise only from ``noise_sampler``
+and reports each step to ``callback`` as a dict (``i``, ``t``, ``t_next``, ``x``, ``denoised``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from ..schedules import Schedule
+
+__all__ = ["EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise"]
+
+EpsFn = Callable[[Tensor, Tensor], Tensor]
+NoiseSampler = Callable[[Tensor], Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+
+class Sampler(Protocol):
+    def __call__(self, eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
+                 noise_sampler: NoiseSampler, callback: Callback | None = None, **options: Any) -> Tensor: ...
+
+
+def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) -> NoiseSampler:
+    """Standard normal noise shaped like x; a list of generators draws sample i from generator i."""
+
+    def draw(like: Tensor) -> Tensor:
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        if isinstance(generator, Sequence):
+            if len(generator) != like.shape[0]:
+                raise ValueError(f"got {len(generator)} generators for a batch of {like.shape[0]}")
+            z = torch.stack([torch.randn(like.shape[1:], generator=g, dtype=dtype, device=g.device)
+                             for g in generator])
+        else:
+            device = generator.device if generator is not None else like.device
+            z = torch.randn(like.shape, generator=generator, dtype=dtype, device=device)
+        return z.to(device=like.device, dtype=like.dtype)
+
+    return draw
+
+
+def times_like(t: float | Tensor, x: Tensor) -> Tensor:
+    """t as a float64 tensor of shape [B] on x's device."""
+    return torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(x.shape[0]).clone()
+
+
+def bcast(v: Tensor, x: Tensor) -> Tensor:
+    """A per-sample [B] coefficient shaped to broadcast against x, in x's dtype."""
+    return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def denoise(x: Tensor, eps: Tensor, alpha_bar: float) -> Tensor:
+    """Tweedie's x̂_0 = (x − √(1−ᾱ)·ε)/√ᾱ."""
+    return (x - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5

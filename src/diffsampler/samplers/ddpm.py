@@ -1,0 +1,43 @@
+r"""Ancestral sampling (Ho et al. 2020) on any decreasing grid.
+
+Between grid times s > u the step's β = 1 − ᾱ_u/ᾱ_s (the respaced chain's beta), and
+
+    x_u = √ᾱ_u·β/(1−ᾱ_s)·x̂_0 + √(1−β)·(1−ᾱ_u)/(1−ᾱ_s)·x_s + √v·z,
+
+with v = β̃ = β(1−ᾱ_u)/(1−ᾱ_s) (``small``) or v = β (``large``), and no noise on the last step.
+NFE = N (one evaluation per step).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..schedules import Schedule
+from .base import Callback, EpsFn, NoiseSampler, denoise, times_like
+
+VARIANCES = ("small", "large")
+
+
+def ddpm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
+         callback: Callback | None = None, variance: str = "small") -> Tensor:
+    """Ancestral DDPM: posterior mean plus β̃ (``small``) or β (``large``) noise; NFE = steps."""
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; known: {', '.join(VARIANCES)}")
+    ab = schedule.alpha_bar(grid).tolist()
+    n = len(ab) - 1
+    for i in range(n):
+        a_s, a_u = ab[i], ab[i + 1]
+        eps = eps_fn(x, times_like(grid[i], x))
+        x0 = denoise(x, eps, a_s)
+        beta = 1 - a_s / a_u
+        x_new = (a_u**0.5 * beta / (1 - a_s)) * x0 + ((1 - beta) ** 0.5 * (1 - a_u) / (1 - a_s)) * x
+        if i < n - 1:
+            v = beta * (1 - a_u) / (1 - a_s) if variance == "small" else beta
+            x_new = x_new + v**0.5 * noise_sampler(x)
+        x = x_new
+        if callback is not None:
+            callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x, "denoised": x0})
+    return x
+
+
+ddpm.discrete = True  # type: ignore[attr-defined]
