@@ -1,0 +1,16 @@
+"""diffsampler: plugin samplers, schedules and guidance for ε-predicting diffusion models."""
+
+from __future__ import annotations
+
+from .backbones import BACKBONES, Backbone, CallableBackbone, GaussianMixture, as_backbone
+from .guidance import GUIDANCE
+from .registry import Registry, UnknownNameError
+from .samplers import SAMPLERS
+from .sampling import SampleResult, generators, sample
+from .schedules import SCHEDULES, SPACINGS, DiscreteSchedule, Schedule, make_grid
+
+__version__ = "0.1.0"
+
+__all__ = ["sample", "SampleResult", "generators", "SAMPLERS", "SCHEDULES", "SPACINGS", "GUIDANCE", "BACKBONES",
+           "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "make_grid", "Backbone",
+           "CallableBackbone", "GaussianMixture", "as_backbone", "__version__"]

@@ -1,0 +1,26 @@
+"""Backbones: adapters from models (and exact analytic targets) to ε-functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+from .base import PREDICTION_TYPES, Backbone, CallableBackbone, to_epsilon
+from .gaussian_mixture import GaussianMixture
+
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", "backbones")
+BACKBONES.register("callable", CallableBackbone)
+BACKBONES.register("gaussian-mixture", GaussianMixture)
+
+
+def as_backbone(model: Any, prediction_type: str | None = None) -> Backbone:
+    """A ``Backbone`` as is, or any callable ``model(x, t)`` wrapped in ``CallableBackbone``."""
+    if isinstance(model, Backbone):
+        if prediction_type not in (None, "epsilon"):
+            raise ValueError("prediction_type applies to plain callables; this backbone already gives ε")
+        return model
+    return CallableBackbone(model, prediction_type or "epsilon")
+
+
+__all__ = ["BACKBONES", "Backbone", "CallableBackbone", "GaussianMixture", "PREDICTION_TYPES", "as_backbone",
+           "to_epsilon"]
