@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .backbones import BACKBONES, Backbone, CallableBackbone, GaussianMixture, as_backbone
+from .backbones import BACKBONES, Backbone, CallableBackbone, DiffusersBackbone, Empirical, GaussianMixture, as_backbone
 from .guidance import GUIDANCE
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
@@ -13,4 +13,4 @@ __version__ = "0.1.0"
 
 __all__ = ["sample", "SampleResult", "generators", "SAMPLERS", "SCHEDULES", "SPACINGS", "GUIDANCE", "BACKBONES",
            "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "make_grid", "Backbone",
-           "CallableBackbone", "GaussianMixture", "as_backbone", "__version__"]
+           "CallableBackbone", "DiffusersBackbone", "Empirical", "GaussianMixture", "as_backbone", "__version__"]

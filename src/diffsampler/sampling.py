@@ -91,7 +91,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
            grid: Tensor | Sequence[float] | None = None,
            generator: Generators | None = None, seed: int | None = None, noise_sampler: NoiseSampler | None = None,
            guidance: Guidance | None = None, cond: dict[str, Any] | None = None, prediction_type: str | None = None,
-           clip: float | None = None, callback: Callback | None = None, return_trajectory: bool = False,
+           clip: float | bool | None = None, callback: Callback | None = None, return_trajectory: bool = False,
            full_output: bool = False, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
            **options: Any) -> Tensor | SampleResult:
     """Draw samples x_0 from ``model`` (an ε-predicting callable or a ``Backbone``).
@@ -99,7 +99,8 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     ``x_T`` or ``shape`` (with ``generator``, a list of per-sample generators, or ``seed``) gives
     the start; ``spacing`` (with ``spacing_options``) and ``steps``, or an explicit ``grid`` of
     decreasing times, the grid;
-    other keywords are the sampler's options (``eta=0.5``). ``clip`` bounds x̂_0 to [−clip, clip].
+    other keywords are the sampler's options (``eta=0.5``). ``clip`` bounds x̂_0 to [−clip, clip]
+    (``None``: the backbone's default, e.g. a diffusers scheduler's ``clip_sample``; ``False``: off).
     Returns the samples, or a ``SampleResult`` with NFE (and the trajectory) when
     ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
     """
@@ -129,7 +130,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     if x_T is None:
         if shape is None:
             raise ValueError("pass x_T or shape")
-        dev = torch.device(device) if device is not None else torch.device("cpu")
+        dev = torch.device(device) if device is not None else getattr(backbone, "device", torch.device("cpu"))
         x_T = draw(torch.empty(tuple(shape), dtype=dtype or torch.float32, device=dev))
     elif dtype is not None or device is not None:
         x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)
@@ -148,7 +149,8 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
             raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
         return out
 
-    run_eps: EpsFn = eps_fn if clip is None else clip_denoised(eps_fn, sched, float(clip))
+    bound = getattr(backbone, "clip", None) if clip is None else (None if clip is False else float(clip))
+    run_eps: EpsFn = eps_fn if bound is None else clip_denoised(eps_fn, sched, bound)
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []
 

@@ -6,10 +6,14 @@ from typing import Any
 
 from ..registry import Registry
 from .base import PREDICTION_TYPES, Backbone, CallableBackbone, to_epsilon
+from .diffusers_unet import DiffusersBackbone, ModelLoadError
+from .empirical import Empirical
 from .gaussian_mixture import GaussianMixture
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone", "backbones")
 BACKBONES.register("callable", CallableBackbone)
+BACKBONES.register("diffusers", DiffusersBackbone)
+BACKBONES.register("empirical", Empirical)
 BACKBONES.register("gaussian-mixture", GaussianMixture)
 
 
@@ -22,5 +26,6 @@ def as_backbone(model: Any, prediction_type: str | None = None) -> Backbone:
     return CallableBackbone(model, prediction_type or "epsilon")
 
 
-__all__ = ["BACKBONES", "Backbone", "CallableBackbone", "GaussianMixture", "PREDICTION_TYPES", "as_backbone",
+__all__ = ["BACKBONES", "Backbone", "CallableBackbone", "DiffusersBackbone", "Empirical", "GaussianMixture",
+           "ModelLoadError", "PREDICTION_TYPES", "as_backbone",
            "to_epsilon"]

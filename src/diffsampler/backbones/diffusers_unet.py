@@ -1,0 +1,239 @@
+r"""diffusers UNets (``UNet2DModel``, ``UNet2DConditionModel``) as ε-functions.
+
+Loads a pipeline folder (``unet/`` + ``scheduler/``), a bare model folder (``config.json`` +
+weights), a single ``.safetensors`` file with its config, or a hub id (through the local hub
+cache, the same call when a network is there). The scheduler config beside the model gives
+the ``Schedule`` and the prediction type, converted to ε as in ``backbones.base``. Weights are
+read from safetensors; pickle checkpoints (``.bin``, ``.ckpt``, ``.pt``, ``.pth``) only with
+``allow_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..schedules import DiscreteSchedule, Schedule
+from .base import PREDICTION_TYPES, Backbone, to_epsilon
+
+__all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
+UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
+EXTRA_CONFIG = "diffsampler.json"  # null label, class names, clipping: what diffusers' configs do not hold
+
+
+class ModelLoadError(ValueError):
+    """A model that cannot be loaded: missing, unreadable, of an unsupported kind, or pickle without permission."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+
+
+def _unet_class(config: dict[str, Any]) -> type:
+    import diffusers
+
+    name = config.get("_class_name", "UNet2DModel")
+    if name not in UNET_CLASSES:
+        raise ModelLoadError(f"unsupported model class {name!r}; supported: {', '.join(UNET_CLASSES)}")
+    return getattr(diffusers, name)
+
+
+def _load_weights(path: Path, allow_pickle: bool) -> dict[str, Tensor]:
+    if path.suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise ModelLoadError(f"{path} is a pickle checkpoint, which can run code when loaded; "
+                                 "use a .safetensors file, or allow_pickle=True (--allow-pickle) if you trust it")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot read checkpoint {path}: {exc}") from exc
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt or truncated files
+        raise ModelLoadError(f"cannot read safetensors file {path}: {exc}") from exc
+
+
+def _weights_in(folder: Path, allow_pickle: bool) -> Path:
+    for name in ("diffusion_pytorch_model.safetensors", "model.safetensors"):
+        if (folder / name).is_file():
+            return folder / name
+    pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        return pickles[0] if allow_pickle else _refuse(pickles[0])
+    raise ModelLoadError(f"no weights in {folder}: expected diffusion_pytorch_model.safetensors")
+
+
+def _refuse(path: Path) -> Path:
+    _load_weights(path, allow_pickle=False)
+    return path  # not reached
+
+
+def _build(config: dict[str, Any], state: dict[str, Tensor], origin: Path) -> torch.nn.Module:
+    cls = _unet_class(config)
+    model = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelLoadError(f"weights in {origin} do not fit the model config: {first}") from exc
+    return model
+
+
+class DiffusersBackbone(Backbone):
+    """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` predicting ε, x_0 or v, on training-index time."""
+
+    def __init__(self, unet: torch.nn.Module, schedule: Schedule | None = None, prediction_type: str = "epsilon",
+                 null_class_label: int | None = None, clip: float | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {prediction_type!r}; known: {', '.join(PREDICTION_TYPES)}")
+        self.unet = unet.eval().requires_grad_(False)
+        self.schedule, self.prediction_type = schedule, prediction_type
+        self.null_class_label, self.clip = null_class_label, clip
+        self.extra = dict(extra or {})
+
+    # -- facts read from the model's config ---------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.unet.config)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one sample."""
+        c = self.unet.config
+        size = c.sample_size if isinstance(c.sample_size, (tuple, list)) else (c.sample_size, c.sample_size)
+        return (c.in_channels, *size)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of real classes of a class-conditional model (the null label excluded), else None."""
+        n = getattr(self.unet.config, "num_class_embeds", None)
+        if n is None:
+            return None
+        return n - 1 if self.null_class_label is not None else n
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DiffusersBackbone":
+        if device is not None:
+            self.unet.to(device)
+        if dtype is not None:
+            self.unet.to(dtype)
+        return self
+
+    # -- the ε-function --------------------------------------------------------------------------------
+    def class_labels(self, labels: Any, batch: int) -> Tensor | None:
+        """Validated labels [B] on the model's device; the null label when ``labels`` is None."""
+        if getattr(self.unet.config, "num_class_embeds", None) is None:
+            if labels is not None:
+                raise ValueError("class_labels given, but this model is not class-conditional")
+            return None
+        if labels is None:
+            if self.null_class_label is None:
+                raise ValueError(f"this model is class-conditional: pass class_labels in [0, {self.num_classes})")
+            labels = self.null_class_label
+        y = torch.as_tensor(labels, device=self.device).long().reshape(-1).expand(batch)
+        top = self.unet.config.num_class_embeds
+        if torch.any((y < 0) | (y >= top)):
+            raise ValueError(f"class_labels must lie in [0, {self.num_classes}) (or the null label "
+                             f"{self.null_class_label}), got {sorted(set(y.tolist()))}")
+        return y
+
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Any = None,
+            encoder_hidden_states: Tensor | None = None, **cond: Any) -> Tensor:
+        kwargs: dict[str, Any] = dict(cond)
+        y = self.class_labels(class_labels, x.shape[0])
+        if y is not None:
+            kwargs["class_labels"] = y
+        if encoder_hidden_states is not None:
+            kwargs["encoder_hidden_states"] = encoder_hidden_states.to(device=self.device, dtype=self.dtype)
+        elif type(self.unet).__name__ == "UNet2DConditionModel":
+            raise ValueError("UNet2DConditionModel needs encoder_hidden_states in cond")
+        tm = schedule.model_time(t).to(device=self.device, dtype=torch.float32)
+        out = self.unet(x.to(device=self.device, dtype=self.dtype), tm, **kwargs).sample
+        if out.shape != x.shape:
+            raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
+        return to_epsilon(out.to(device=x.device, dtype=x.dtype), x, t, schedule, self.prediction_type)
+
+    # -- loading ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, source: str | Path, *, config: str | Path | dict[str, Any] | None = None,
+                        allow_pickle: bool = False, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, prediction_type: str | None = None) -> "DiffusersBackbone":
+        """Load from a pipeline or model folder, a weights file (+ ``config``), or a hub id."""
+        path = Path(source)
+        if path.is_file():
+            unet, sched_cfg, extra = cls._from_file(path, config, allow_pickle)
+        elif path.is_dir():
+            unet, sched_cfg, extra = cls._from_folder(path, allow_pickle)
+        elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/", "~")):
+            unet, sched_cfg, extra = cls._from_folder(cls._hub_snapshot(source, allow_pickle), allow_pickle)
+        else:
+            raise ModelLoadError(f"model {str(source)!r} not found: not a file, a folder, or a hub id (org/name)")
+        schedule = DiscreteSchedule.from_diffusers(sched_cfg) if sched_cfg is not None else None
+        ptype = prediction_type or (sched_cfg or {}).get("prediction_type", "epsilon")
+        clip = extra.get("clip")
+        if clip is None and sched_cfg is not None and sched_cfg.get("clip_sample"):
+            clip = float(sched_cfg.get("clip_sample_range", 1.0))
+        unet.to(device)
+        if dtype is not None:
+            unet.to(dtype)
+        return cls(unet, schedule, ptype, extra.get("null_class_label"), clip, extra)
+
+    @staticmethod
+    def _from_folder(folder: Path, allow_pickle: bool):
+        model_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
+        if not (model_dir / "config.json").is_file():
+            raise ModelLoadError(f"{folder} holds no diffusers model: expected unet/config.json or config.json")
+        cfg = _read_json(model_dir / "config.json")
+        _unet_class(cfg)
+        unet = _build(cfg, _load_weights(_weights_in(model_dir, allow_pickle), allow_pickle), model_dir)
+        sched_cfg = None
+        for cand in (folder / "scheduler" / "scheduler_config.json", model_dir / "scheduler_config.json",
+                     model_dir.parent / "scheduler" / "scheduler_config.json"):
+            if cand.is_file():
+                sched_cfg = _read_json(cand)
+                break
+        extra = next((_read_json(p) for p in (folder / EXTRA_CONFIG, model_dir / EXTRA_CONFIG) if p.is_file()), {})
+        return unet, sched_cfg, extra
+
+    @staticmethod
+    def _from_file(path: Path, config: str | Path | dict[str, Any] | None, allow_pickle: bool):
+        if config is None:
+            beside = path.parent / "config.json"
+            if not beside.is_file():
+                raise ModelLoadError(f"{path} needs its model config: pass config= or put config.json beside it")
+            config = beside
+        cfg = dict(config) if isinstance(config, dict) else _read_json(Path(config))
+        unet = _build(cfg, _load_weights(path, allow_pickle), path)
+        sched = path.parent / "scheduler_config.json"
+        return unet, (_read_json(sched) if sched.is_file() else None), {}
+
+    @staticmethod
+    def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["model_index.json", "*.json", "*.safetensors", "unet/*.json", "unet/*.safetensors",
+                    "scheduler/*.json"] + (["*.bin", "unet/*.bin"] if allow_pickle else [])
+        try:
+            return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot get {repo_id!r} from the hub or its local cache: "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc

@@ -1,0 +1,62 @@
+r"""The exact ε of a finite data set: the optimal denoiser of its empirical distribution.
+
+For p_0 = (1/N)·Σ_n δ(x − x_n), p_t = (1/N)·Σ_n N(√ᾱ x_n, (1−ᾱ)I), and
+
+    x̂_0(x, t) = Σ_n w_n x_n,   w = softmax_n(−‖x − √ᾱ x_n‖² / (2(1−ᾱ))),
+    ε(x, t)   = (x − √ᾱ·x̂_0)/√(1−ᾱ).
+
+A zero-training ground truth for image-sized benchmarks: its exact samples are the data
+points themselves. With ``class_labels`` the softmax runs over that class's points only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..schedules import Schedule
+from .base import Backbone
+
+__all__ = ["Empirical"]
+
+
+class Empirical(Backbone):
+    """Exact ε of the empirical distribution of a data set (softmax-weighted average of its points)."""
+
+    def __init__(self, data: Tensor, labels: Tensor | None = None, schedule: Schedule | None = None) -> None:
+        data = torch.as_tensor(data)
+        if data.dim() < 2 or data.shape[0] < 1:
+            raise ValueError(f"data must be [N, …] with N ≥ 1, got shape {tuple(data.shape)}")
+        self.data = data.reshape(data.shape[0], -1).to(torch.float64)
+        self.item_shape = tuple(data.shape[1:])
+        self.labels = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
+        if self.labels is not None and self.labels.numel() != data.shape[0]:
+            raise ValueError(f"got {self.labels.numel()} labels for {data.shape[0]} data points")
+        self._sq = self.data.pow(2).sum(1)
+        self.schedule = schedule
+
+    def denoise(self, x: Tensor, alpha_bar: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """x̂_0 = E[x_0 | x_t] under the empirical distribution, per sample; ᾱ has shape [B]."""
+        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        if flat.shape[1] != self.data.shape[1]:
+            raise ValueError(f"x has {flat.shape[1]} features per sample; the data have {self.data.shape[1]}")
+        a = alpha_bar.to(torch.float64).reshape(-1, 1)
+        d2 = flat.pow(2).sum(1, keepdim=True) - 2 * a.sqrt() * (flat @ self.data.T) + a * self._sq
+        logits = -d2 / (2 * (1 - a).clamp_min(1e-20))
+        if class_labels is not None:
+            if self.labels is None:
+                raise ValueError("class_labels given, but this empirical backbone has no labels")
+            y = torch.as_tensor(class_labels).long().reshape(-1).expand(flat.shape[0])
+            logits = logits.masked_fill(self.labels[None, :] != y[:, None], -torch.inf)
+        return torch.softmax(logits, dim=1) @ self.data
+
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
+            **cond: Any) -> Tensor:
+        la = schedule.log_alpha_bar(t)
+        x0 = self.denoise(x, la.exp(), class_labels)
+        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        a = la.exp()[:, None]
+        eps = (flat - a.sqrt() * x0) / (1 - a).clamp_min(1e-20).sqrt()
+        return eps.to(x.dtype).reshape(x.shape)
