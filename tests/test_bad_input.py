@@ -88,5 +88,5 @@ def test_bad_schedule_and_mixture_parameters() -> None:
     gm = ds.GaussianMixture(means=[[0.0, 0.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match="x has 3 features per sample; the mixture has dimension 2"):
         ds.sample(gm, schedule="linear", steps=2, shape=(1, 3), seed=0)
-    with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 2\), got \[5\]"):
+    with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 2\) \(or the null label 2\), got \[5\]"):
         ds.sample(gm, schedule="linear", steps=2, shape=(1, 2), seed=0, cond={"class_labels": torch.tensor([5])})

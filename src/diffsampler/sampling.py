@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,11 +23,13 @@ Generators = torch.Generator | Sequence[torch.Generator]
 
 @dataclass
 class SampleResult:
-    """Samples with what it cost: ``nfe`` network evaluations (a guided batch counts as it runs)."""
+    """Samples with what they cost: ``nfe`` network evaluations per sample (CFG's doubled batch counts
+    twice; an adaptive solver that evaluates only part of its batch counts that part), in ``calls`` calls."""
 
     samples: Tensor
-    nfe: int
+    nfe: int | float
     grid: Tensor
+    calls: int = 0
     trajectory: Tensor | None = None  # x at t_0 (= x_T), t_1, …, t_N: [N+1, B, …]
     denoised: Tensor | None = None  # x̂_0 seen at each step: [N, B, …]
     options: dict[str, Any] = field(default_factory=dict)
@@ -136,14 +137,21 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
         x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)
 
     cond = dict(cond or {})
-    eps_c = partial(backbone.eps, schedule=sched)
-    if guidance is not None:
-        eps_c = guidance(eps_c, sched)
-    nfe = 0
+    batch, rows, calls = x_T.shape[0], 0, 0
+
+    def counted(x: Tensor, t: Tensor, **c: Any) -> Tensor:
+        nonlocal rows, calls
+        rows, calls = rows + x.shape[0], calls + 1
+        return backbone.eps(x, t, sched, **c)
+
+    def nfe() -> int | float:
+        """Network evaluations per sample: a doubled (guided) batch counts twice."""
+        n = rows / batch
+        return int(n) if n.is_integer() else n
+
+    eps_c = counted if guidance is None else guidance(counted, sched, backbone)
 
     def eps_fn(x: Tensor, t: Tensor) -> Tensor:
-        nonlocal nfe
-        nfe += 1
         out = eps_c(x, t, **cond)
         if out.shape != x.shape:
             raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
@@ -155,7 +163,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     x0s: list[Tensor] = []
 
     def on_step(info: dict[str, Any]) -> None:
-        info["nfe"] = nfe
+        info["nfe"] = nfe()
         if return_trajectory:
             xs.append(info["x"].detach().cpu())
             x0s.append(info["denoised"].detach().cpu())
@@ -167,5 +175,5 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
                 callback=on_step if (callback or return_trajectory) else None, **options)
     if not (full_output or return_trajectory):
         return x0
-    return SampleResult(x0, nfe, times, torch.stack(xs) if xs else None, torch.stack(x0s) if x0s else None,
-                        {"sampler": name, "steps": steps, **options})
+    return SampleResult(x0, nfe(), times, calls, torch.stack(xs) if xs else None,
+                        torch.stack(x0s) if x0s else None, {"sampler": name, "steps": steps, **options})

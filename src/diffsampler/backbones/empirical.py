@@ -6,7 +6,8 @@ For p_0 = (1/N)·Σ_n δ(x − x_n), p_t = (1/N)·Σ_n N(√ᾱ x_n, (1−ᾱ)I)
     ε(x, t)   = (x − √ᾱ·x̂_0)/√(1−ᾱ).
 
 A zero-training ground truth for image-sized benchmarks: its exact samples are the data
-points themselves. With ``class_labels`` the softmax runs over that class's points only.
+points themselves. With ``class_labels`` the softmax runs over that class's points only; the
+null label (one past the largest label) means no label.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Empirical(Backbone):
         if self.labels is not None and self.labels.numel() != data.shape[0]:
             raise ValueError(f"got {self.labels.numel()} labels for {data.shape[0]} data points")
         self._sq = self.data.pow(2).sum(1)
+        self.null_class_label = None if self.labels is None else int(self.labels.max()) + 1
         self.schedule = schedule
 
     def denoise(self, x: Tensor, alpha_bar: Tensor, class_labels: Tensor | None = None) -> Tensor:
@@ -49,7 +51,11 @@ class Empirical(Backbone):
             if self.labels is None:
                 raise ValueError("class_labels given, but this empirical backbone has no labels")
             y = torch.as_tensor(class_labels).long().reshape(-1).expand(flat.shape[0])
-            logits = logits.masked_fill(self.labels[None, :] != y[:, None], -torch.inf)
+            if torch.any((y < 0) | (y > self.null_class_label)):
+                raise ValueError(f"class_labels must lie in [0, {self.null_class_label}) (or the null label "
+                                 f"{self.null_class_label}), got {sorted(set(y.tolist()))}")
+            other = (self.labels[None, :] != y[:, None]) & (y[:, None] != self.null_class_label)
+            logits = logits.masked_fill(other, -torch.inf)
         return torch.softmax(logits, dim=1) @ self.data
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,

@@ -7,7 +7,7 @@ p_t = Σ_k w_k N(√ᾱ μ_k, C_k) with C_k = ᾱ·diag(v_k) + (1−ᾱ)I, so
     ε(x, t)     = −√(1−ᾱ)·∇log p_t(x),
 
 finite at every t ∈ [0, 1]. With ``class_labels`` y, the sum runs over component y only: the
-exact class-conditional ε.
+exact class-conditional ε; the null label K (one past the last component) means no label.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ class GaussianMixture(Backbone):
         self.schedule = schedule
 
     @property
+    def null_class_label(self) -> int:
+        """The label that means "unconditional" (for classifier-free guidance): K."""
+        return self.num_components
+
+    @property
     def dim(self) -> int:
         return self.means.shape[1]
 
@@ -65,9 +70,11 @@ class GaussianMixture(Backbone):
         logits = self.weights.to(dev).log() + logn
         if class_labels is not None:
             y = torch.as_tensor(class_labels, device=dev).long().reshape(-1).expand(x.shape[0])
-            if torch.any((y < 0) | (y >= self.num_components)):
-                raise ValueError(f"class_labels must lie in [0, {self.num_components}), got {y.tolist()}")
-            keep = torch.nn.functional.one_hot(y, self.num_components).bool()
+            if torch.any((y < 0) | (y > self.num_components)):
+                raise ValueError(f"class_labels must lie in [0, {self.num_components}) (or the null label "
+                                 f"{self.num_components}), got {y.tolist()}")
+            keep = torch.nn.functional.one_hot(y, self.num_components + 1).bool()[:, :-1]
+            keep |= (y == self.num_components)[:, None]
             logits = logits.masked_fill(~keep, -math.inf)
         r = torch.softmax(logits, dim=1)
         score = -(r[:, :, None] * diff / cov).sum(1)

@@ -1,7 +1,8 @@
 """Guidance: wrappers that turn an ε-function into a guided ε-function, so any guidance runs with any sampler.
 
-A guidance is a callable ``guidance(eps, schedule) -> eps'`` where ``eps(x, t, **cond)`` is the
-backbone's ε-function with conditioning passed by keyword.
+A guidance object is called as ``guidance(eps, schedule, backbone)`` and returns a new
+``eps(x, t, **cond)``; ``eps`` is the backbone's ε-function with conditioning by keyword
+(``class_labels``, ``encoder_hidden_states``, …). Guidances nest: ``Compose([a, b])``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ CondEpsFn = Callable[..., Tensor]
 
 
 class Guidance(Protocol):
-    def __call__(self, eps: CondEpsFn, schedule: Schedule) -> CondEpsFn: ...
+    def __call__(self, eps: CondEpsFn, schedule: Schedule, backbone: Any = None) -> CondEpsFn: ...
 
 
 GUIDANCE: Registry[Any] = Registry("guidance", "guidance")
 
-__all__ = ["GUIDANCE", "Guidance", "CondEpsFn"]
+from .cfg import CFG  # noqa: E402
+from .classifier import ClassifierGuidance  # noqa: E402
+from .compose import Compose  # noqa: E402
+
+GUIDANCE.register("cfg", CFG)
+GUIDANCE.register("classifier", ClassifierGuidance)
+GUIDANCE.register("compose", Compose)
+
+__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "CFG", "ClassifierGuidance", "Compose"]
