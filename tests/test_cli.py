@@ -1,32 +1,207 @@
-"""The command line: listing plugins."""
+"""The command line, through typer's CliRunner and through the installed console script."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+import diffsampler as ds
+from diffsampler.classifier import DigitClassifier
 from diffsampler.cli import app
+
+from .test_registry import write_plugin
 
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A class-conditional 8×8 pipeline folder (3 classes, null label 3) and a noisy classifier beside it."""
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4, num_class_embeds=4)
+    unet.save_pretrained(root / "tiny" / "unet")
+    DDPMScheduler(beta_schedule="linear").save_pretrained(root / "tiny" / "scheduler")
+    (root / "tiny" / "diffsampler.json").write_text(json.dumps({"null_class_label": 3}))
+    DigitClassifier(num_classes=3, width=8).save_pretrained(root / "clf")
+    torch.manual_seed(0)
+    plain = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                        norm_num_groups=4)
+    plain.save_pretrained(root / "plain" / "unet")
+    DDPMScheduler(beta_schedule="linear").save_pretrained(root / "plain" / "scheduler")
+    return root
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
 def test_list_shows_every_kind_with_origin_and_description() -> None:
-    r = runner.invoke(app, ["list"])
+    r = invoke("list")
     assert r.exit_code == 0
-    for header in ("samplers:", "schedules:", "spacings:", "guidance:", "backbones:"):
+    for header in ("samplers:", "schedules:", "spacings:", "guidance:", "backbones:", "models:"):
         assert header in r.output
     line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("ddim "))
     assert "built-in" in line and "DDIM" in line
+    assert "digits" in invoke("list", "models").output
 
 
 def test_list_unknown_kind_exits_2() -> None:
-    r = runner.invoke(app, ["list", "widgets"])
+    r = invoke("list", "widgets")
     assert r.exit_code == 2 and "widgets" in r.output
 
 
-def test_module_entry_point_runs() -> None:
+@pytest.mark.parametrize("sampler", ds.SAMPLERS.names())
+def test_every_sampler_by_name(tiny, tmp_path, sampler: str) -> None:
+    out = tmp_path / "s.safetensors"
+    r = invoke("sample", "--model", tiny / "tiny", "--sampler", sampler, "--steps", 3, "--n", 2, "--class", 1,
+               "--out", out)
+    assert r.exit_code == 0, r.output
+    assert f"sampler {sampler}, 3 steps" in r.output and "NFE" in r.output and f"wrote {out}" in r.output
+    x = load_file(str(out))
+    assert x["samples"].shape == (2, 1, 8, 8) and torch.isfinite(x["samples"]).all()
+    assert x["labels"].tolist() == [1, 1]
+
+
+def test_guidance_and_sampler_options(tiny, tmp_path) -> None:
+    out = tmp_path / "g.npz"
+    r = invoke("sample", "--model", tiny / "tiny", "--steps", 4, "--n", 3, "--class", "0,1,2", "--guidance", "cfg",
+               "--scale", 3, "--out", out, "--sampler", "ddim", "--opt", "eta=0.5")
+    assert r.exit_code == 0, r.output
+    assert "guidance cfg (scale 3)" in r.output and "NFE 8 per sample" in r.output
+    assert np.load(out)["labels"].tolist() == [0, 1, 2]
+    r = invoke("sample", "--model", tiny / "tiny", "--steps", 4, "--n", 2, "--class", 2, "--guidance", "classifier",
+               "--classifier", tiny / "clf", "--scale", 2, "--out", tmp_path / "c.png")
+    assert r.exit_code == 0, r.output
+    assert "guidance classifier (scale 2)" in r.output and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_output_formats_and_trajectory(tiny, tmp_path) -> None:
+    from PIL import Image
+
+    base = ["sample", "--model", tiny / "tiny", "--steps", 3, "--n", 5, "--quiet"]
+    assert invoke(*base, "--out", tmp_path / "grid.png", "--save-trajectory", tmp_path / "traj.png").exit_code == 0
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (3 * 10 + 2, 2 * 10 + 2)  # 5 images of 8×8 with 2-pixel padding, 3 a row
+    traj = Image.open(tmp_path / "traj.png")
+    assert traj.size == (3 * 10 + 2, 4 * 10 + 2)  # 3 steps across, the first 4 samples down
+    assert invoke(*base, "--out", tmp_path / "pngs").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    assert Image.open(tmp_path / "pngs" / "00003.png").size == (8, 8)
+    r = invoke(*base[:-1], "--out", tmp_path / "q.npz", "--quiet")
+    assert r.exit_code == 0 and r.output == ""
+
+
+def test_seed_and_batch_size_invariance(tiny, tmp_path) -> None:
+    def run(bs: int, seed: int) -> torch.Tensor:
+        out = tmp_path / f"b{bs}-s{seed}.safetensors"
+        r = invoke("sample", "--model", tiny / "tiny", "--steps", 3, "--n", 5, "--batch-size", bs, "--seed", seed,
+                   "--class", "0,1,2", "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+        return load_file(str(out))["samples"]
+
+    a, b = run(5, 0), run(2, 0)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert torch.equal(a, run(5, 0))
+    assert not torch.allclose(a, run(5, 1))
+
+
+ERRORS = [
+    (["--sampler", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
+    (["--schedule", "nope"], "unknown --schedule 'nope'; accepted: cosine"),
+    (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: karras"),
+    (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: cfg, classifier"),
+    (["--guidance", "cfg"], "--guidance cfg needs --class"),
+    (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a number ≥ 0"),
+    (["--class", "9"], "--class '9': classes must lie in 0…2"),
+    (["--class", "x"], "--class 'x' must be an integer"),
+    (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
+    (["--opt", "wrong=1"], "unknown option 'wrong' for sampler 'dpm-solver++'; accepted: lower_order_final"),
+    (["--opt", "noequals"], "--opt 'noequals' is not key=value"),
+    (["--steps", "0"], "--steps must be ≥ 1, got 0"),
+    (["--steps", "1001", "--sampler", "ddim"], "steps=1001 is more than the schedule's 1000"),
+    (["--device", "tpu"], "unknown --device 'tpu'; accepted: auto, cpu, cuda"),
+    (["--dtype", "fp8"], "unknown --dtype 'fp8'; accepted: fp32, fp16, bf16"),
+    (["--save-trajectory", "t.gif"], "--save-trajectory 't.gif' must be a .png file"),
+]
+
+
+@pytest.mark.parametrize("args,message", ERRORS)
+def test_bad_input_exits_2_with_one_line_and_no_file(tiny, tmp_path, monkeypatch, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sample", "--model", tiny / "tiny", "--steps", 3, "--n", 2, "--out", "out.png", *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_errors(tiny, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cases = {"missing": ["--model", tmp_path / "nowhere"]}
+    shutil.copytree(tiny / "tiny", tmp_path / "corrupt")
+    w = tmp_path / "corrupt" / "unet" / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    cases["corrupt"] = ["--model", tmp_path / "corrupt"]
+    (tmp_path / "p").mkdir()
+    torch.save({}, tmp_path / "p" / "m.ckpt")
+    cases["pickle"] = ["--model", tmp_path / "p" / "m.ckpt", "--config", tiny / "tiny" / "unet" / "config.json"]
+    cases["class on plain"] = ["--model", tiny / "plain", "--class", "1"]
+    cases["unwritable"] = ["--model", tiny / "tiny", "--out", tmp_path / "no" / "dir" / "x.png"]
+    cases["bad suffix"] = ["--model", tiny / "tiny", "--out", "x.jpg"]
+    messages = {"missing": "not found", "corrupt": "cannot read safetensors file", "pickle": "pickle checkpoint",
+                "class on plain": "--class given, but the model is not class-conditional",
+                "unwritable": "does not exist", "bad suffix": "unknown output kind '.jpg'"}
+    before = set(tmp_path.rglob("*"))
+    for name, args in cases.items():
+        r = invoke("sample", "--steps", 2, "--n", 1, *args)
+        assert r.exit_code == 2 and messages[name] in r.output and "Traceback" not in r.output, (name, r.output)
+    assert set(tmp_path.rglob("*")) == before
+    r = invoke("sample", "--steps", 2, "--n", 1, "--model", tmp_path / "nowhere", "--debug")
+    assert r.exit_code != 0 and isinstance(r.exception, ValueError)
+
+
+def test_plugin_sampler_on_the_command_line(tiny, tmp_path, monkeypatch) -> None:
+    write_plugin(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert "ds-plugin-demo" in invoke("list", "samplers").output
+        r = invoke("sample", "--model", tiny / "tiny", "--sampler", "demo-euler", "--steps", 3, "--n", 1,
+                   "--out", tmp_path / "p.png", "--opt", "scale=1.0")
+        assert r.exit_code == 0, r.output
+        assert "sampler demo-euler" in r.output and (tmp_path / "p.png").is_file()
+    finally:
+        sys.modules.pop("ds_plugin_demo", None)
+
+
+def test_info(tiny) -> None:
+    r = invoke("info", tiny / "tiny")
+    assert r.exit_code == 0 and "UNet2DModel" in r.output and "null label 3" in r.output
+
+
+def test_console_script(tiny, tmp_path) -> None:
+    exe = shutil.which("diffsampler")
+    assert exe, "the console script is installed with the package"
+    out = tmp_path / "s.png"
+    r = subprocess.run([exe, "sample", "--model", str(tiny / "tiny"), "--steps", "2", "--n", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and out.is_file() and "wrote" in r.stdout, r.stderr
+    r = subprocess.run([exe, "sample", "--model", str(tiny / "tiny"), "--sampler", "nope", "--out", str(out) + "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown --sampler") and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "diffsampler", "list", "samplers"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "pf-ode" in r.stdout

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import sys
+import time
 from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
@@ -12,7 +18,9 @@ from .registry import Registry, describe
 from .samplers import SAMPLERS
 from .schedules import SCHEDULES, SPACINGS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Samplers and schedules for diffusion models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Samplers, schedules and guidance for diffusion models.")
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 class Kind(str, Enum):
@@ -21,24 +29,279 @@ class Kind(str, Enum):
     spacings = "spacings"
     guidance = "guidance"
     backbones = "backbones"
+    models = "models"
 
 
 REGISTRIES: dict[Kind, Registry] = {Kind.samplers: SAMPLERS, Kind.schedules: SCHEDULES, Kind.spacings: SPACINGS,
                                     Kind.guidance: GUIDANCE, Kind.backbones: BACKBONES}
 
 
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        raise exc
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
 @app.command("list")
-def list_(kind: Kind | None = typer.Argument(None, help="What to list; all kinds when left out.")) -> None:
-    """List registered plugins: name, origin (built-in or the plugin's distribution), description."""
+def list_(kind: Optional[Kind] = typer.Argument(None, help="What to list; everything when left out.")) -> None:
+    """List registered plugins and bundled models: name, origin, description."""
+    from .bundled import BUNDLED
+
     for k in [kind] if kind else list(Kind):
-        reg = REGISTRIES[k]
         typer.echo(f"{k.value}:")
+        if k is Kind.models:
+            for name, text in BUNDLED.items():
+                typer.echo(f"  {name:<18} {'bundled':<16} {text}")
+            continue
+        reg = REGISTRIES[k]
         for name in reg.names():
             try:
                 text = describe(reg.get(name))
             except ImportError as exc:
                 text = f"(failed to load: {exc})"
             typer.echo(f"  {name:<18} {reg.origin(name):<16} {text}")
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(pairs: list[str], sampler_name: str) -> dict[str, Any]:
+    """``key=value`` pairs, checked against the sampler's keyword options."""
+    fn = SAMPLERS.get(sampler_name)
+    params = inspect.signature(fn).parameters
+    accepted = [p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in ("noise_sampler", "callback")]
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--opt {pair!r} is not key=value")
+        if key not in accepted:
+            raise UsageError(f"unknown option {key!r} for sampler {sampler_name!r}; "
+                             f"accepted: {', '.join(accepted) or '(none)'}")
+        out[key] = _parse_value(value)
+    return out
+
+
+def parse_classes(text: str | None, n: int, num_classes: int | None) -> Any:
+    """``--class 7`` or ``--class 1,2,3`` (cycled over the samples) → labels [n], checked against the model."""
+    import torch
+
+    if text is None:
+        return None
+    if num_classes is None:
+        raise UsageError("--class given, but the model is not class-conditional")
+    try:
+        values = [int(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise UsageError(f"--class {text!r} must be an integer or a comma-separated list of integers") from None
+    bad = [v for v in values if not 0 <= v < num_classes]
+    if not values or bad:
+        raise UsageError(f"--class {text!r}: classes must lie in 0…{num_classes - 1}")
+    return torch.tensor([values[i % len(values)] for i in range(n)])
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown --device {name!r}; accepted: auto, cpu, cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available here; accepted: auto, cpu")
+    return torch.device(name)
+
+
+def _dtype(name: str, device):
+    import torch
+
+    if name not in DTYPES:
+        raise UsageError(f"unknown --dtype {name!r}; accepted: {', '.join(DTYPES)}")
+    if name == "fp16" and device.type == "cpu":
+        raise UsageError("--dtype fp16 needs a GPU; on the CPU use fp32 or bf16")
+    return getattr(torch, DTYPES[name])
+
+
+def _build_guidance(name: str | None, scale: float | None, labels: Any, classifier: Path | None) -> Any:
+    if name is None:
+        if scale is not None:
+            raise UsageError("--scale needs --guidance")
+        return None
+    if name not in GUIDANCE.names() or name == "compose":
+        raise UsageError(f"unknown --guidance {name!r}; accepted: "
+                         f"{', '.join(n for n in GUIDANCE.names() if n != 'compose')}")
+    if labels is None:
+        raise UsageError(f"--guidance {name} needs --class (one class, or a list, one per sample)")
+    cls = GUIDANCE.get(name)
+    kwargs: dict[str, Any] = {} if scale is None else {"scale": scale}
+    if name == "classifier":
+        from .bundled import load_classifier
+        from .classifier import DigitClassifier
+
+        kwargs["classifier"] = DigitClassifier.from_pretrained(classifier) if classifier else load_classifier("noisy")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--guidance {name}: {exc}") from None
+
+
+def _progress(total: int | None, quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+@app.command()
+def sample(
+    model: str = typer.Option("digits", help="Bundled model name, local diffusers folder, .safetensors file "
+                                             "(with --config), or hub id."),
+    sampler: str = typer.Option("dpm-solver++", help="Registered sampler (diffsampler list samplers)."),
+    steps: int = typer.Option(20, help="Number of steps."),
+    spacing: Optional[str] = typer.Option(None, help="Time spacing; the sampler's default when left out."),
+    schedule: Optional[str] = typer.Option(None, help="Override the model's noise schedule by name."),
+    opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5)."),
+    guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
+    scale: Optional[float] = typer.Option(None, help="Guidance scale (cfg: w, 1 = no guidance)."),
+    class_: Optional[str] = typer.Option(None, "--class", help="Class label, or a comma-separated list cycled "
+                                                                "over the samples."),
+    classifier: Optional[Path] = typer.Option(None, help="Classifier folder for --guidance classifier."),
+    n: int = typer.Option(20, "--n", help="Number of samples."),
+    batch_size: int = typer.Option(20, help="Samples per batch (the images do not depend on it)."),
+    seed: int = typer.Option(0, help="Seed; sample i depends only on (seed, i)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16 for the network."),
+    out: Path = typer.Option(Path("samples.png"), help=".png grid, folder of PNGs, .safetensors or .npz."),
+    save_trajectory: Optional[Path] = typer.Option(None, help="PNG strip of the x̂_0 estimates at every step."),
+    config: Optional[Path] = typer.Option(None, help="Model config for a single .safetensors file."),
+    allow_pickle: bool = typer.Option(False, help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Generate samples from a pretrained model and write them to --out."""
+    try:
+        _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, class_, classifier, n, batch_size,
+                seed, device, dtype, out, save_trajectory, config, allow_pickle, quiet)
+    except typer.Exit:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
+        _fail(exc, debug)
+
+
+def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, class_, classifier, n, batch_size,
+            seed, device, dtype, out, save_trajectory, config, allow_pickle, quiet) -> None:
+    import torch
+
+    from .bundled import load_model
+    from .images import check_writable, grid_image, save_png, save_samples
+    from .sampling import generators
+    from .sampling import sample as run
+
+    if sampler not in SAMPLERS.names():
+        raise UsageError(f"unknown --sampler {sampler!r}; accepted: {', '.join(SAMPLERS.names())}")
+    if schedule is not None and schedule not in SCHEDULES.names():
+        raise UsageError(f"unknown --schedule {schedule!r}; accepted: {', '.join(SCHEDULES.names())}")
+    if spacing is not None and spacing not in SPACINGS.names():
+        raise UsageError(f"unknown --spacing {spacing!r}; accepted: {', '.join(SPACINGS.names())}")
+    for flag, value in (("--steps", steps), ("--n", n), ("--batch-size", batch_size)):
+        if value < 1:
+            raise UsageError(f"{flag} must be ≥ 1, got {value}")
+    if seed < 0:
+        raise UsageError(f"--seed must be ≥ 0, got {seed}")
+    options = parse_options(opt, sampler)
+    check_writable(out)
+    if save_trajectory is not None:
+        if save_trajectory.suffix.lower() != ".png":
+            raise UsageError(f"--save-trajectory {str(save_trajectory)!r} must be a .png file")
+        check_writable(save_trajectory)
+    dev = _device(device)
+    dt = _dtype(dtype, dev)
+    backbone = load_model(model, config=config, allow_pickle=allow_pickle, device=dev,
+                          dtype=None if dt == torch.float32 else dt)
+    labels = parse_classes(class_, n, backbone.num_classes)
+    guide = _build_guidance(guidance, scale, labels, classifier)
+    sched = SCHEDULES.get(schedule)() if schedule else None
+    shape = backbone.sample_shape
+    bar = _progress(None, quiet)
+    xs, path = [], None
+    start = time.perf_counter()
+    nfe = 0.0
+    with bar if bar is not None else _Null():
+        task = bar.add_task("sampling", total=n * steps) if bar is not None else None
+        for first in range(0, n, batch_size):
+            b = min(batch_size, n - first)
+            cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
+            r = run(backbone, schedule=sched, sampler=sampler, steps=steps, spacing=spacing, shape=(b, *shape),
+                    generator=generators(seed, b, start=first), guidance=guide, cond=cond, device=dev,
+                    return_trajectory=save_trajectory is not None and first == 0, full_output=True,
+                    callback=(lambda info: bar.advance(task)) if bar is not None else None, **options)
+            xs.append(r.samples.float().cpu())
+            nfe = r.nfe
+            if first == 0 and r.denoised is not None:
+                path = r.denoised[:, : min(b, 4)]
+    x = torch.cat(xs)
+    seconds = time.perf_counter() - start
+    nrow = 10 if backbone.num_classes == 10 and n % 10 == 0 else None
+    save_samples(x, out, labels, nrow)
+    if path is not None:
+        strip = path.permute(1, 0, 2, 3, 4).reshape(-1, *path.shape[2:])
+        save_png(grid_image(strip.float(), nrow=path.shape[0]), save_trajectory)
+    if not quiet:
+        what = f"class {class_}" if class_ else "unconditional"
+        g = f", guidance {guidance} (scale {guide.scale:g})" if guide is not None else ""
+        typer.echo(f"model {model} | sampler {sampler}, {steps} steps{g} | {what} | NFE {nfe:g} per sample | "
+                   f"seed {seed} | {n} samples in {seconds:.1f}s on {dev} | wrote {out}")
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+@app.command()
+def info(model: str = typer.Argument("digits", help="Bundled model name, folder, file or hub id."),
+         config: Optional[Path] = typer.Option(None, help="Model config for a single .safetensors file."),
+         allow_pickle: bool = typer.Option(False, help="Allow pickle checkpoints."),
+         debug: bool = typer.Option(False, help="Show tracebacks.")) -> None:
+    """Show a model's config, schedule and model card."""
+    try:
+        from .bundled import BUNDLED, load_model, model_path
+
+        bb = load_model(model, config=config, allow_pickle=allow_pickle)
+        params = sum(p.numel() for p in bb.unet.parameters())
+        typer.echo(f"model: {model}\nclass: {type(bb.unet).__name__}, {params / 1e6:.2f} M parameters\n"
+                   f"sample shape: {bb.sample_shape}\nprediction type: {bb.prediction_type}\n"
+                   f"classes: {bb.num_classes} (null label {bb.null_class_label})\nschedule: {bb.schedule!r}\n"
+                   f"x̂_0 clipping: {bb.clip}")
+        typer.echo("config: " + json.dumps({k: v for k, v in bb.config.items() if not k.startswith("_")}))
+        card = (model_path(model) if model in BUNDLED else Path(model)) / "README.md"
+        if card.is_file():
+            typer.echo("\n" + card.read_text())
+    except (ValueError, KeyError, TypeError, OSError, ImportError) as exc:
+        _fail(exc, debug)
 
 
 @app.command()
