@@ -1,0 +1,193 @@
+"""Training of the bundled digits models (seeded, with accelerate): ``python -m diffsampler.training``.
+
+``unet``: a class-conditional diffusers ``UNet2DModel`` ε-model, loss ‖ε − ε_θ(x_t, t, y)‖² with
+t uniform over the T = 1000 training steps of the linear schedule and the label replaced by
+the null label 10 with probability ``p_uncond`` (so one network serves conditional,
+unconditional and classifier-free guided sampling); weights are an EMA of the iterates.
+``classifier``: the noise-conditional classifier p(y | x_t, t) and the plain classifier on
+clean images (see ``diffsampler.classifier``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .data import load_digits
+from .schedules import SCHEDULES
+
+__all__ = ["digits_unet", "train_unet", "train_classifier", "NULL_LABEL"]
+
+NULL_LABEL = 10
+
+
+def digits_unet() -> Any:
+    """The digits ε-model architecture: a 1.1 M-parameter class-conditional UNet2DModel on 28×28."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=32,
+                       norm_num_groups=8, num_class_embeds=NULL_LABEL + 1)
+
+
+def _batches(n: int, batch: int, generator: torch.Generator):
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n - batch + 1, batch):
+            yield perm[i:i + batch]
+
+
+def _lr(step: int, iters: int, lr: float, warmup: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, iters - warmup)))
+
+
+def _noised(x0: Tensor, t_index: Tensor, ab: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    eps = torch.randn(x0.shape, generator=g)
+    a = ab[t_index].float().reshape(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps, eps
+
+
+def train_unet(out: Path, iters: int = 4000, batch: int = 64, lr: float = 2e-3, p_uncond: float = 0.1,
+               ema: float = 0.999, seed: int = 0, log_every: int = 100) -> dict[str, Any]:
+    """Train the digits ε-model and save it as a diffusers pipeline folder (unet/ + scheduler/)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers import DDPMScheduler
+
+    set_seed(seed)
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    x, y = load_digits("train")
+    ab = SCHEDULES.get("linear")().alphas_cumprod
+    model = digits_unet()
+    avg = digits_unet()
+    avg.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model, opt = acc.prepare(model, opt)
+    g = torch.Generator().manual_seed(seed)
+    start, losses = time.time(), []
+    for step, idx in zip(range(iters), _batches(len(x), batch, g)):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, iters, lr, warmup=200)
+        t = torch.randint(0, len(ab), (batch,), generator=g)
+        labels = torch.where(torch.rand(batch, generator=g) < p_uncond, NULL_LABEL, y[idx])
+        xt, eps = _noised(x[idx], t, ab, g)
+        pred = model(xt.to(acc.device), t.to(acc.device), class_labels=labels.to(acc.device)).sample
+        loss = (pred - eps.to(acc.device)).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        opt.step()
+        with torch.no_grad():
+            for pa, pm in zip(avg.parameters(), acc.unwrap_model(model).parameters()):
+                pa.lerp_(pm.detach().cpu(), 1 - ema)
+        losses.append(loss.item())
+        if (step + 1) % log_every == 0:
+            acc.print(f"step {step + 1}/{iters} loss {sum(losses[-log_every:]) / log_every:.4f} "
+                      f"{time.time() - start:.0f}s")
+    out = Path(out)
+    avg.save_pretrained(out / "unet")
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon",
+                  clip_sample=True).save_pretrained(out / "scheduler")
+    info = {"iters": iters, "batch": batch, "lr": lr, "p_uncond": p_uncond, "ema": ema, "seed": seed,
+            "train_images": len(x), "final_loss": sum(losses[-200:]) / len(losses[-200:]),
+            "train_seconds": round(time.time() - start), "device": str(acc.device), "torch": torch.__version__}
+    (out / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline", "_diffusers_version": "0.42.1",
+                                                      "scheduler": ["diffusers", "DDPMScheduler"],
+                                                      "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
+    (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m diffsampler.training", description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["unet", "classifier"])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--iters", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.what == "unet":
+        info = train_unet(a.out, **({"iters": a.iters} if a.iters else {}), seed=a.seed)
+    else:
+        info = train_classifier(a.out, **({"iters": a.iters} if a.iters else {}), seed=a.seed)
+    print(json.dumps(info))
+
+
+def _shift(x: Tensor, g: torch.Generator, max_shift: int = 2) -> Tensor:
+    """Random translation by up to ``max_shift`` pixels (background −1 fills in)."""
+    pad = torch.nn.functional.pad(x, [max_shift] * 4, value=-1.0)
+    dx, dy = torch.randint(0, 2 * max_shift + 1, (2,), generator=g).tolist()
+    return pad[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+
+
+def _fit_classifier(model: torch.nn.Module, noisy: bool, iters: int, batch: int, lr: float, seed: int,
+                    acc: Any) -> float:
+    x, y = load_digits("train")
+    ab = SCHEDULES.get("linear")().alphas_cumprod
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    model, opt = acc.prepare(model, opt)
+    g = torch.Generator().manual_seed(seed)
+    start = time.time()
+    for step, idx in zip(range(iters), _batches(len(x), batch, g)):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, iters, lr, warmup=100)
+        xb = _shift(x[idx], g)
+        t = torch.randint(0, len(ab), (batch,), generator=g) if noisy else None
+        if noisy:
+            xb, _ = _noised(xb, t, ab, g)
+        logits = model(xb.to(acc.device), None if t is None else t.to(acc.device))
+        loss = torch.nn.functional.cross_entropy(logits, y[idx].to(acc.device))
+        opt.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        opt.step()
+        if (step + 1) % 250 == 0:
+            acc.print(f"{'noisy' if noisy else 'clean'} step {step + 1}/{iters} loss {loss.item():.4f} "
+                      f"{time.time() - start:.0f}s")
+    return time.time() - start
+
+
+def classifier_accuracy(model: torch.nn.Module, t_index: int | None = None, seed: int = 0) -> float:
+    """Held-out accuracy, on clean images or on x_t at training index ``t_index``."""
+    x, y = load_digits("test")
+    if t_index is not None:
+        ab = SCHEDULES.get("linear")().alphas_cumprod
+        x, _ = _noised(x, torch.full((len(x),), t_index), ab, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        t = None if t_index is None else torch.full((len(x),), t_index)
+        return (model(x, t).argmax(1) == y).float().mean().item()
+
+
+def train_classifier(out: Path, iters: int = 3000, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> dict[str, Any]:
+    """Train the noise-conditional classifier (``out/noisy``) and the clean one (``out/clean``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .classifier import DigitClassifier
+
+    set_seed(seed)
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    info: dict[str, Any] = {"iters": iters, "batch": batch, "lr": lr, "seed": seed, "torch": torch.__version__}
+    for name, noisy in (("noisy", True), ("clean", False)):
+        model = DigitClassifier(time_conditional=noisy)
+        seconds = _fit_classifier(model, noisy, iters if noisy else iters // 2, batch, lr, seed, acc)
+        model = acc.unwrap_model(model).cpu().eval()
+        if noisy:
+            acc_t = {str(t): round(classifier_accuracy(model, t), 4) for t in (0, 250, 500, 750, 999)}
+            info["noisy"] = {"train_seconds": round(seconds), "held_out_accuracy_at_t": acc_t}
+        else:
+            info["clean"] = {"train_seconds": round(seconds), "held_out_accuracy": round(classifier_accuracy(model), 4)}
+        model.save_pretrained(Path(out) / name)
+    (Path(out) / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+if __name__ == "__main__":
+    main()
