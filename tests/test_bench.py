@@ -1,0 +1,156 @@
+"""The benchmark harness: exact metrics, resume after a kill, result schema, plots, the FID code path."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import diffsampler as ds
+from diffsampler.bench import (
+    FIELDS,
+    bench,
+    exact_metric,
+    fd_metric,
+    fid_features,
+    gmm_ring,
+    inception,
+    ode_error_metric,
+    parse_sampler_spec,
+    reference_stats,
+)
+from diffsampler.cli import app
+from diffsampler.images import grid_image, save_png
+from diffsampler.metrics import gaussian_stats, sliced_wasserstein
+
+F64 = torch.float64
+
+
+def test_exact_metric_on_known_answers(mixture) -> None:
+    m = exact_metric(mixture, reference_draws=20000)
+    draws, _ = mixture.sample_data(8000, torch.Generator().manual_seed(5))
+    value, se, extra = m.score(draws, None, draws)
+    assert value < 4 * se + 0.02, (value, se)  # exact draws: FD ≈ 0 within sampling error
+    assert abs(extra["mean_log_density"] - extra["true_mean_log_density"]) < 0.05
+    shift = torch.tensor([0.5, 0.0], dtype=F64)
+    v2, _, e2 = m.score(draws + shift, None, draws)
+    assert v2 == pytest.approx(0.25 + value, abs=0.03)  # a shift by s adds ‖s‖² to the Fréchet distance
+    assert e2["mean_log_density"] < extra["mean_log_density"] - 0.1
+    # SW₂² grows by about E(θ·s)² = ‖s‖²/2 in 2-D; exact draws sit at the finite-sample floor
+    assert e2["sliced_wasserstein"] ** 2 == pytest.approx(extra["sliced_wasserstein"] ** 2 + 0.125, rel=0.25)
+
+
+def test_sliced_wasserstein_closed_form() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20000, 3, generator=g, dtype=F64)
+    y = torch.randn(20000, 3, generator=g, dtype=F64) + torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    # N(0, I) against N(m, I): every projection is shifted by θ·m, and E(θ·m)² = ‖m‖²/d
+    assert sliced_wasserstein(x, y, projections=2000) == pytest.approx((1 / 3) ** 0.5, rel=0.05)
+
+
+def _run(tmp_path, on_cell=None, samplers=("ddim", "pf-ode:euler"), steps=(3, 6)):
+    gm = gmm_ring()
+    return bench(gm, samplers=list(samplers), steps=list(steps), metric=exact_metric(gm, 2000), out=tmp_path,
+                 num_samples=64, batch_size=32, shape=(2,), schedule=ds.SCHEDULES.get("linear")(),
+                 model_name="gmm-ring", on_cell=on_cell, spacing="trailing")
+
+
+def test_schema_and_plots(tmp_path) -> None:
+    rows = _run(tmp_path)
+    assert len(rows) == 4 and all(list(r) == FIELDS for r in rows)
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
+    with (tmp_path / "results.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == FIELDS and len(table) == 4
+    assert [r["nfe"] for r in rows] == [3, 6, 3, 6] and all(r["s_per_nfe"] > 0 for r in rows)
+    assert {r["options"] for r in rows} == {'{"spacing": "trailing"}', '{"method": "euler", "spacing": "trailing"}'}
+    ddim, euler = rows[0], rows[2]
+    assert ddim["value"] == pytest.approx(euler["value"], rel=1e-5)  # pf-ode euler is DDIM, same x_T
+    for name in ("metric_vs_nfe.png", "time_vs_nfe.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_resume_after_a_kill(tmp_path) -> None:
+    seen = []
+
+    def die_after_two(row):
+        seen.append(row)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, on_cell=die_after_two)
+    kept = json.loads((tmp_path / "results.json").read_text())
+    assert len(kept) == 2 and not list(tmp_path.glob(".results*"))
+    later = []
+    rows = _run(tmp_path, on_cell=later.append)
+    assert len(later) == 2 and len(rows) == 4
+    assert rows[:2] == kept, "finished cells are kept as they were"
+    assert [(r["sampler"], r["steps"]) for r in later] == [("pf-ode", 3), ("pf-ode", 6)]
+
+
+def test_ode_error_shrinks_with_steps() -> None:
+    gm, s = gmm_ring(), ds.SCHEDULES.get("linear")()
+    m = ode_error_metric(gm, s, tol=1e-7)
+    x_T = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    errs = [m.score(ds.sample(gm, schedule=s, sampler="pf-ode", method="heun", spacing="trailing", steps=n,
+                              x_T=x_T), None, x_T)[0] for n in (5, 20, 80)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.02, errs
+
+
+def test_fid_code_path_with_a_random_network(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                              torch.nn.Flatten())
+    seen = {}
+    probe = lambda u: (seen.setdefault("input", u), net(u))[1]  # noqa: E731
+    x = torch.rand(12, 1, 28, 28) * 2 - 1
+    f = fid_features(probe, x, batch_size=5)
+    assert f.shape == (12, 32)
+    u = seen["input"]
+    assert u.shape[1:] == (3, 299, 299) and u.min() >= -1.0 and u.max() <= 127 / 128
+    ref = gaussian_stats(fid_features(net, x))
+    np.savez(tmp_path / "ref.npz", mu=ref[0].numpy(), sigma=ref[1].numpy())
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(12):
+        save_png(grid_image(x[i:i + 1], 1, pad=0), folder / f"{i}.png")
+    for source in (tmp_path / "ref.npz", folder):
+        mu, sigma = reference_stats(source, lambda z: fid_features(net, z))
+        torch.testing.assert_close(mu, ref[0], rtol=1e-5, atol=1e-5)
+    metric = fd_metric("fid", lambda z: fid_features(net, z), ref)
+    value, se, _ = metric.score(x, None, x)
+    assert abs(value) < 1e-6 and se >= 0
+    with pytest.raises(ValueError, match="fid needs the Inception weights"):
+        inception(tmp_path / "missing.pt")
+
+
+def test_sampler_specs() -> None:
+    assert parse_sampler_spec("pf-ode:heun") == ("pf-ode", {"method": "heun"})
+    assert parse_sampler_spec("ddim:eta=0.5") == ("ddim", {"eta": 0.5})
+    with pytest.raises(KeyError, match="unknown sampler 'nope'"):
+        parse_sampler_spec("nope")
+
+
+def test_bench_command(tmp_path) -> None:
+    runner = CliRunner()
+    args = ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim,dpm-solver++", "--steps", "4,8",
+            "--num-samples", "40", "--batch-size", "20", "--out", str(tmp_path / "b")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "4 cells" in r.output and (tmp_path / "b" / "results.csv").is_file()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and again.output.strip() == f"4 cells in {tmp_path / 'b' / 'results.csv'}"
+    for bad, msg in ((["--metric", "psnr"], "unknown --metric 'psnr'"),
+                     (["--samplers", "nope"], "unknown sampler 'nope'"),
+                     (["--samplers", "ddim:etaa=1"], "unknown option 'etaa' for sampler 'ddim'"),
+                     (["--steps", "a,b"], "--steps 'a,b' must be comma-separated integers"),
+                     (["--metric", "fd-digits"], "needs 28×28 one-channel samples")):
+        r = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "bad")] + bad)
+        assert r.exit_code == 2 and msg in r.output, (bad, r.output)
+        assert not (tmp_path / "bad" / "results.csv").exists()
