@@ -154,3 +154,23 @@ def test_bench_command(tmp_path) -> None:
         r = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "bad")] + bad)
         assert r.exit_code == 2 and msg in r.output, (bad, r.output)
         assert not (tmp_path / "bad" / "results.csv").exists()
+
+
+def test_two_processes_equal_one(tmp_path) -> None:
+    """Sharded over 2 processes (torchrun, gloo on CPU) the cells equal the single-process ones."""
+    import shutil
+    import subprocess
+
+    args = ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim,euler-maruyama", "--steps", "4",
+            "--num-samples", "30", "--batch-size", "8", "--quiet"]
+    one = CliRunner().invoke(app, args + ["--out", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    r = subprocess.run([shutil.which("diffsampler"), *args, "--out", str(tmp_path / "two"), "--num-processes", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    a = json.loads((tmp_path / "one" / "results.json").read_text())
+    b = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert [r["processes"] for r in b] == [2, 2] and [r["processes"] for r in a] == [1, 1]
+    for x, y in zip(a, b):
+        assert (x["sampler"], x["nfe"], x["extra"]) == (y["sampler"], y["nfe"], y["extra"])
+        assert x["value"] == pytest.approx(y["value"], rel=1e-9)

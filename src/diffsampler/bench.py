@@ -36,7 +36,7 @@ from .sampling import generators, sample
 __all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
 
 FIELDS = ["model", "sampler", "options", "steps", "nfe", "metric", "value", "stderr", "extra", "num_samples",
-          "batch_size", "seed", "wall_s", "s_per_sample", "s_per_nfe", "device", "dtype", "versions"]
+          "batch_size", "seed", "wall_s", "s_per_sample", "s_per_nfe", "device", "dtype", "processes", "versions"]
 
 
 def parse_sampler_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -250,7 +250,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _key(row: dict[str, Any]) -> tuple:
     return (row["model"], row["sampler"], row["options"], int(row["steps"]), row["metric"], int(row["num_samples"]),
-            int(row["seed"]), row["device"], row["dtype"])
+            int(row["seed"]), row["device"], row["dtype"], int(row["processes"]))
 
 
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -300,13 +300,31 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     return paths
 
 
+def distributed(device: torch.device) -> Any:
+    """accelerate's process state when launched as several processes (torchrun / accelerate launch), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=device.type == "cpu")
+
+
+def _shard(n: int, rank: int, world: int) -> range:
+    return range(rank * n // world, (rank + 1) * n // world)
+
+
 def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metric, out: str | Path,
           num_samples: int = 500, batch_size: int = 100, seed: int = 0, shape: tuple[int, ...] | None = None,
           schedule: Any = None, model_name: str = "model", cond: Callable[[int, int], dict] | None = None,
           guidance: Any = None, spacing: str | None = None, device: str | torch.device = "cpu",
           dtype: torch.dtype = torch.float32,
           on_cell: Callable[[dict[str, Any]], None] | None = None, plots: bool = True) -> list[dict[str, Any]]:
-    """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included."""
+    """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included.
+
+    Launched as several processes, each draws a contiguous share of the samples (sample i still
+    from generator (seed, i), so the samples equal a single process's); the main process gathers
+    them, scores the cell and writes the results, and the others return an empty list.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = [(s, *parse_sampler_spec(s)) for s in samplers]
@@ -316,6 +334,8 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
         raise ValueError(f"need num_samples ≥ 2 and batch_size ≥ 1, got {num_samples} and {batch_size}")
     shape = tuple(shape or backbone.sample_shape)
     dev = torch.device(device)
+    state = distributed(dev)
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
     rows: list[dict[str, Any]] = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() \
         else []
     done = {_key(r) for r in rows}
@@ -324,14 +344,15 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
             opts = {**options, **({"spacing": spacing} if spacing else {})}
             row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
                                    "steps": int(n), "metric": metric.name, "num_samples": num_samples,
-                                   "batch_size": batch_size, "seed": seed, "device": dev.type,
+                                   "batch_size": batch_size, "seed": seed, "device": dev.type, "processes": world,
                                    "dtype": str(dtype).replace("torch.", "")}
             if _key(row) in done:
                 continue
             xs, x_Ts, labels, nfe = [], [], [], 0.0
             start = time.perf_counter()
-            for first in range(0, num_samples, batch_size):
-                b = min(batch_size, num_samples - first)
+            share = _shard(num_samples, rank, world)
+            for first in range(share.start, share.stop, batch_size):
+                b = min(batch_size, share.stop - first)
                 c = cond(first, b) if cond else {}
                 gens = generators(seed, b, start=first)
                 x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
@@ -345,10 +366,19 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
                     labels.append(torch.as_tensor(c["class_labels"]).cpu().expand(b))
             if dev.type == "cuda":
                 torch.cuda.synchronize()
+            parts = [(xs, x_Ts, labels, nfe)]
+            if state is not None:
+                from accelerate.utils import gather_object
+
+                parts = gather_object(parts)
             wall = time.perf_counter() - start
-            x = torch.cat(xs)
-            value, stderr, extra = metric.score(x, torch.cat(labels) if labels else None, torch.cat(x_Ts))
-            nfe /= num_samples
+            if rank != 0:
+                continue
+            x = torch.cat([t for p in parts for t in p[0]])
+            x_T_all = torch.cat([t for p in parts for t in p[1]])
+            label_parts = [t for p in parts for t in p[2]]
+            value, stderr, extra = metric.score(x, torch.cat(label_parts) if label_parts else None, x_T_all)
+            nfe = sum(p[3] for p in parts) / num_samples
             row.update(nfe=round(nfe, 3), value=value, stderr=stderr, extra=extra, wall_s=round(wall, 4),
                        s_per_sample=wall / num_samples, s_per_nfe=wall / num_samples / max(nfe, 1e-12),
                        versions=_versions())
@@ -359,7 +389,7 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
                 plot_results(out, rows)
             if on_cell is not None:
                 on_cell(row)
-    return rows
+    return rows if rank == 0 else []
 
 
 def machine() -> str:

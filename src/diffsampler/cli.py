@@ -320,10 +320,15 @@ def bench_(
     dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
     fid_weights: Optional[Path] = typer.Option(None, help="Inception TorchScript file for --metric fid."),
     fid_ref: Optional[Path] = typer.Option(None, help="FID reference: .npz (mu, sigma) or a folder of images."),
+    num_processes: int = typer.Option(1, help="Processes to shard the samples over (torchrun, gloo on CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-cell lines."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Quality against cost for samplers × step counts; resumable (finished cells are kept and skipped)."""
+    import os
+
+    if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        raise typer.Exit(_relaunch(num_processes))
     try:
         from .bench import METRICS, bench, load_bench_model, make_metric, parse_sampler_spec
 
@@ -342,6 +347,8 @@ def bench_(
         if spacing is not None and spacing not in SPACINGS.names():
             raise UsageError(f"unknown --spacing {spacing!r}; accepted: {', '.join(SPACINGS.names())}")
         dev = _device(device)
+        if dev.type == "cuda" and "LOCAL_RANK" in os.environ:
+            dev = torch_device("cuda", int(os.environ["LOCAL_RANK"]))
         dt = _dtype(dtype, dev)
         backbone, schedule = load_bench_model(model, dev, None if str(dt) == "torch.float32" else dt)
         m = make_metric(metric, backbone, schedule, fid_weights, fid_ref)
@@ -353,12 +360,35 @@ def bench_(
                      batch_size=batch_size, seed=seed, shape=shape, schedule=schedule, model_name=model,
                      spacing=spacing,
                      device=dev, dtype=dt, on_cell=echo)
-        if not quiet:
+        if not quiet and rows:
             typer.echo(f"{len(rows)} cells in {out / 'results.csv'}")
     except typer.Exit:
         raise
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
+
+
+def torch_device(kind: str, index: int):
+    import torch
+
+    return torch.device(kind, index)
+
+
+def _relaunch(n: int) -> int:
+    """Run this same bench command as ``n`` processes under torchrun; returns its exit code."""
+    import subprocess
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--num-processes":
+            skip = True
+        elif not a.startswith("--num-processes="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m",
+           "diffsampler", *args]
+    return subprocess.run(cmd).returncode
 
 
 @app.command()

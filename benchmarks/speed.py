@@ -1,0 +1,107 @@
+"""Sampler overhead and end-to-end speed against diffusers' scheduler loops, side by side in one run.
+
+    python benchmarks/speed.py [--repeats 5]
+
+1. Overhead: a zero-cost backbone (it returns a stored tensor) isolates the sampler's own work;
+   diffsampler's DDIM and DPM-Solver++(2M) against ``scheduler.step`` loops of diffusers'
+   DDIMScheduler and DPMSolverMultistepScheduler on the same grid and batch.
+2. End to end: DDIM, 50 steps, the bundled digits UNet, batch 64, against a diffusers DDIM loop
+   over the same UNet. Median of ``--repeats`` runs each, interleaved. Writes
+   benchmarks/results/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+import diffsampler as ds
+from diffsampler.bench import machine
+
+ROOT = Path(__file__).resolve().parent
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def overhead(repeats: int, steps: int = 50, shape=(64, 3, 32, 32)) -> dict:
+    eps = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 0.1
+    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    zero_cost = lambda x, t: eps  # noqa: E731
+    sched = ds.SCHEDULES.get("linear")()
+    out = {}
+    ddim = DDIMScheduler(beta_schedule="linear", clip_sample=False)
+    ddim.set_timesteps(steps)
+    dpm = DPMSolverMultistepScheduler(beta_schedule="linear", algorithm_type="dpmsolver++", solver_order=2)
+    dpm.set_timesteps(steps)
+    dpm_grid = torch.cat([sched.index_to_t(dpm.timesteps), torch.zeros(1, dtype=torch.float64)])
+
+    def diffusers_ddim():
+        x = x_T
+        for t in ddim.timesteps:
+            x = ddim.step(zero_cost(x, t), t, x).prev_sample
+
+    def diffusers_dpm():
+        dpm.set_timesteps(steps)  # resets its multistep state
+        x = x_T
+        for t in dpm.timesteps:
+            x = dpm.step(zero_cost(x, t), t, x).prev_sample
+
+    ours_ddim = lambda: ds.sample(zero_cost, schedule=sched, sampler="ddim", steps=steps, spacing="leading",  # noqa
+                                  x_T=x_T, clip=False)
+    ours_dpm = lambda: ds.sample(zero_cost, schedule=sched, sampler="dpm-solver++", grid=dpm_grid,  # noqa
+                                 x_T=x_T, clip=False)
+    for name, ours, theirs in (("ddim", ours_ddim, diffusers_ddim), ("dpm-solver++", ours_dpm, diffusers_dpm)):
+        a, b = timed(ours, repeats), timed(theirs, repeats)
+        out[name] = {"diffsampler_ms_per_step": 1e3 * a / steps, "diffusers_ms_per_step": 1e3 * b / steps,
+                     "ratio": a / b}
+    return {"batch": list(shape), "steps": steps, **out}
+
+
+def end_to_end(repeats: int, steps: int = 50, batch: int = 64) -> dict:
+    bb = ds.bundled.load_model("digits")
+    unet = bb.unet
+    y = torch.arange(batch) % 10
+    x_T = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    ref = DDIMScheduler(beta_schedule="linear", clip_sample=False)
+    ref.set_timesteps(steps)
+
+    def diffusers_loop():
+        x = x_T
+        with torch.no_grad():
+            for t in ref.timesteps:
+                x = ref.step(unet(x, t, class_labels=y).sample, t, x).prev_sample
+        return x
+
+    ours = lambda: ds.sample(bb, sampler="ddim", steps=steps, spacing="leading", x_T=x_T,  # noqa: E731
+                             cond={"class_labels": y}, clip=False)
+    torch.testing.assert_close(ours(), diffusers_loop(), rtol=1e-3, atol=1e-3)
+    a, b = timed(ours, repeats), timed(diffusers_loop, repeats)
+    return {"batch": batch, "steps": steps, "diffsampler_s": a, "diffusers_s": b, "ratio": a / b}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    result = {"command": f"python benchmarks/speed.py --repeats {a.repeats}", "machine": machine(),
+              "overhead_zero_cost_backbone": overhead(a.repeats), "end_to_end_digits_ddim50": end_to_end(a.repeats)}
+    (ROOT / "results" / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
