@@ -248,6 +248,9 @@ def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    from .images import _default_mode
+
+    os.chmod(tmp, _default_mode())
     os.replace(tmp, path)
 
 
@@ -298,6 +301,9 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
         os.close(fd)
         fig.savefig(tmp)
         plt.close(fig)
+        from .images import _default_mode
+
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, out / fname)
         paths.append(out / fname)
     return paths

@@ -59,11 +59,19 @@ def _pil(array: np.ndarray):
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
+def _default_mode() -> int:
+    """0o666 less the process umask: what a plain open() would have given the file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _replace_atomically(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
