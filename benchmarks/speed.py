@@ -27,14 +27,16 @@ from diffsampler.bench import machine
 ROOT = Path(__file__).resolve().parent
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def paired(ours, theirs, repeats: int) -> tuple[float, float]:
+    """Median seconds of each, runs interleaved so that both see the same machine state."""
+    ours(), theirs()  # warm-up
+    a, b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, times in ((ours, a), (theirs, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
 
 
 def overhead(repeats: int, steps: int = 50, shape=(64, 3, 32, 32)) -> dict:
@@ -65,7 +67,7 @@ def overhead(repeats: int, steps: int = 50, shape=(64, 3, 32, 32)) -> dict:
     ours_dpm = lambda: ds.sample(zero_cost, schedule=sched, sampler="dpm-solver++", grid=dpm_grid,  # noqa
                                  x_T=x_T, clip=False)
     for name, ours, theirs in (("ddim", ours_ddim, diffusers_ddim), ("dpm-solver++", ours_dpm, diffusers_dpm)):
-        a, b = timed(ours, repeats), timed(theirs, repeats)
+        a, b = paired(ours, theirs, repeats)
         out[name] = {"diffsampler_ms_per_step": 1e3 * a / steps, "diffusers_ms_per_step": 1e3 * b / steps,
                      "ratio": a / b}
     return {"batch": list(shape), "steps": steps, **out}
@@ -89,7 +91,7 @@ def end_to_end(repeats: int, steps: int = 50, batch: int = 64) -> dict:
     ours = lambda: ds.sample(bb, sampler="ddim", steps=steps, spacing="leading", x_T=x_T,  # noqa: E731
                              cond={"class_labels": y}, clip=False)
     torch.testing.assert_close(ours(), diffusers_loop(), rtol=1e-3, atol=1e-3)
-    a, b = timed(ours, repeats), timed(diffusers_loop, repeats)
+    a, b = paired(ours, diffusers_loop, repeats)
     return {"batch": batch, "steps": steps, "diffsampler_s": a, "diffusers_s": b, "ratio": a / b}
 
 

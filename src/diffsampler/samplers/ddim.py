@@ -8,6 +8,7 @@ With ``set_alpha_to_one=False`` the last step ends at the first training knot in
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..schedules import Schedule
@@ -25,14 +26,17 @@ def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
     for i in range(len(ab) - 1):
         a_s, a_u = ab[i], ab[i + 1]
         eps = eps_fn(x, times_like(grid[i], x))
-        x0 = denoise(x, eps, a_s)
         sigma = eta * ((1 - a_u) / (1 - a_s) * (1 - a_s / a_u)) ** 0.5
-        x_new = a_u**0.5 * x0 + max(1 - a_u - sigma**2, 0.0) ** 0.5 * eps
+        # √ᾱ_u·x̂_0 + √(1−ᾱ_u−σ²)·ε with x̂_0 = (x − √(1−ᾱ_s)ε)/√ᾱ_s, as one fused update
+        c_x = (a_u / a_s) ** 0.5
+        c_eps = max(1 - a_u - sigma**2, 0.0) ** 0.5 - c_x * (1 - a_s) ** 0.5
+        x_new = torch.add(x, eps, alpha=c_eps / c_x).mul_(c_x) if c_x != 0 else c_eps * eps
         if sigma > 0:
-            x_new = x_new + sigma * noise_sampler(x)
-        x = x_new
+            x_new.add_(noise_sampler(x), alpha=sigma)
         if callback is not None:
-            callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x, "denoised": x0})
+            callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x_new,
+                      "denoised": denoise(x, eps, a_s)})
+        x = x_new
     return x
 
 

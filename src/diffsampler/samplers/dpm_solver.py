@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from ..schedules import Schedule
@@ -33,11 +34,15 @@ def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
         m = denoise(x, eps, a_s)
         if a_u >= 1:
             x_new, h = m, math.inf
+        elif a_u == a_s:  # a null step (a grid that repeats its last time)
+            x_new, h = x, 0.0
         else:
             h = lam[i + 1] - lam[i]
             first = m_prev is None or (lower_order_final and i == n - 1 and n < 15)
-            d = m if first else m + (m - m_prev) * (h / (2 * h_prev))
-            x_new = ((1 - a_u) / (1 - a_s)) ** 0.5 * x - a_u**0.5 * math.expm1(-h) * d
+            c = -(a_u**0.5) * math.expm1(-h)
+            x_new = torch.add(m, x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5 / c) if first else \
+                torch.add(m, m - m_prev, alpha=h / (2 * h_prev)).add_(x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5 / c)
+            x_new.mul_(c)
         if callback is not None:
             callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x_new, "denoised": m})
         x, m_prev, h_prev = x_new, m, h
