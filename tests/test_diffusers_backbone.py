@@ -188,3 +188,28 @@ def test_hub_id_loads_from_the_local_cache(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "(2, 8, 8)" in r.stdout and "ModelLoadError cannot get 'someone/absent'" in r.stdout
+
+
+def test_cfg_with_text_style_conditioning(tmp_path) -> None:
+    """CFG on a UNet2DConditionModel: one doubled batch of [context; negative context]."""
+    from diffsampler.guidance import CFG
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
+                                cross_attention_dim=6, attention_head_dim=2).eval()
+    bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, unet))
+    x, ctx, neg = _x(), torch.randn(3, 5, 6), torch.zeros(1, 5, 6)
+    t = bb.schedule.index_to_t(torch.tensor([300, 300, 300]))
+    guided = CFG(scale=2.5)(lambda xx, tt, **c: bb.eps(xx, tt, bb.schedule, **c), bb.schedule, bb)
+    got = guided(x, t, encoder_hidden_states=ctx, negative_encoder_hidden_states=neg)
+    with torch.no_grad():
+        e_c = unet(x, torch.full((3,), 300.0), encoder_hidden_states=ctx).sample
+        e_u = unet(x, torch.full((3,), 300.0), encoder_hidden_states=neg.expand(3, 5, 6)).sample
+    torch.testing.assert_close(got, e_u + 2.5 * (e_c - e_u), rtol=1e-4, atol=1e-5)
+    r = ds.sample(bb, sampler="ddim", steps=3, x_T=x, guidance=CFG(scale=2.0), full_output=True,
+                  cond={"encoder_hidden_states": ctx, "negative_encoder_hidden_states": neg})
+    assert r.nfe == 6 and torch.isfinite(r.samples).all()
+    with pytest.raises(ValueError, match="needs the unconditional states"):
+        guided(x, t, encoder_hidden_states=ctx)
