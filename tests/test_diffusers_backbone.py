@@ -23,6 +23,14 @@ def tiny_unet(**kw) -> UNet2DModel:
                        norm_num_groups=4, **kw).eval()
 
 
+def tiny_condition_unet() -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    return UNet2DConditionModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
+                                cross_attention_dim=6, attention_head_dim=2).eval()
+
+
 def save_pipeline(folder: Path, unet: torch.nn.Module, **sched) -> Path:
     unet.save_pretrained(folder / "unet")
     DDPMScheduler(**{"beta_schedule": "linear", **sched}).save_pretrained(folder / "scheduler")
@@ -120,11 +128,7 @@ def test_class_conditional_unet(tmp_path) -> None:
 
 
 def test_condition_unet_takes_encoder_states(tmp_path) -> None:
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
-                                cross_attention_dim=6, attention_head_dim=2).eval()
+    unet = tiny_condition_unet()
     bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, unet))
     x, ctx = _x(), torch.randn(3, 5, 6)
     t = bb.schedule.index_to_t(torch.tensor([100, 100, 100]))
@@ -194,11 +198,7 @@ def test_cfg_with_text_style_conditioning(tmp_path) -> None:
     """CFG on a UNet2DConditionModel: one doubled batch of [context; negative context]."""
     from diffsampler.guidance import CFG
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
-                                cross_attention_dim=6, attention_head_dim=2).eval()
+    unet = tiny_condition_unet()
     bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, unet))
     x, ctx, neg = _x(), torch.randn(3, 5, 6), torch.zeros(1, 5, 6)
     t = bb.schedule.index_to_t(torch.tensor([300, 300, 300]))
