@@ -247,7 +247,7 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
     start = time.perf_counter()
     nfe = 0.0
     with bar if bar is not None else _Null():
-        task = bar.add_task("sampling", total=n * steps) if bar is not None else None
+        task = bar.add_task("sampling", total=-(-n // batch_size) * steps) if bar is not None else None
         for first in range(0, n, batch_size):
             b = min(batch_size, n - first)
             cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
