@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 import diffsampler as ds
+from diffsampler.bench import classifier_features
 from diffsampler.bundled import load_classifier, load_model, model_path
 from diffsampler.data import load_digits
 from diffsampler.guidance import CFG, ClassifierGuidance
@@ -31,15 +32,10 @@ from diffsampler.training import classifier_accuracy
 ROOT = Path(__file__).resolve().parent
 
 
-def features(clf: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([clf.features(x[i:i + 250].float()) for i in range(0, len(x), 250)])
-
-
 def evaluate(x: torch.Tensor, y: torch.Tensor, clf: torch.nn.Module, ref: tuple) -> dict:
     with torch.no_grad():
         acc = (clf(x.float()).argmax(1) == y).float().mean().item()
-    mu, sigma = gaussian_stats(features(clf, x))
+    mu, sigma = gaussian_stats(classifier_features(clf, x))
     return {"accuracy": round(acc, 4), "fd_digits": round(frechet_distance(mu, sigma, *ref), 3)}
 
 
@@ -52,7 +48,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     unet, clean, noisy = load_model("digits"), load_classifier("clean"), load_classifier("noisy")
     test_x, test_y = load_digits("test")
-    ref = gaussian_stats(features(clean, test_x))
+    ref = gaussian_stats(classifier_features(clean, test_x))
     save_file({"mu": ref[0].contiguous(), "sigma": ref[1].contiguous()},
               str(model_path("digits-classifier") / "fd_reference.safetensors"))
     train_x, train_y = load_digits("train")

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +178,12 @@ LABELS = {"exact": "sliced Wasserstein distance to exact draws", "fd-digits": "f
           "ode-error": "mean distance to the exact PF-ODE solution", "fid": "FID"}
 
 
+def classifier_features(clf: Any, x: Tensor, batch_size: int = 250) -> Tensor:
+    """A classifier's penultimate features of images x, in batches, without gradients."""
+    with torch.no_grad():
+        return torch.cat([clf.features(x[i:i + batch_size].float()) for i in range(0, len(x), batch_size)])
+
+
 def gmm_ring(modes: int = 8, radius: float = 4.0, variance: float = 0.05) -> Any:
     """A 2-D ring of equal Gaussian modes: the classic exact target for sampler comparisons."""
     from .backbones import GaussianMixture
@@ -219,9 +224,7 @@ def make_metric(name: str, backbone: Any, schedule: Any = None, fid_weights: str
         from .bundled import fd_reference, load_classifier
 
         clf = load_classifier("clean")
-        with torch.no_grad():
-            return fd_metric("fd-digits", lambda x: torch.cat([clf.features(x[i:i + 250].float())
-                                                               for i in range(0, len(x), 250)]), fd_reference())
+        return fd_metric("fd-digits", lambda x: classifier_features(clf, x), fd_reference())
     if name == "fid":
         features = inception(fid_weights)
         if fid_ref is None:
@@ -245,13 +248,9 @@ def _versions() -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    from .images import _default_mode
+    from .images import replace_atomically
 
-    os.chmod(tmp, _default_mode())
-    os.replace(tmp, path)
+    replace_atomically(path, lambda p: p.write_text(text))
 
 
 def _key(row: dict[str, Any]) -> tuple:
@@ -277,6 +276,8 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .images import replace_atomically
+
     paths = []
     for what, ylabel, fname in (("value", None, "metric_vs_nfe.png"), ("s_per_sample", "seconds per sample",
                                                                          "time_vs_nfe.png")):
@@ -297,14 +298,8 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".png", dir=out)
-        os.close(fd)
-        fig.savefig(tmp)
+        replace_atomically(out / fname, lambda p: fig.savefig(p, format="png"))
         plt.close(fig)
-        from .images import _default_mode
-
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, out / fname)
         paths.append(out / fname)
     return paths
 

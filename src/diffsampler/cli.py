@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import time
+from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -83,18 +83,18 @@ def _parse_value(text: str) -> Any:
 
 def parse_options(pairs: list[str], sampler_name: str) -> dict[str, Any]:
     """``key=value`` pairs, checked against the sampler's keyword options."""
-    fn = SAMPLERS.get(sampler_name)
-    params = inspect.signature(fn).parameters
-    accepted = [p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in ("noise_sampler", "callback")]
+    from .sampling import check_options
+
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--opt {pair!r} is not key=value")
-        if key not in accepted:
-            raise UsageError(f"unknown option {key!r} for sampler {sampler_name!r}; "
-                             f"accepted: {', '.join(accepted) or '(none)'}")
         out[key] = _parse_value(value)
+    try:
+        check_options(sampler_name, SAMPLERS.get(sampler_name), out)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
     return out
 
 
@@ -246,7 +246,7 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
     xs, path = [], None
     start = time.perf_counter()
     nfe = 0.0
-    with bar if bar is not None else _Null():
+    with bar if bar is not None else nullcontext():
         task = bar.add_task("sampling", total=-(-n // batch_size) * steps) if bar is not None else None
         for first in range(0, n, batch_size):
             b = min(batch_size, n - first)
@@ -271,14 +271,6 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
         g = f", guidance {guidance} (scale {guide.scale:g})" if guide is not None else ""
         typer.echo(f"model {model} | sampler {sampler}, {steps} steps{g} | {what} | NFE {nfe:g} per sample | "
                    f"seed {seed} | {n} samples in {seconds:.1f}s on {dev} | wrote {out}")
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 @app.command()
@@ -335,9 +327,11 @@ def bench_(
         if metric not in METRICS:
             raise UsageError(f"unknown --metric {metric!r}; accepted: {', '.join(METRICS)}")
         specs = [s.strip() for s in samplers.split(",") if s.strip()]
+        from .sampling import check_options
+
         for spec in specs:
             name, options = parse_sampler_spec(spec)
-            parse_options([f"{k}={v}" for k, v in options.items()], name)
+            check_options(name, SAMPLERS.get(name), options)
         try:
             step_list = [int(v) for v in steps.split(",")]
         except ValueError:
@@ -348,7 +342,7 @@ def bench_(
             raise UsageError(f"unknown --spacing {spacing!r}; accepted: {', '.join(SPACINGS.names())}")
         dev = _device(device)
         if dev.type == "cuda" and "LOCAL_RANK" in os.environ:
-            dev = torch_device("cuda", int(os.environ["LOCAL_RANK"]))
+            dev = _device(f"cuda:{os.environ['LOCAL_RANK']}")
         dt = _dtype(dtype, dev)
         backbone, schedule = load_bench_model(model, dev, None if str(dt) == "torch.float32" else dt)
         m = make_metric(metric, backbone, schedule, fid_weights, fid_ref)
@@ -366,12 +360,6 @@ def bench_(
         raise
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
-
-
-def torch_device(kind: str, index: int):
-    import torch
-
-    return torch.device(kind, index)
 
 
 def _relaunch(n: int) -> int:

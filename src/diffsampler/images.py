@@ -13,7 +13,8 @@ from torch import Tensor
 
 from .data import to_uint8
 
-__all__ = ["OUTPUT_KINDS", "output_kind", "check_writable", "save_samples", "grid_image", "save_png"]
+__all__ = ["OUTPUT_KINDS", "output_kind", "check_writable", "save_samples", "grid_image", "save_png",
+           "replace_atomically"]
 
 OUTPUT_KINDS = (".png", ".safetensors", ".npz", "folder")
 
@@ -66,7 +67,8 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
-def _replace_atomically(path: Path, write) -> None:
+def replace_atomically(path: Path, write) -> None:
+    """Write ``path`` through a temporary file beside it, renamed into place only when ``write`` succeeded."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -79,7 +81,7 @@ def _replace_atomically(path: Path, write) -> None:
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
-    _replace_atomically(path, lambda p: _pil(array).save(p, format="PNG"))
+    replace_atomically(path, lambda p: _pil(array).save(p, format="PNG"))
 
 
 def save_samples(x: Tensor, path: Path, labels: Tensor | None = None, nrow: int | None = None) -> str:
@@ -93,12 +95,12 @@ def save_samples(x: Tensor, path: Path, labels: Tensor | None = None, nrow: int 
         tensors = {"samples": x.detach().float().cpu().contiguous()}
         if labels is not None:
             tensors["labels"] = labels.cpu().contiguous()
-        _replace_atomically(path, lambda p: save_file(tensors, str(p)))
+        replace_atomically(path, lambda p: save_file(tensors, str(p)))
     elif kind == ".npz":
         arrays = {"samples": x.detach().float().cpu().numpy()}
         if labels is not None:
             arrays["labels"] = labels.cpu().numpy()
-        _replace_atomically(path, lambda p: np.savez(p.open("wb"), **arrays))
+        replace_atomically(path, lambda p: np.savez(p.open("wb"), **arrays))
     else:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent if not path.exists() else path))
         try:

@@ -52,7 +52,8 @@ def _sampler(sampler: str | Sampler) -> tuple[str, Sampler]:
     raise TypeError(f"sampler must be a registered name or a function, got {type(sampler).__name__}")
 
 
-def _check_options(name: str, fn: Sampler, options: dict[str, Any]) -> None:
+def check_options(name: str, fn: Sampler, options: Any) -> None:
+    """Raise TypeError for an option (a key of ``options``) that the sampler's signature does not take."""
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
@@ -106,7 +107,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
     """
     name, fn = _sampler(sampler)
-    _check_options(name, fn, options)
+    check_options(name, fn, options)
     backbone = as_backbone(model, prediction_type)
     sched = _schedule(schedule, backbone.schedule)
 
