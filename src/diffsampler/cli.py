@@ -304,7 +304,7 @@ def bench_(
     steps: str = typer.Option("5,10,20,50", help="Comma-separated step counts."),
     spacing: Optional[str] = typer.Option(None, help="Time spacing for every sampler; each one's default if left out."),
     num_samples: int = typer.Option(500, help="Samples per cell."),
-    metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error or fid."),
+    metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error, fid (or fid-64, fid-192, fid-768)."),
     out: Path = typer.Option(Path("bench"), help="Folder for results.csv, results.json and the plots."),
     batch_size: int = typer.Option(100, help="Samples per batch."),
     seed: int = typer.Option(0, help="Seed; every cell uses the same x_T."),
