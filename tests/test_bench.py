@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import diffsampler as ds
+from diffsampler.backbones import CallableBackbone
 from diffsampler.bench import (
     FIELDS,
     bench,
@@ -96,6 +97,23 @@ def test_resume_after_a_kill(tmp_path) -> None:
     assert len(later) == 2 and len(rows) == 4
     assert rows[:2] == kept, "finished cells are kept as they were"
     assert [(r["sampler"], r["steps"]) for r in later] == [("pf-ode", 3), ("pf-ode", 6)]
+
+
+def test_compiled_cells_are_their_own(tmp_path) -> None:
+    """A compiled backbone's cells are recorded as such and are not taken for the eager ones on resume."""
+    gm, sched = gmm_ring(), ds.SCHEDULES.get("linear")()
+
+    def run(backbone):
+        return bench(backbone, samplers=["ddim"], steps=[4], metric=exact_metric(gm, 500), out=tmp_path,
+                     num_samples=16, batch_size=8, shape=(2,), schedule=sched, model_name="gmm-ring", plots=False)
+
+    eps = lambda x, t: gm.eps(x, sched.index_to_t(t), sched)  # noqa: E731
+    eager = run(CallableBackbone(eps, schedule=sched))
+    compiled_bb = CallableBackbone(eps, schedule=sched).compile(backend="eager")
+    rows = run(compiled_bb)
+    assert [r["compiled"] for r in rows] == [False, True]
+    assert rows[1]["value"] == pytest.approx(eager[0]["value"], rel=1e-6)
+    assert run(compiled_bb) == rows and run(CallableBackbone(eps, schedule=sched)) == rows
 
 
 def test_ode_error_shrinks_with_steps() -> None:

@@ -55,6 +55,17 @@ def test_pipeline_folder_round_trip(tmp_path) -> None:
     torch.testing.assert_close(bb.eps(x, bb.schedule.index_to_t(idx), bb.schedule), expected)
 
 
+def test_compiled_unet_samples_as_eager(tmp_path, mixture) -> None:
+    bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, tiny_unet()))
+    x_T = _x(1)
+    eager = ds.sample(bb, sampler="ddim", steps=4, x_T=x_T)
+    assert not bb.compiled and bb.compile() is bb and bb.compiled  # inductor, as the CLI's --compile
+    assert type(bb.unet) is UNet2DModel and bb.sample_shape == (2, 8, 8)
+    torch.testing.assert_close(ds.sample(bb, sampler="ddim", steps=4, x_T=x_T), eager, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="GaussianMixture has no network to compile"):
+        mixture.compile()
+
+
 def test_sampling_matches_a_diffusers_ddim_loop(tmp_path) -> None:
     unet = tiny_unet()
     bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, unet))

@@ -37,7 +37,8 @@ from .sampling import generators, sample
 __all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
 
 FIELDS = ["model", "sampler", "options", "steps", "nfe", "metric", "value", "stderr", "extra", "num_samples",
-          "batch_size", "seed", "wall_s", "s_per_sample", "s_per_nfe", "device", "dtype", "processes", "versions"]
+          "batch_size", "seed", "wall_s", "s_per_sample", "s_per_nfe", "device", "dtype", "processes", "compiled",
+          "versions"]
 
 
 def parse_sampler_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -303,7 +304,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _key(row: dict[str, Any]) -> tuple:
     return (row["model"], row["sampler"], row["options"], int(row["steps"]), row["metric"], int(row["num_samples"]),
-            int(row["seed"]), row["device"], row["dtype"], int(row["processes"]))
+            int(row["seed"]), row["device"], row["dtype"], int(row["processes"]), bool(row.get("compiled", False)))
 
 
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -391,18 +392,26 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
     rows: list[dict[str, Any]] = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() \
         else []
     done = {_key(r) for r in rows}
+    share = _shard(num_samples, rank, world)
+    warm = False
     for spec, name, options in specs:
         for n in steps:
             opts = {**options, **({"spacing": spacing} if spacing else {})}
             row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
                                    "steps": int(n), "metric": metric.name, "num_samples": num_samples,
                                    "batch_size": batch_size, "seed": seed, "device": dev.type, "processes": world,
-                                   "dtype": str(dtype).replace("torch.", "")}
+                                   "dtype": str(dtype).replace("torch.", ""),
+                                   "compiled": bool(getattr(backbone, "compiled", False))}
             if _key(row) in done:
                 continue
+            if not warm and len(share):  # one untimed batch: lazy initialisation, and torch.compile's compilation
+                b = min(batch_size, len(share))
+                x_T = torch.stack([torch.randn(shape, generator=g) for g in generators(seed, b)]).to(dev, dtype)
+                sample(backbone, schedule=schedule, sampler=name, steps=1, x_T=x_T, generator=generators(seed, b),
+                       guidance=guidance, cond=cond(0, b) if cond else {}, **options)
+                warm = True
             xs, x_Ts, labels, nfe = [], [], [], 0.0
             start = time.perf_counter()
-            share = _shard(num_samples, rank, world)
             for first in range(share.start, share.stop, batch_size):
                 b = min(batch_size, share.stop - first)
                 c = cond(first, b) if cond else {}

@@ -195,13 +195,15 @@ def sample(
     save_trajectory: Optional[Path] = typer.Option(None, help="PNG strip of the x̂_0 estimates at every step."),
     config: Optional[Path] = typer.Option(None, help="Model config for a single .safetensors file."),
     allow_pickle: bool = typer.Option(False, help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network: a slow first batch, "
+                                                           "faster ones after."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Generate samples from a pretrained model and write them to --out."""
     try:
         _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, class_, classifier, n, batch_size,
-                seed, device, dtype, out, save_trajectory, config, allow_pickle, quiet)
+                seed, device, dtype, out, save_trajectory, config, allow_pickle, compile_, quiet)
     except typer.Exit:
         raise
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
@@ -209,7 +211,7 @@ def sample(
 
 
 def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, class_, classifier, n, batch_size,
-            seed, device, dtype, out, save_trajectory, config, allow_pickle, quiet) -> None:
+            seed, device, dtype, out, save_trajectory, config, allow_pickle, compile_, quiet) -> None:
     import torch
 
     from .bundled import load_model
@@ -238,6 +240,8 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
     dt = _dtype(dtype, dev)
     backbone = load_model(model, config=config, allow_pickle=allow_pickle, device=dev,
                           dtype=None if dt == torch.float32 else dt)
+    if compile_:
+        backbone.compile()
     labels = parse_classes(class_, n, backbone.num_classes)
     guide = _build_guidance(guidance, scale, labels, classifier)
     sched = SCHEDULES.get(schedule)() if schedule else None
@@ -313,6 +317,8 @@ def bench_(
     fid_weights: Optional[Path] = typer.Option(None, help="Inception TorchScript file for --metric fid."),
     fid_ref: Optional[Path] = typer.Option(None, help="FID reference: .npz (mu, sigma) or a folder of images."),
     num_processes: int = typer.Option(1, help="Processes to shard the samples over (torchrun, gloo on CPU)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network, compiled in an untimed "
+                                                           "warm-up batch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-cell lines."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
@@ -345,6 +351,8 @@ def bench_(
             dev = _device(f"cuda:{os.environ['LOCAL_RANK']}")
         dt = _dtype(dtype, dev)
         backbone, schedule = load_bench_model(model, dev, None if str(dt) == "torch.float32" else dt)
+        if compile_:
+            backbone.compile()
         m = make_metric(metric, backbone, schedule, fid_weights, fid_ref)
         shape = (2,) if schedule is not None else None
         echo = (lambda r: None) if quiet else (lambda r: typer.echo(

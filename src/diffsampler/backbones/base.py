@@ -39,9 +39,14 @@ class Backbone:
     """Base class: ``eps(x, t, schedule, **cond)``; ``schedule`` is the one the model was trained with, if known."""
 
     schedule: Schedule | None = None
+    compiled: bool = False
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
         raise NotImplementedError
+
+    def compile(self, **options: Any) -> "Backbone":
+        """Compile the network with ``torch.compile(**options)`` in place; the first call then compiles (slow)."""
+        raise TypeError(f"{type(self).__name__} has no network to compile")
 
 
 class CallableBackbone(Backbone):
@@ -59,6 +64,11 @@ class CallableBackbone(Backbone):
         if not callable(model):
             raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
         self.model, self.prediction_type, self.schedule = model, prediction_type, schedule
+
+    def compile(self, **options: Any) -> "CallableBackbone":
+        """Compile the model with ``torch.compile(**options)``; the first call then compiles (slow)."""
+        self.model, self.compiled = torch.compile(self.model, **options), True
+        return self
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
         tm = schedule.model_time(t).to(device=x.device, dtype=x.dtype if x.dtype == torch.float64 else torch.float32)

@@ -138,6 +138,12 @@ class DiffusersBackbone(Backbone):
             self.unet.to(dtype)
         return self
 
+    def compile(self, **options: Any) -> "DiffusersBackbone":
+        """Compile the UNet in place with ``torch.compile(**options)``; the first call then compiles (slow)."""
+        self.unet.compile(**options)
+        self.compiled = True
+        return self
+
     # -- the ε-function --------------------------------------------------------------------------------
     def class_labels(self, labels: Any, batch: int) -> Tensor | None:
         """Validated labels [B] on the model's device; the null label when ``labels`` is None."""
