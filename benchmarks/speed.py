@@ -6,8 +6,9 @@
    diffsampler's DDIM and DPM-Solver++(2M) against ``scheduler.step`` loops of diffusers'
    DDIMScheduler and DPMSolverMultistepScheduler on the same grid and batch.
 2. End to end: DDIM, 50 steps, the bundled digits UNet, batch 64, against a diffusers DDIM loop
-   over the same UNet. Median of ``--repeats`` runs each, interleaved. Writes
-   benchmarks/results/speed.json.
+   over the same UNet. Median of ``--repeats`` runs each, interleaved, with every pair's ratio
+   (their spread is the machine's noise) and each loop's time per step outside the UNet.
+   Writes benchmarks/results/speed.json.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from diffsampler.bench import machine
 ROOT = Path(__file__).resolve().parent
 
 
-def paired(ours, theirs, repeats: int) -> tuple[float, float]:
-    """Median seconds of each, runs interleaved so that both see the same machine state."""
+def paired(ours, theirs, repeats: int) -> tuple[float, float, list[float]]:
+    """Median seconds of each and the per-pair ratios, runs interleaved so that both see the same machine state."""
     ours(), theirs()  # warm-up
     a, b = [], []
     for _ in range(repeats):
@@ -36,7 +37,7 @@ def paired(ours, theirs, repeats: int) -> tuple[float, float]:
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
+    return statistics.median(a), statistics.median(b), [x / y for x, y in zip(a, b)]
 
 
 def overhead(repeats: int, steps: int = 50, shape=(64, 3, 32, 32)) -> dict:
@@ -67,7 +68,7 @@ def overhead(repeats: int, steps: int = 50, shape=(64, 3, 32, 32)) -> dict:
     ours_dpm = lambda: ds.sample(zero_cost, schedule=sched, sampler="dpm-solver++", grid=dpm_grid,  # noqa
                                  x_T=x_T, clip=False)
     for name, ours, theirs in (("ddim", ours_ddim, diffusers_ddim), ("dpm-solver++", ours_dpm, diffusers_dpm)):
-        a, b = paired(ours, theirs, repeats)
+        a, b, _ = paired(ours, theirs, repeats)
         out[name] = {"diffsampler_ms_per_step": 1e3 * a / steps, "diffusers_ms_per_step": 1e3 * b / steps,
                      "ratio": a / b}
     return {"batch": list(shape), "steps": steps, **out}
@@ -91,8 +92,30 @@ def end_to_end(repeats: int, steps: int = 50, batch: int = 64) -> dict:
     ours = lambda: ds.sample(bb, sampler="ddim", steps=steps, spacing="leading", x_T=x_T,  # noqa: E731
                              cond={"class_labels": y}, clip=False)
     torch.testing.assert_close(ours(), diffusers_loop(), rtol=1e-3, atol=1e-3)
-    a, b = paired(ours, diffusers_loop, repeats)
-    return {"batch": batch, "steps": steps, "diffsampler_s": a, "diffusers_s": b, "ratio": a / b}
+
+    in_unet = [0.0]  # time inside the UNet, to show what each loop adds around it
+    forward = unet.forward
+
+    def timed_forward(*args, **kwargs):
+        start = time.perf_counter()
+        result = forward(*args, **kwargs)
+        in_unet[0] += time.perf_counter() - start
+        return result
+
+    def outside(fn) -> float:
+        unet.forward, in_unet[0] = timed_forward, 0.0
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+        unet.forward = forward
+        return 1e3 * (total - in_unet[0]) / steps
+
+    a, b, ratios = paired(ours, diffusers_loop, repeats)
+    around = [(outside(ours), outside(diffusers_loop)) for _ in range(3)]
+    return {"batch": batch, "steps": steps, "diffsampler_s": a, "diffusers_s": b, "ratio": a / b,
+            "pair_ratios": sorted(round(r, 3) for r in ratios),
+            "diffsampler_ms_per_step_outside_unet": statistics.median(o for o, _ in around),
+            "diffusers_ms_per_step_outside_unet": statistics.median(t for _, t in around)}
 
 
 def main() -> None:
