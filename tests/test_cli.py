@@ -89,6 +89,26 @@ def test_guidance_and_sampler_options(tiny, tmp_path) -> None:
     assert "guidance classifier (scale 2)" in r.output and (tmp_path / "c.png").stat().st_size > 0
 
 
+def test_class_defaults_all_none(tiny, tmp_path) -> None:
+    """A class-conditional model samples each class in turn unless told otherwise; ``none`` is unconditional."""
+    def labels(*args) -> tuple[list[int] | None, str]:
+        out = tmp_path / "c.safetensors"
+        r = invoke("sample", "--steps", 2, "--n", 5, "--out", out, *args)
+        assert r.exit_code == 0, r.output
+        x = load_file(str(out))
+        return (x["labels"].tolist() if "labels" in x else None), r.output
+
+    default, said = labels("--model", tiny / "tiny")
+    assert default == [0, 1, 2, 0, 1] and "classes 0–2 in turn" in said
+    assert labels("--model", tiny / "tiny", "--class", "all")[0] == default
+    none, said = labels("--model", tiny / "tiny", "--class", "none")
+    assert none is None and "unconditional" in said
+    plain, said = labels("--model", tiny / "plain")
+    assert plain is None and "unconditional" in said
+    r = invoke("sample", "--model", tiny / "plain", "--class", "all", "--out", tmp_path / "p.png")
+    assert r.exit_code == 2 and "not class-conditional" in r.output
+
+
 def test_output_formats_and_trajectory(tiny, tmp_path) -> None:
     from PIL import Image
 
@@ -124,7 +144,7 @@ ERRORS = [
     (["--schedule", "nope"], "unknown --schedule 'nope'; accepted: cosine"),
     (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: karras"),
     (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: cfg, classifier"),
-    (["--guidance", "cfg"], "--guidance cfg needs --class"),
+    (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a number ≥ 0"),
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
     (["--class", "x"], "--class 'x' must be an integer"),

@@ -99,17 +99,25 @@ def parse_options(pairs: list[str], sampler_name: str) -> dict[str, Any]:
 
 
 def parse_classes(text: str | None, n: int, num_classes: int | None) -> Any:
-    """``--class 7`` or ``--class 1,2,3`` (cycled over the samples) → labels [n], checked against the model."""
+    """``--class 7``, ``1,2,3`` (cycled), ``all`` (each class in turn) or ``none`` → labels [n], or None.
+
+    Left out: ``all`` for a class-conditional model, unconditional otherwise.
+    """
     import torch
 
     if text is None:
+        text = "all" if num_classes is not None else "none"
+    if text.strip().lower() == "none":
         return None
     if num_classes is None:
         raise UsageError("--class given, but the model is not class-conditional")
+    if text.strip().lower() == "all":
+        return torch.arange(n) % num_classes
     try:
         values = [int(v) for v in text.split(",") if v.strip() != ""]
     except ValueError:
-        raise UsageError(f"--class {text!r} must be an integer or a comma-separated list of integers") from None
+        raise UsageError(f"--class {text!r} must be an integer, a comma-separated list of integers, all or none") \
+            from None
     bad = [v for v in values if not 0 <= v < num_classes]
     if not values or bad:
         raise UsageError(f"--class {text!r}: classes must lie in 0…{num_classes - 1}")
@@ -183,8 +191,9 @@ def sample(
     opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5)."),
     guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
     scale: Optional[float] = typer.Option(None, help="Guidance scale (cfg: w, 1 = no guidance)."),
-    class_: Optional[str] = typer.Option(None, "--class", help="Class label, or a comma-separated list cycled "
-                                                                "over the samples."),
+    class_: Optional[str] = typer.Option(None, "--class", help="Class label, a comma-separated list cycled over the "
+                                         "samples, all (each class in turn: the default for class-conditional models) "
+                                         "or none (unconditional)."),
     classifier: Optional[Path] = typer.Option(None, help="Classifier folder for --guidance classifier."),
     n: int = typer.Option(20, "--n", help="Number of samples."),
     batch_size: int = typer.Option(20, help="Samples per batch (the images do not depend on it)."),
@@ -271,7 +280,8 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
         strip = path.permute(1, 0, 2, 3, 4).reshape(-1, *path.shape[2:])
         save_png(grid_image(strip.float(), nrow=path.shape[0]), save_trajectory)
     if not quiet:
-        what = f"class {class_}" if class_ else "unconditional"
+        what = ("unconditional" if labels is None else f"classes 0–{backbone.num_classes - 1} in turn"
+                if class_ is None or class_.strip().lower() == "all" else f"class {class_}")
         g = f", guidance {guidance} (scale {guide.scale:g})" if guide is not None else ""
         typer.echo(f"model {model} | sampler {sampler}, {steps} steps{g} | {what} | NFE {nfe:g} per sample | "
                    f"seed {seed} | {n} samples in {seconds:.1f}s on {dev} | wrote {out}")
