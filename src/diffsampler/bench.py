@@ -2,7 +2,9 @@
 
 For each cell the harness draws ``num_samples`` samples (sample i from its own generator, so
 cells share their x_T), measures the metric with a bootstrap standard error, and records NFE,
-wall time, time per sample and per NFE, device, dtype, batch size, seed and library versions.
+wall time, time per sample and per NFE, device, dtype, process count, whether the network was
+compiled, batch size, seed and library versions. One untimed batch before the first cell keeps
+lazy initialisation and ``torch.compile``'s compilation out of the timings.
 After every cell ``results.json`` and ``results.csv`` are rewritten atomically, so a run that is
 killed keeps what it finished; started again with the same settings it skips finished cells.
 
