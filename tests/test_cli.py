@@ -125,6 +125,20 @@ def test_output_formats_and_trajectory(tiny, tmp_path) -> None:
     assert r.exit_code == 0 and r.output == ""
 
 
+def test_bf16_network_samples_like_fp32(tiny, tmp_path) -> None:
+    def run(dtype: str) -> torch.Tensor:
+        out = tmp_path / f"{dtype}.safetensors"
+        r = invoke("sample", "--model", tiny / "tiny", "--steps", 4, "--n", 6, "--dtype", dtype, "--device", "cpu",
+                   "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+        return load_file(str(out))["samples"]
+
+    full, half = run("fp32"), run("bf16")
+    assert half.dtype == torch.float32 and not torch.equal(full, half)  # the network ran in bf16
+    err = (half - full).abs()  # bf16 keeps ~3 digits; a few pixels near the x̂₀ clip may flip further
+    assert err.mean() < 0.02 and (err > 0.05).float().mean() < 0.02, (err.mean(), err.max())
+
+
 def test_seed_and_batch_size_invariance(tiny, tmp_path) -> None:
     def run(bs: int, seed: int) -> torch.Tensor:
         out = tmp_path / f"b{bs}-s{seed}.safetensors"
@@ -155,6 +169,7 @@ ERRORS = [
     (["--steps", "1001", "--sampler", "ddim"], "steps=1001 is more than the schedule's 1000"),
     (["--device", "tpu"], "unknown --device 'tpu'; accepted: auto, cpu, cuda"),
     (["--dtype", "fp8"], "unknown --dtype 'fp8'; accepted: fp32, fp16, bf16"),
+    (["--dtype", "fp16", "--device", "cpu"], "--dtype fp16 needs a GPU; on the CPU use fp32 or bf16"),
     (["--save-trajectory", "t.gif"], "--save-trajectory 't.gif' must be a .png file"),
 ]
 

@@ -55,6 +55,21 @@ def test_pipeline_folder_round_trip(tmp_path) -> None:
     torch.testing.assert_close(bb.eps(x, bb.schedule.index_to_t(idx), bb.schedule), expected)
 
 
+def test_dtype_cast_keeps_float32_modules_and_stays_quiet(tmp_path, monkeypatch) -> None:
+    from diffusers.models import modeling_utils
+
+    warned = []
+    monkeypatch.setattr(modeling_utils.logger, "warning", lambda msg, *a, **k: warned.append(msg))
+    monkeypatch.setattr(UNet2DModel, "_keep_in_fp32_modules", ["time_embedding"], raising=False)
+    bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, tiny_unet()), dtype=torch.bfloat16)
+    dtypes = {n: p.dtype for n, p in bb.unet.named_parameters()}
+    assert all(d == (torch.float32 if n.startswith("time_embedding.") else torch.bfloat16) for n, d in dtypes.items())
+    assert any(n.startswith("time_embedding.") for n in dtypes)
+    bb.to(dtype=torch.float32)
+    assert all(p.dtype == torch.float32 for p in bb.unet.parameters())
+    assert warned == []
+
+
 def test_compiled_unet_samples_as_eager(tmp_path, mixture) -> None:
     bb = DiffusersBackbone.from_pretrained(save_pipeline(tmp_path, tiny_unet()))
     x_T = _x(1)

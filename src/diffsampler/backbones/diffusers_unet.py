@@ -90,6 +90,15 @@ def _build(config: dict[str, Any], state: dict[str, Tensor], origin: Path) -> to
     return model
 
 
+def _cast(unet: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast to ``dtype`` but keep the modules the class lists as float32, as diffusers' from_pretrained does."""
+    torch.nn.Module.to(unet, dtype)  # diffusers' own .to(dtype) warns about those modules even when there are none
+    keep = getattr(unet, "_keep_in_fp32_modules", None) or []
+    for name, module in unet.named_modules():
+        if any(k in name.split(".") for k in keep):
+            torch.nn.Module.to(module, torch.float32)
+
+
 class DiffusersBackbone(Backbone):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` predicting ε, x_0 or v, on training-index time."""
 
@@ -135,7 +144,7 @@ class DiffusersBackbone(Backbone):
         if device is not None:
             self.unet.to(device)
         if dtype is not None:
-            self.unet.to(dtype)
+            _cast(self.unet, dtype)
         return self
 
     def compile(self, **options: Any) -> "DiffusersBackbone":
@@ -200,7 +209,7 @@ class DiffusersBackbone(Backbone):
             clip = float(sched_cfg.get("clip_sample_range", 1.0))
         unet.to(device)
         if dtype is not None:
-            unet.to(dtype)
+            _cast(unet, dtype)
         return cls(unet, schedule, ptype, extra.get("null_class_label"), clip, extra)
 
     @staticmethod
