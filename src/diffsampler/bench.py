@@ -320,6 +320,20 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     _atomic_write(out / "results.csv", buf.getvalue())
 
 
+def _plain_ticks(axis: Any, values: list[float]) -> None:
+    """Ticks at 1, 2, 5 × 10^k inside the data's range, written as plain numbers, on a log axis."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
+
+    lo, hi = min(values), max(values)
+    ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5) if lo / 1.5 <= m * 10.0**k <= hi * 1.5]
+    if len(ticks) >= 2:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+        axis.set_minor_locator(NullLocator())
+        axis.set_minor_formatter(NullFormatter())
+
+
 def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     """metric vs NFE and time per sample vs NFE, one curve per sampler (log NFE axis)."""
     import matplotlib
@@ -342,8 +356,10 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
             else:
                 ax.plot(xs, ys, marker="o", label=label)
         ax.set_xscale("log")
+        _plain_ticks(ax.xaxis, [r["nfe"] for r in rows])
         if what == "value" and all(r["value"] > 0 for r in rows):
             ax.set_yscale("log")
+            _plain_ticks(ax.yaxis, [r["value"] for r in rows])
         ax.set_xlabel("NFE per sample")
         ax.set_ylabel(ylabel or LABELS.get(rows[0]["metric"], rows[0]["metric"]))
         ax.grid(True, which="both", alpha=0.3)
