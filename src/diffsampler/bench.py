@@ -411,6 +411,15 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
         else []
     done = {_key(r) for r in rows}
     share = _shard(num_samples, rank, world)
+
+    def run_batch(first: int, b: int, name: str, n: int, options: dict[str, Any]) -> tuple[Any, Tensor, dict]:
+        """Samples first … first+b−1, each from its own generator (its x_T, then its noise)."""
+        c = cond(first, b) if cond else {}
+        gens = generators(seed, b, start=first)
+        x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
+        return sample(backbone, schedule=schedule, sampler=name, steps=n, spacing=spacing, x_T=x_T, generator=gens,
+                      guidance=guidance, cond=c, full_output=True, **options), x_T, c
+
     warm = False
     for spec, name, options in specs:
         for n in steps:
@@ -423,21 +432,13 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
             if _key(row) in done:
                 continue
             if not warm and len(share):  # one untimed batch: lazy initialisation, and torch.compile's compilation
-                b = min(batch_size, len(share))
-                x_T = torch.stack([torch.randn(shape, generator=g) for g in generators(seed, b)]).to(dev, dtype)
-                sample(backbone, schedule=schedule, sampler=name, steps=1, x_T=x_T, generator=generators(seed, b),
-                       guidance=guidance, cond=cond(0, b) if cond else {}, **options)
+                run_batch(share.start, min(batch_size, len(share)), name, 1, options)
                 warm = True
             xs, x_Ts, labels, nfe = [], [], [], 0.0
             start = time.perf_counter()
             for first in range(share.start, share.stop, batch_size):
                 b = min(batch_size, share.stop - first)
-                c = cond(first, b) if cond else {}
-                gens = generators(seed, b, start=first)
-                x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
-                r = sample(backbone, schedule=schedule, sampler=name, steps=int(n), spacing=spacing, x_T=x_T,
-                           generator=gens,
-                           guidance=guidance, cond=c, full_output=True, **options)
+                r, x_T, c = run_batch(first, b, name, int(n), options)
                 nfe += r.nfe * b
                 xs.append(r.samples.float().cpu())
                 x_Ts.append(x_T.float().cpu())

@@ -105,13 +105,12 @@ def parse_classes(text: str | None, n: int, num_classes: int | None) -> Any:
     """
     import torch
 
-    if text is None:
-        text = "all" if num_classes is not None else "none"
-    if text.strip().lower() == "none":
+    choice = (text if text is not None else "all" if num_classes is not None else "none").strip().lower()
+    if choice == "none":
         return None
     if num_classes is None:
         raise UsageError("--class given, but the model is not class-conditional")
-    if text.strip().lower() == "all":
+    if choice == "all":
         return torch.arange(n) % num_classes
     try:
         values = [int(v) for v in text.split(",") if v.strip() != ""]
