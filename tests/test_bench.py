@@ -141,7 +141,7 @@ def test_fid_code_path_with_a_random_network(tmp_path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(12):
-        save_png(grid_image(x[i:i + 1], 1, pad=0), folder / f"{i}.png")
+        save_png(folder / f"{i}.png", grid_image(x[i:i + 1], 1, pad=0))
     for source in (tmp_path / "ref.npz", folder):
         mu, sigma = reference_stats(source, lambda z: fid_features(net, z))
         torch.testing.assert_close(mu, ref[0], rtol=1e-5, atol=1e-5)
@@ -268,6 +268,7 @@ def test_bench_command(tmp_path) -> None:
         assert not (tmp_path / "bad" / "results.csv").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path) -> None:
     """Sharded over 2 processes (torchrun, gloo on CPU) the cells equal the single-process ones."""
     import shutil

@@ -48,6 +48,7 @@ def test_bundled_model_loads_as_a_diffusers_pipeline(models) -> None:
     assert unet.schedule.num_train_timesteps == 1000 and unet.prediction_type == "epsilon" and unet.clip == 1.0
 
 
+@pytest.mark.slow
 def test_cfg_samples_are_recognised_and_close_to_the_data(models) -> None:
     unet, clean, _ = models
     x, labels = _sample(unet, CFG(scale=3.0))
@@ -58,6 +59,7 @@ def test_cfg_samples_are_recognised_and_close_to_the_data(models) -> None:
     assert fd < CFG3_FD_DIGITS_BELOW, fd
 
 
+@pytest.mark.slow
 def test_accuracy_grows_with_the_guidance_scale(models) -> None:
     """Both guidances on a 100-sample grid; measured: cfg w = 0, 1, 3 → 0.09, 0.95, 1.00;
     classifier guidance on the unconditional model, s = 0, 1, 4 → 0.09, 0.32, 0.67."""
