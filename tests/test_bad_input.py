@@ -90,3 +90,45 @@ def test_bad_schedule_and_mixture_parameters() -> None:
         ds.sample(gm, schedule="linear", steps=2, shape=(1, 3), seed=0)
     with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 2\) \(or the null label 2\), got \[5\]"):
         ds.sample(gm, schedule="linear", steps=2, shape=(1, 2), seed=0, cond={"class_labels": torch.tensor([5])})
+
+
+def test_option_values_are_checked_against_their_types(tanh_eps) -> None:
+    with pytest.raises(TypeError, match="option 'eta' of sampler 'ddim' takes a number, got 'abc'"):
+        _ok(tanh_eps, eta="abc")
+    with pytest.raises(TypeError, match="option 'lower_order_final' of sampler 'dpm-solver\\+\\+' takes true or "
+                                        "false, got 'maybe'"):
+        _ok(tanh_eps, sampler="dpm-solver++", lower_order_final="maybe")
+    with pytest.raises(TypeError, match="option 'max_iterations' of sampler 'pf-ode' takes an integer, got 2.5"):
+        _ok(tanh_eps, sampler="pf-ode", method="rk45", max_iterations=2.5)
+    _ok(tanh_eps, eta=1)  # an integer is a number
+
+
+def test_non_finite_values_are_reported_not_returned(tanh_eps) -> None:
+    def nan_late(x, t):  # NaN from the third step on (t_model ≤ 600 on the 5-step trailing grid)
+        return torch.where(t.reshape(-1, 1) < 650, torch.nan, tanh_eps(x, t))
+
+    with pytest.raises(ValueError, match=r"the model returned NaN or infinite values at t=0\.6 \(step 3 of 5, "
+                                         r"network call 3\)"):
+        _ok(nan_late)
+    x_T = torch.randn(2, 6)
+    x_T[1, 2] = torch.nan
+    with pytest.raises(ValueError, match="x_T holds NaN or infinite values"):
+        ds.sample(tanh_eps, schedule="linear", x_T=x_T)
+
+
+@pytest.mark.parametrize("clip", [-1.0, 0.0, float("nan"), float("inf"), "1"])
+def test_clip_must_be_a_positive_number(tanh_eps, clip) -> None:
+    with pytest.raises(ValueError, match="clip must be a number > 0"):
+        _ok(tanh_eps, clip=clip)
+
+
+def test_contradicting_or_malformed_arguments(tanh_eps) -> None:
+    with pytest.raises(ValueError, match=r"shape \(3, 6\) contradicts x_T's shape \(2, 6\)"):
+        ds.sample(tanh_eps, schedule="linear", x_T=torch.zeros(2, 6), shape=(3, 6))
+    with pytest.raises(ValueError, match=r"a grid is a 1-D sequence of times, got shape \(2, 2\)"):
+        _ok(tanh_eps, grid=[[0.9, 0.5], [0.2, 0.0]])
+    for bad in (1.5, True, 0, "1000"):
+        with pytest.raises(ValueError, match="num_train_timesteps must be an integer ≥ 1"):
+            ds.SCHEDULES.get("linear")(num_train_timesteps=bad)
+    with pytest.raises(ValueError, match="num_train_timesteps must be an integer ≥ 1, got 2.5"):
+        ds.SCHEDULES.get("vp-continuous")(num_train_timesteps=2.5)

@@ -131,9 +131,9 @@ def test_guidance_errors(mixture) -> None:
         run(ClassifierGuidance(bayes_classifier(mixture, s)), cond={"class_labels": 5})
     with pytest.raises(ValueError, match="got 3 labels for a batch of 2"):
         run(CFG(scale=2.0), cond={"class_labels": torch.tensor([0, 1, 2])})
-    with pytest.raises(ValueError, match="cfg scale must be a number ≥ 0, got -1.0"):
+    with pytest.raises(ValueError, match="cfg scale must be a finite number ≥ 0, got -1.0"):
         CFG(scale=-1.0)
-    with pytest.raises(ValueError, match="classifier scale must be a number ≥ 0"):
+    with pytest.raises(ValueError, match="classifier scale must be a finite number ≥ 0"):
         ClassifierGuidance(lambda x, t: x, scale=-2)
     with pytest.raises(ValueError, match="rescale must lie in"):
         CFG(rescale=1.5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -12,11 +12,12 @@ from torch import Tensor
 
 from .backbones import as_backbone
 from .guidance import Guidance
+from .options import check_options
 from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler, Sampler, noise_from
 from .samplers.base import bcast
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 
-__all__ = ["sample", "SampleResult", "generators"]
+__all__ = ["sample", "SampleResult", "generators", "take_rows", "ClippedEps"]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -52,17 +53,6 @@ def _sampler(sampler: str | Sampler) -> tuple[str, Sampler]:
     raise TypeError(f"sampler must be a registered name or a function, got {type(sampler).__name__}")
 
 
-def check_options(name: str, fn: Sampler, options: Any) -> None:
-    """Raise TypeError for an option (a key of ``options``) that the sampler's signature does not take."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in ("noise_sampler", "callback")]
-    for key in options:
-        if key not in accepted:
-            raise TypeError(f"unknown option {key!r} for sampler {name!r}; accepted: {', '.join(accepted) or '(none)'}")
-
-
 def _schedule(schedule: str | Schedule | None, backbone_schedule: Schedule | None) -> Schedule:
     if schedule is None:
         if backbone_schedule is None:
@@ -76,15 +66,44 @@ def _schedule(schedule: str | Schedule | None, backbone_schedule: Schedule | Non
     return schedule
 
 
-def clip_denoised(eps: EpsFn, schedule: Schedule, bound: float) -> EpsFn:
-    """ε re-derived from a clipped prediction: ε' = (x − α·clip(x̂_0, ±bound))/√(1−ᾱ)."""
+def _clip_bound(clip: float | bool | None, default: float | None) -> float | None:
+    if clip is None:
+        return default
+    if clip is False:
+        return None
+    bound = 1.0 if clip is True else clip
+    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"clip must be a number > 0, True (1.0), False or None, got {clip!r}")
+    return float(bound)
 
-    def clipped(x: Tensor, t: Tensor) -> Tensor:
-        e = eps(x, t)
-        alpha, std = bcast(schedule.alpha(t), x), bcast(schedule.std(t), x)
-        return (x - alpha * ((x - std * e) / alpha).clamp(-bound, bound)) / std
 
-    return clipped
+def take_rows(cond: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
+    """Per-sample conditioning (tensors whose first dimension is the batch) restricted to ``rows``."""
+    return {k: v[rows.to(v.device)] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == batch else v
+            for k, v in cond.items()}
+
+
+class ClippedEps:
+    """ε of a clipped prediction: ε' = (x − α·clip(x̂_0, ±bound))/√(1−ᾱ), with x̂_0 = (x − √(1−ᾱ)·ε)/α.
+
+    ``pair`` also hands back the network's own ε, for samplers that re-noise with it.
+    """
+
+    def __init__(self, eps: EpsFn, schedule: Schedule, bound: float) -> None:
+        self.eps, self.schedule, self.bound = eps, schedule, bound
+
+    def pair(self, x: Tensor, t: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        e = self.eps(x, t, rows=rows)
+        alpha, std = bcast(self.schedule.alpha(t), x), bcast(self.schedule.std(t), x)
+        return (x - alpha * ((x - std * e) / alpha).clamp(-self.bound, self.bound)) / std, e
+
+    def __call__(self, x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
+        return self.pair(x, t, rows)[0]
+
+
+def _step_of(grid: Tensor, t: float) -> int:
+    """The step (1-based) whose interval [t_{i+1}, t_i] holds t."""
+    return max(1, min(int((grid >= t - 1e-12).sum()), grid.numel() - 1))
 
 
 def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str | Sampler = "ddim",
@@ -95,7 +114,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
            guidance: Guidance | None = None, cond: dict[str, Any] | None = None, prediction_type: str | None = None,
            clip: float | bool | None = None, callback: Callback | None = None, return_trajectory: bool = False,
            full_output: bool = False, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-           **options: Any) -> Tensor | SampleResult:
+           deterministic: bool = False, **options: Any) -> Tensor | SampleResult:
     """Draw samples x_0 from ``model`` (an ε-predicting callable or a ``Backbone``).
 
     ``x_T`` or ``shape`` (with ``generator``, a list of per-sample generators, or ``seed``) gives
@@ -103,13 +122,17 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     decreasing times, the grid;
     other keywords are the sampler's options (``eta=0.5``). ``clip`` bounds x̂_0 to [−clip, clip]
     (``None``: the backbone's default, e.g. a diffusers scheduler's ``clip_sample``; ``False``: off).
-    Returns the samples, or a ``SampleResult`` with NFE (and the trajectory) when
-    ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
+    Per-sample generators make sample i's noise independent of the batch; the network's kernels
+    still round differently for different batch sizes, so outputs agree to float tolerance.
+    ``deterministic=True`` evaluates ε one sample at a time, so that sample i is bitwise the same
+    in any batch (slower). Returns the samples, or a ``SampleResult`` with NFE (and the trajectory)
+    when ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
     """
     name, fn = _sampler(sampler)
-    check_options(name, fn, options)
+    check_options("sampler", name, fn, options)
     backbone = as_backbone(model, prediction_type)
     sched = _schedule(schedule, backbone.schedule)
+    bound = _clip_bound(clip, getattr(backbone, "clip", None))
 
     if grid is not None:
         times = check_grid(torch.as_tensor(grid, dtype=torch.float64))
@@ -123,6 +146,8 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
         times = make_grid(sched, steps, spacing or getattr(fn, "default_spacing", "trailing"),
                           **(spacing_options or {}))
 
+    if x_T is not None and shape is not None and tuple(shape) != tuple(x_T.shape):
+        raise ValueError(f"shape {tuple(shape)} contradicts x_T's shape {tuple(x_T.shape)}: pass one of them")
     if seed is not None:
         if generator is not None:
             raise ValueError("pass either seed or generator, not both")
@@ -136,30 +161,42 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
         x_T = draw(torch.empty(tuple(shape), dtype=dtype or torch.float32, device=dev))
     elif dtype is not None or device is not None:
         x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)
+    if not bool(torch.isfinite(x_T).all()):
+        raise ValueError("x_T holds NaN or infinite values")
 
     cond = dict(cond or {})
-    batch, rows, calls = x_T.shape[0], 0, 0
+    batch, rows_done, calls = x_T.shape[0], 0, 0
 
     def counted(x: Tensor, t: Tensor, **c: Any) -> Tensor:
-        nonlocal rows, calls
-        rows, calls = rows + x.shape[0], calls + 1
+        nonlocal rows_done, calls
+        rows_done, calls = rows_done + x.shape[0], calls + 1
         return backbone.eps(x, t, sched, **c)
 
     def nfe() -> int | float:
         """Network evaluations per sample: a doubled (guided) batch counts twice."""
-        n = rows / batch
+        n = rows_done / batch
         return int(n) if n.is_integer() else n
 
     eps_c = counted if guidance is None else guidance(counted, sched, backbone)
 
-    def eps_fn(x: Tensor, t: Tensor) -> Tensor:
-        out = eps_c(x, t, **cond)
+    def evaluate(x: Tensor, t: Tensor, rows: Tensor | None) -> Tensor:
+        if not deterministic:
+            return eps_c(x, t, **(cond if rows is None else take_rows(cond, rows, batch)))
+        index = torch.arange(batch, device=x.device) if rows is None else rows
+        return torch.cat([eps_c(x[i:i + 1], t[i:i + 1], **take_rows(cond, index[i:i + 1], batch))
+                          for i in range(x.shape[0])])
+
+    def eps_fn(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
+        out = evaluate(x, t, rows)
         if out.shape != x.shape:
             raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
+        if not bool(torch.isfinite(out).all()):
+            at = float(t.reshape(-1)[0])
+            raise ValueError(f"the model returned NaN or infinite values at t={at:.4g} (step {_step_of(times, at)} "
+                             f"of {steps}, network call {calls})")
         return out
 
-    bound = getattr(backbone, "clip", None) if clip is None else (None if clip is False else float(clip))
-    run_eps: EpsFn = eps_fn if bound is None else clip_denoised(eps_fn, sched, bound)
+    run_eps: EpsFn = eps_fn if bound is None else ClippedEps(eps_fn, sched, bound)
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []
 
@@ -174,6 +211,8 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     with torch.no_grad():
         x0 = fn(run_eps, x_T, times, sched, noise_sampler=draw,
                 callback=on_step if (callback or return_trajectory) else None, **options)
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"sampler {name!r} produced NaN or infinite values from finite model outputs")
     if not (full_output or return_trajectory):
         return x0
     return SampleResult(x0, nfe(), times, calls, torch.stack(xs) if xs else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -11,8 +12,9 @@ __all__ = ["check_scale", "check_interval", "inside", "labels_of"]
 
 
 def check_scale(name: str, scale: float) -> float:
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale >= 0:
-        raise ValueError(f"{name} scale must be a number ≥ 0, got {scale!r}")
+    """A guidance scale: a finite number ≥ 0."""
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 <= scale < math.inf:
+        raise ValueError(f"{name} scale must be a finite number ≥ 0, got {scale!r}")
     return float(scale)
 
 

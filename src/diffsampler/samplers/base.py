@@ -4,6 +4,13 @@ A sampler is a function ``sampler(eps_fn, x, grid, schedule, *, noise_sampler, c
 that walks the decreasing ``grid`` from x at ``grid[0]`` and returns x at ``grid[-1]``. It calls
 ``eps_fn(x, t)`` with t a float64 tensor of shape [B], draws noise only from ``noise_sampler``
 and reports each step to ``callback`` as a dict (``i``, ``t``, ``t_next``, ``x``, ``denoised``).
+
+A sampler that evaluates only some rows of its batch (an adaptive solver whose samples finish
+at different times) calls ``eps_fn(x[rows], t[rows], rows=rows)``: ``rows`` are indices into
+the batch it was given, so that per-sample conditioning follows the rows evaluated.
+
+Where x̂_0 is transformed (clipping), the ε that gives x̂_0 and the ε that re-noises can differ;
+``eps_pair(eps_fn, x, t)`` returns both, and is (ε, ε) for a plain ε-function.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ from torch import Tensor
 
 from ..schedules import Schedule
 
-__all__ = ["EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise"]
+__all__ = ["EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
+           "eps_pair", "report"]
 
-EpsFn = Callable[[Tensor, Tensor], Tensor]
+EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
 
@@ -58,3 +66,19 @@ def bcast(v: Tensor, x: Tensor) -> Tensor:
 def denoise(x: Tensor, eps: Tensor, alpha_bar: float) -> Tensor:
     """Tweedie's x̂_0 = (x − √(1−ᾱ)·ε)/√ᾱ."""
     return (x - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5
+
+
+def eps_pair(eps_fn: EpsFn, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """(ε giving x̂_0, ε to re-noise with): equal unless the ε-function transforms x̂_0 (clipping)."""
+    pair = getattr(eps_fn, "pair", None)
+    if pair is None:
+        e = eps_fn(x, t)
+        return e, e
+    return pair(x, t)
+
+
+def report(callback: Callback | None, i: int, grid: Tensor, x: Tensor, denoised: Tensor | Callable[[], Tensor]) -> None:
+    """Hand step i to ``callback`` (if any) as ``{i, t, t_next, x, denoised}``; ``denoised`` may be a thunk."""
+    if callback is not None:
+        callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x,
+                  "denoised": denoised() if callable(denoised) else denoised})

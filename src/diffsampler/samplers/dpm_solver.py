@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, denoise, times_like
+from .base import Callback, EpsFn, NoiseSampler, denoise, report, times_like
 
 
 def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
@@ -39,11 +38,8 @@ def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
         else:
             h = lam[i + 1] - lam[i]
             first = m_prev is None or (lower_order_final and i == n - 1 and n < 15)
-            c = -(a_u**0.5) * math.expm1(-h)
-            x_new = torch.add(m, x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5 / c) if first else \
-                torch.add(m, m - m_prev, alpha=h / (2 * h_prev)).add_(x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5 / c)
-            x_new.mul_(c)
-        if callback is not None:
-            callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x_new, "denoised": m})
+            d = m if first else m + (h / (2 * h_prev)) * (m - m_prev)
+            x_new = ((1 - a_u) / (1 - a_s)) ** 0.5 * x - (a_u**0.5 * math.expm1(-h)) * d
+        report(callback, i, grid, x_new, m)
         x, m_prev, h_prev = x_new, m, h
     return x

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, denoise, times_like
+from .base import Callback, EpsFn, NoiseSampler, denoise, report, times_like
 
 
 def euler_maruyama(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
@@ -28,8 +28,6 @@ def euler_maruyama(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *
         x_new = x + delta * (0.5 * x - eps / (1 - ab[i]) ** 0.5)
         if i < n - 1:
             x_new = x_new + delta**0.5 * noise_sampler(x)
-        if callback is not None:
-            callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x_new,
-                      "denoised": denoise(x, eps, ab[i])})
+        report(callback, i, grid, x_new, lambda: denoise(x, eps, ab[i]))
         x = x_new
     return x

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, bcast, times_like
+from .base import Callback, EpsFn, NoiseSampler, bcast, report, times_like
 
 METHODS = ("euler", "heun", "rk4", "rk45")
 
@@ -67,9 +67,7 @@ def pf_ode(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_
             k4 = f(y + h * k3, u, grid[i + 1])
             y_new = y + (h / 6) * (d + 2 * k2 + 2 * k3 + k4)
         y = y_new
-        if callback is not None:
-            callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(),
-                      "x": y / math.sqrt(1 + u * u), "denoised": denoised})
+        report(callback, i, grid, y / math.sqrt(1 + u * u), denoised)
     return y / math.sqrt(1 + sig[-1] ** 2)
 
 
@@ -80,10 +78,11 @@ def _rk45(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: 
     t_end = grid[-2] if to_zero else grid[-1]
     u0, u1 = schedule.sigma(grid[0]).log().item(), schedule.sigma(t_end).log().item()
 
-    def g(y: Tensor, u: Tensor) -> Tensor:  # dy/du = σ·ε(x, t)
+    def g(y: Tensor, u: Tensor, rows: Tensor | None = None) -> Tensor:  # dy/du = σ·ε(x, t)
         s = u.exp()
-        eps = eps_fn(y / bcast((1 + s * s).sqrt(), y), schedule.t_from_log_snr(-2 * u).to(y.device))
-        return bcast(s, y) * eps
+        t = schedule.t_from_log_snr(-2 * u).to(y.device)
+        x = y / bcast((1 + s * s).sqrt(), y)
+        return bcast(s, y) * (eps_fn(x, t) if rows is None else eps_fn(x, t, rows=rows))
 
     b = x.shape[0]
     u = torch.full((b,), u0, dtype=torch.float64, device=x.device)
@@ -104,7 +103,7 @@ def _rk45(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: 
         ks = [ka]
         for c, row in zip(_C[1:], _A[1:]):
             yi = ya + hb * sum(w * k for w, k in zip(row, ks) if w != 0.0)
-            ks.append(g(yi, ua + c * ha))
+            ks.append(g(yi, ua + c * ha, act))
         y5 = yi  # the last stage is evaluated at the 5th-order solution (FSAL)
         err = hb * sum(w * k for w, k in zip(_E, ks) if w != 0.0)
         scale = atol + rtol * torch.maximum(ya.abs(), y5.abs())
