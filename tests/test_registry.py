@@ -80,19 +80,31 @@ def test_unknown_name_lists_known() -> None:
 
 
 def test_register_collisions_and_replace() -> None:
-    reg: Registry[int] = Registry("widget", "widgets")
-    reg.register("a", 1)
+    reg: Registry[type] = Registry("widget", "widgets")
+    reg.register("a", int)
 
     @reg.register("b")
     def b() -> int:
-        """Makes a b."""
+        """Makes a ``b``."""
         return 2
 
     with pytest.raises(ValueError, match="widget 'a' is already registered"):
-        reg.register("a", 3)
-    reg.register("a", 3, replace=True)
-    assert reg.get("a") == 3 and reg.get("b") is b and reg.names() == ["a", "b"] and reg.origin("a") == "built-in"
+        reg.register("a", float)
+    reg.register("a", float, replace=True)
+    assert reg.get("a") is float and reg.get("b") is b and reg.names() == ["a", "b"] and reg.origin("a") == "built-in"
     assert "a" in reg and "z" not in reg
+    assert reg.describe("b") == "Makes a b."  # RST markup is not shown in listings
+
+
+@pytest.mark.parametrize("name,obj,message", [
+    (123, int, "name must be a non-empty string"), ("", int, "name must be a non-empty string"),
+    (" x", int, "without surrounding spaces"), ("x", 3, "widget 'x' must be callable"),
+    ("x", "text", "widget 'x' must be callable")])
+def test_register_refuses_bad_names_and_objects(name, obj, message) -> None:
+    reg: Registry[type] = Registry("widget", "widgets")
+    with pytest.raises((TypeError, ValueError), match=message):
+        reg.register(name, obj)
+    assert reg.names() == []
 
 
 def test_builtin_names() -> None:

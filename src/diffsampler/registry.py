@@ -46,7 +46,13 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T | None = None, *, replace: bool = False) -> Any:
         """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
 
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise ValueError(f"a {self.noun} name must be a non-empty string without surrounding spaces, got {name!r}")
+
         def add(item: T) -> T:
+            if not callable(item):
+                raise TypeError(f"{self.noun} {name!r} must be callable (a function or a class), "
+                                f"got {type(item).__name__}")
             if name in self._items and not replace:
                 raise ValueError(f"{self.noun} {name!r} is already registered; pass replace=True to override it")
             self._items[name] = item
@@ -89,9 +95,18 @@ class Registry(Generic[T]):
         if key not in self._loaded:
             try:
                 self._loaded[key] = plugin.entry_point.load()
-            except Exception as exc:  # a broken plugin must not look like an unknown name
+            except (Exception, SystemExit) as exc:  # a broken plugin must not look like an unknown name, nor exit
                 raise ImportError(f"{self.noun} plugin {name!r} from {plugin.origin} failed to load: {exc}") from exc
         return self._loaded[key]
+
+    def describe(self, name: str) -> str:
+        """One line about ``name``: a built-in's docstring; for a plugin, where it lives (nothing is imported)."""
+        if name in self._items:
+            return describe(self._items[name])
+        plugin = self._scan().get(name)
+        if plugin is None:
+            raise self._unknown(name)
+        return f"plugin {plugin.entry_point.value}"
 
     def _unknown(self, name: str) -> UnknownNameError:
         return UnknownNameError(f"unknown {self.noun} {name!r}; known: {', '.join(self.names()) or '(none)'}")
@@ -109,4 +124,4 @@ class Registry(Generic[T]):
 def describe(obj: Callable[..., Any] | type) -> str:
     """First line of an object's docstring (for listings)."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return doc.splitlines()[0].replace("``", "") if doc else ""

@@ -11,12 +11,13 @@ training index i at t_i = (i+1)/T and interpolates log ᾱ linearly between the 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["Schedule", "DiscreteSchedule", "as_time"]
+__all__ = ["Schedule", "DiscreteSchedule", "as_time", "train_steps"]
 
 _DTYPE = torch.float64
 
@@ -26,15 +27,20 @@ def as_time(t: float | Tensor) -> Tensor:
     return torch.as_tensor(t, dtype=_DTYPE)
 
 
+def train_steps(n: Any) -> int:
+    """``num_train_timesteps`` checked: an integer ≥ 1 (1.5 is an error, not 1)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"num_train_timesteps must be an integer ≥ 1, got {n!r}")
+    return int(n)
+
+
 class Schedule:
     """Base class: subclasses define ``log_alpha_bar`` and ``t_from_log_snr``."""
 
     discrete: bool = False
 
     def __init__(self, num_train_timesteps: int = 1000) -> None:
-        if int(num_train_timesteps) < 1:
-            raise ValueError(f"num_train_timesteps must be ≥ 1, got {num_train_timesteps!r}")
-        self.num_train_timesteps = int(num_train_timesteps)
+        self.num_train_timesteps = train_steps(num_train_timesteps)
 
     # -- to be defined by every schedule ---------------------------------------------------------
     def log_alpha_bar(self, t: float | Tensor) -> Tensor:

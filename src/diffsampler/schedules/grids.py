@@ -99,7 +99,9 @@ def karras(schedule: Schedule, steps: int, rho: float = 7.0, sigma_min: float | 
 
 def check_grid(grid: Tensor) -> Tensor:
     """Validate a grid: 1-D, at least two times, strictly decreasing, inside [0, 1]."""
-    grid = as_time(grid).flatten()
+    grid = as_time(grid)
+    if grid.dim() != 1:
+        raise ValueError(f"a grid is a 1-D sequence of times, got shape {tuple(grid.shape)}")
     if grid.numel() < 2:
         raise ValueError(f"a grid needs at least 2 times (1 step), got {grid.numel()}")
     if not torch.all(grid[1:] < grid[:-1]):
