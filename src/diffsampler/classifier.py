@@ -88,9 +88,10 @@ class DigitClassifier(nn.Module):
         folder = Path(folder)
         try:
             cfg = json.loads((folder / "config.json").read_text())
-            state = load_file(str(folder / "model.safetensors"))
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load a classifier from {folder}: {exc}") from exc
-        model = cls(**{k: cfg[k] for k in ("num_classes", "width", "time_conditional")})
-        model.load_state_dict(state)
+            model = cls(**{k: cfg[k] for k in ("num_classes", "width", "time_conditional")})
+            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        except Exception as exc:  # a missing file, a bad config, or weights of another shape: one line each
+            text = str(exc).strip().splitlines()
+            raise ModelLoadError(f"cannot load a classifier from {folder}: "
+                                 f"{text[0] if text else type(exc).__name__}") from exc
         return model.eval().requires_grad_(False)

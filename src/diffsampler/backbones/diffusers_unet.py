@@ -33,9 +33,17 @@ class ModelLoadError(ValueError):
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object of settings, got a {type(data).__name__}")
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unet_class(config: dict[str, Any]) -> type:
@@ -52,16 +60,24 @@ def _load_weights(path: Path, allow_pickle: bool) -> dict[str, Tensor]:
         if not allow_pickle:
             raise ModelLoadError(f"{path} is a pickle checkpoint, which can run code when loaded; "
                                  "use a .safetensors file, or allow_pickle=True (--allow-pickle) if you trust it")
+        import pickle
+
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:  # torch's message suggests a code-running load: never pass it on
+            raise ModelLoadError(f"refused to load {path}: it holds objects other than tensors, which could run "
+                                 "code when loaded") from exc
         except Exception as exc:
-            raise ModelLoadError(f"cannot read checkpoint {path}: {exc}") from exc
+            raise ModelLoadError(f"cannot read checkpoint {path}: {_first_line(exc)}") from exc
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise ModelLoadError(f"{path} holds no state dict of tensors")
+        return state
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for corrupt or truncated files
-        raise ModelLoadError(f"cannot read safetensors file {path}: {exc}") from exc
+        raise ModelLoadError(f"cannot read safetensors file {path}: {_first_line(exc)}") from exc
 
 
 def _weights_in(folder: Path, allow_pickle: bool) -> Path:
@@ -81,12 +97,15 @@ def _refuse(path: Path) -> Path:
 
 def _build(config: dict[str, Any], state: dict[str, Tensor], origin: Path) -> torch.nn.Module:
     cls = _unet_class(config)
-    model = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    try:
+        model = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    except Exception as exc:  # diffusers raises whatever a bad value leads to (ZeroDivisionError, TypeError, …)
+        raise ModelLoadError(f"the model config of {origin} does not build a {cls.__name__}: "
+                             f"{type(exc).__name__}: {_first_line(exc)}") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelLoadError(f"weights in {origin} do not fit the model config: {first}") from exc
+        raise ModelLoadError(f"weights in {origin} do not fit the model config: {_first_line(exc)}") from exc
     return model
 
 
@@ -97,6 +116,17 @@ def _cast(unet: torch.nn.Module, dtype: torch.dtype) -> None:
     for name, module in unet.named_modules():
         if any(k in name.split(".") for k in keep):
             torch.nn.Module.to(module, torch.float32)
+
+
+def _beside(folder: Path, model_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The scheduler config and ``diffsampler.json`` of a model: in its folder, or in the pipeline around it."""
+    def first(*candidates: Path) -> dict[str, Any] | None:
+        return next((_read_json(p) for p in candidates if p.is_file()), None)
+
+    sched = first(folder / "scheduler" / "scheduler_config.json", model_dir / "scheduler_config.json",
+                  model_dir.parent / "scheduler" / "scheduler_config.json")
+    extra = first(folder / EXTRA_CONFIG, model_dir / EXTRA_CONFIG, model_dir.parent / EXTRA_CONFIG)
+    return sched, extra or {}
 
 
 class DiffusersBackbone(Backbone):
@@ -220,14 +250,7 @@ class DiffusersBackbone(Backbone):
         cfg = _read_json(model_dir / "config.json")
         _unet_class(cfg)
         unet = _build(cfg, _load_weights(_weights_in(model_dir, allow_pickle), allow_pickle), model_dir)
-        sched_cfg = None
-        for cand in (folder / "scheduler" / "scheduler_config.json", model_dir / "scheduler_config.json",
-                     model_dir.parent / "scheduler" / "scheduler_config.json"):
-            if cand.is_file():
-                sched_cfg = _read_json(cand)
-                break
-        extra = next((_read_json(p) for p in (folder / EXTRA_CONFIG, model_dir / EXTRA_CONFIG) if p.is_file()), {})
-        return unet, sched_cfg, extra
+        return unet, *_beside(folder, model_dir)
 
     @staticmethod
     def _from_file(path: Path, config: str | Path | dict[str, Any] | None, allow_pickle: bool):
@@ -238,8 +261,7 @@ class DiffusersBackbone(Backbone):
             config = beside
         cfg = dict(config) if isinstance(config, dict) else _read_json(Path(config))
         unet = _build(cfg, _load_weights(path, allow_pickle), path)
-        sched = path.parent / "scheduler_config.json"
-        return unet, (_read_json(sched) if sched.is_file() else None), {}
+        return unet, *_beside(path.parent, path.parent)
 
     @staticmethod
     def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
