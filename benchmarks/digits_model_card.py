@@ -25,7 +25,7 @@ from diffsampler.bench import classifier_features
 from diffsampler.bundled import load_classifier, load_model, model_path
 from diffsampler.data import load_digits
 from diffsampler.guidance import CFG, ClassifierGuidance
-from diffsampler.images import grid_image, save_png
+from diffsampler.images import save_png
 from diffsampler.metrics import frechet_distance, gaussian_stats
 from diffsampler.training import classifier_accuracy
 
@@ -78,7 +78,7 @@ def main() -> None:
         if name == "cfg w=3":
             grid = x[:100]
         print(name, rows[f"ddim {a.steps} steps, {name}"], flush=True)
-    save_png(grid_image(grid, nrow=10), model_path("digits") / "samples.png")
+    save_png(model_path("digits") / "samples.png", grid, nrow=10)
     result = {"command": f"python benchmarks/digits_model_card.py --n {a.n} --steps {a.steps} --seed {a.seed}",
               "samples_per_setting": a.n, "reference": "500 held-out digits (50 a class)",
               "clean_classifier_held_out_accuracy": round(classifier_accuracy(clean), 4),

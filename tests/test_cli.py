@@ -159,7 +159,7 @@ ERRORS = [
     (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: karras"),
     (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: cfg, classifier"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
-    (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a number ≥ 0"),
+    (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
     (["--class", "x"], "--class 'x' must be an integer"),
     (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
@@ -240,3 +240,18 @@ def test_console_script(tiny, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "diffsampler", "list", "samplers"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "pf-ode" in r.stdout
+
+
+def test_trained_unet_is_a_drop_in_copy_of_the_bundled_model(tmp_path) -> None:
+    """``train unet --out`` writes a pipeline folder with its null label, shows progress from the first step."""
+    out = tmp_path / "my-digits"
+    r = invoke("train", "unet", "--out", out, "--iters", 2)
+    assert r.exit_code == 0, r.output
+    assert "training unet: step 1/2, loss" in r.output and "left" in r.output
+    assert json.loads((out / "diffsampler.json").read_text())["null_class_label"] == 10
+    r = invoke("sample", "--model", out, "--steps", 2, "--n", 12, "--out", tmp_path / "s.safetensors", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert load_file(str(tmp_path / "s.safetensors"))["labels"].tolist() == list(range(10)) + [0, 1]
+    for args in (["--class", "none"], ["--guidance", "cfg"]):
+        r = invoke("sample", "--model", out, "--steps", 2, "--n", 2, "--out", tmp_path / "t.png", *args)
+        assert r.exit_code == 0, r.output

