@@ -14,6 +14,7 @@ import diffsampler as ds
 from diffsampler.backbones import CallableBackbone
 from diffsampler.bench import (
     FIELDS,
+    Metric,
     bench,
     exact_metric,
     fd_metric,
@@ -265,7 +266,7 @@ def test_bench_command(tmp_path) -> None:
                      (["--metric", "fd-digits"], "needs 28×28 one-channel samples")):
         r = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "bad")] + bad)
         assert r.exit_code == 2 and msg in r.output, (bad, r.output)
-        assert not (tmp_path / "bad" / "results.csv").exists()
+        assert not (tmp_path / "bad").exists(), "a failing spec leaves no output folder"
 
 
 @pytest.mark.slow
@@ -287,3 +288,52 @@ def test_two_processes_equal_one(tmp_path) -> None:
     for x, y in zip(a, b):
         assert (x["sampler"], x["nfe"], x["extra"]) == (y["sampler"], y["nfe"], y["extra"])
         assert x["value"] == pytest.approx(y["value"], rel=1e-9)
+
+
+def test_two_runs_into_one_folder_lose_nothing(tmp_path) -> None:
+    """Run B finishes a cell while run A has written its own since B started: both cells stay."""
+    gm, sched = gmm_ring(), ds.SCHEDULES.get("linear")()
+    base = exact_metric(gm, 500)
+
+    def run(sampler, metric):
+        return bench(gm, samplers=[sampler], steps=[4], metric=metric, out=tmp_path, num_samples=16, batch_size=8,
+                     shape=(2,), schedule=sched, model_name="gmm-ring", plots=False)
+
+    def score_while_a_runs(x, labels, x_T):
+        run("ddim", base)  # run A, complete, between run B's start and its write
+        return base.score(x, labels, x_T)
+
+    rows = run("dpm-solver++", Metric("exact", score_while_a_runs))
+    assert sorted(r["sampler"] for r in rows) == ["ddim", "dpm-solver++"]
+    assert sorted(r["sampler"] for r in json.loads((tmp_path / "results.json").read_text())) == \
+        ["ddim", "dpm-solver++"]
+
+
+def test_damaged_result_files(tmp_path) -> None:
+    _run(tmp_path, steps=(3,), samplers=("ddim",))
+    (tmp_path / "results.csv").write_text("garbage,\n")
+    _run(tmp_path, steps=(3,), samplers=("ddim",))  # nothing to compute: the CSV is still written anew
+    with (tmp_path / "results.csv").open() as fh:
+        assert [r["sampler"] for r in csv.DictReader(fh)] == ["ddim"]
+    (tmp_path / "results.json").write_text('[{"model": ')
+    r = CliRunner().invoke(app, ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim",
+                                 "--steps", "3", "--num-samples", "8", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"{tmp_path / 'results.json'} is not valid JSON" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_bench_lines_name_the_options_plainly(tmp_path) -> None:
+    r = CliRunner().invoke(app, ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers",
+                                 "ddim,ddim:eta=0.5", "--steps", "3", "--num-samples", "8", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].startswith("ddim steps 3: NFE 3") and lines[1].startswith("ddim eta=0.5 steps 3: NFE 3")
+    assert "{" not in r.output
+
+
+def test_log_ticks_label_every_range() -> None:
+    from diffsampler.bench import log_ticks
+
+    assert log_ticks(3.0, 9.0) == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # 1-2-5 would put one tick in view
+    assert log_ticks(4.46, 57.3) == [5.0, 10.0, 20.0, 50.0]
+    assert all(0.22 <= t <= 2 for t in log_ticks(0.22, 2.0)) and len(log_ticks(0.22, 2.0)) >= 3

@@ -25,6 +25,7 @@ import os
 import platform
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .metrics import frechet_distance, gaussian_stats, sliced_wasserstein
+from .options import parse_value
 from .samplers import SAMPLERS
 from .sampling import generators, sample
 
@@ -45,15 +47,13 @@ FIELDS = ["model", "sampler", "options", "steps", "nfe", "metric", "value", "std
 
 def parse_sampler_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``name``, ``name:method`` (pf-ode) or ``name:key=value:key=value`` → (name, options)."""
-    from .cli import _parse_value
-
     name, *parts = spec.split(":")
     SAMPLERS.get(name)
     options: dict[str, Any] = {}
     for part in parts:
         key, sep, value = part.partition("=")
         if sep:
-            options[key] = _parse_value(value)
+            options[key] = parse_value(value)
         else:
             options["method"] = part
     return name, options
@@ -309,6 +309,35 @@ def _key(row: dict[str, Any]) -> tuple:
             int(row["seed"]), row["device"], row["dtype"], int(row["processes"]), bool(row.get("compiled", False)))
 
 
+def read_results(out: Path) -> list[dict[str, Any]]:
+    """The rows of ``out/results.json`` (none when it does not exist); a damaged file is an error naming it."""
+    path = out / "results.json"
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): restore it, or move it away to start afresh") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(FIELDS) <= set(r) for r in rows):
+        raise ValueError(f"{path} is not a diffsampler results file (a list of rows with the fields "
+                         f"{', '.join(FIELDS)}): restore it, or move it away to start afresh")
+    return rows
+
+
+@contextmanager
+def locked(out: Path):
+    """Hold ``out/.lock`` exclusively: two runs writing into one folder take turns and lose nothing."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     """results.json and results.csv, each replaced in one step."""
     _atomic_write(out / "results.json", json.dumps(rows, indent=2) + "\n")
@@ -320,18 +349,32 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     _atomic_write(out / "results.csv", buf.getvalue())
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis over [lo, hi]: 1, 2, 5 × 10^k, or every 1…9 × 10^k where those give fewer than 3."""
+    decades = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+    for mantissas in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0**k for k in decades for m in mantissas if lo * (1 - 1e-9) <= m * 10.0**k <= hi * (1 + 1e-9)]
+        if len(ticks) >= 3:
+            return ticks
+    return ticks
+
+
 def _plain_ticks(axis: Any, values: list[float]) -> None:
-    """Ticks at 1, 2, 5 × 10^k inside the data's range, written as plain numbers, on a log axis."""
+    """Ticks inside the data's range (so that every one is in view), written as plain numbers, on a log axis."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
 
-    lo, hi = min(values), max(values)
-    ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-             for m in (1, 2, 5) if lo / 1.5 <= m * 10.0**k <= hi * 1.5]
+    ticks = log_ticks(min(values), max(values))
     if len(ticks) >= 2:
         axis.set_major_locator(FixedLocator(ticks))
         axis.set_major_formatter(StrMethodFormatter("{x:g}"))
         axis.set_minor_locator(NullLocator())
         axis.set_minor_formatter(NullFormatter())
+
+
+def cell_label(row: dict[str, Any]) -> str:
+    """``ddim`` or ``ddim eta=0.5``: a cell's sampler and its options, as a reader writes them."""
+    options = json.loads(row["options"]) if isinstance(row["options"], str) else row["options"]
+    return " ".join([row["sampler"], *(f"{k}={v}" for k, v in options.items())])
 
 
 def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
@@ -347,9 +390,8 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     for what, ylabel, fname in (("value", None, "metric_vs_nfe.png"), ("s_per_sample", "seconds per sample",
                                                                          "time_vs_nfe.png")):
         fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-        for label in sorted({r["sampler"] + (f" {r['options']}" if r["options"] != "{}" else "") for r in rows}):
-            pts = sorted((r["nfe"], r[what], r["stderr"]) for r in rows
-                         if r["sampler"] + (f" {r['options']}" if r["options"] != "{}" else "") == label)
+        for label in sorted({cell_label(r) for r in rows}):
+            pts = sorted((r["nfe"], r[what], r["stderr"]) for r in rows if cell_label(r) == label)
             xs, ys, es = zip(*pts)
             if what == "value":
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=label)
@@ -397,7 +439,6 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
     them, scores the cell and writes the results, and the others return an empty list.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     specs = [(s, *parse_sampler_spec(s)) for s in samplers]
     if not steps or any(int(n) < 1 for n in steps):
         raise ValueError(f"steps must be integers ≥ 1, got {steps}")
@@ -407,10 +448,23 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
     dev = torch.device(device)
     state = distributed(dev)
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
-    rows: list[dict[str, Any]] = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() \
-        else []
-    done = {_key(r) for r in rows}
+    rows = started_with = read_results(out)
+    if rows and rank == 0:  # a results.csv damaged or deleted since is written anew from results.json
+        with locked(out):
+            rows = read_results(out)
+            write_results(out, rows)
     share = _shard(num_samples, rank, world)
+
+    def record(row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Add a finished cell to what is on disk now (another run may have added cells meanwhile)."""
+        with locked(out):
+            current = read_results(out)
+            if _key(row) not in {_key(r) for r in current}:
+                current.append(row)
+            write_results(out, current)
+            if plots:
+                plot_results(out, current)
+        return current
 
     def run_batch(first: int, b: int, name: str, n: int, options: dict[str, Any]) -> tuple[Any, Tensor, dict]:
         """Samples first … first+b−1, each from its own generator (its x_T, then its noise)."""
@@ -429,7 +483,9 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
                                    "batch_size": batch_size, "seed": seed, "device": dev.type, "processes": world,
                                    "dtype": str(dtype).replace("torch.", ""),
                                    "compiled": bool(getattr(backbone, "compiled", False))}
-            if _key(row) in done:
+            # one process re-reads, to skip cells a concurrent run finished; sharded processes must all
+            # skip the same cells, so they keep to what was on disk when they started
+            if _key(row) in {_key(r) for r in (read_results(out) if world == 1 else started_with)}:
                 continue
             if not warm and len(share):  # one untimed batch: lazy initialisation, and torch.compile's compilation
                 run_batch(share.start, min(batch_size, len(share)), name, 1, options)
@@ -463,10 +519,7 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
                        s_per_sample=wall / num_samples, s_per_nfe=wall / num_samples / max(nfe, 1e-12),
                        versions=_versions())
             row = {k: row[k] for k in FIELDS}
-            rows.append(row)
-            write_results(out, rows)
-            if plots:
-                plot_results(out, rows)
+            rows = record(row)
             if on_cell is not None:
                 on_cell(row)
     return rows if rank == 0 else []
