@@ -27,8 +27,8 @@ CFG3_FD_DIGITS_BELOW = 1.5
 
 @pytest.fixture(scope="module")
 def models():
-    torch.set_grad_enabled(False)
-    return load_model("digits"), load_classifier("clean"), load_classifier("noisy")
+    with torch.no_grad():  # for the classifier calls in these tests; not left on for the tests after them
+        yield load_model("digits"), load_classifier("clean"), load_classifier("noisy")
 
 
 def _sample(unet, guidance, n=N, labels=None):

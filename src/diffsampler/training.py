@@ -90,6 +90,7 @@ def _noised(x0: Tensor, t_index: Tensor, ab: Tensor, g: torch.Generator) -> tupl
     return a.sqrt() * x0 + (1 - a).sqrt() * eps, eps
 
 
+@torch.enable_grad()  # whatever grad mode the caller is in
 def train_unet(out: Path, iters: int = 4000, batch: int = 64, lr: float = 2e-3, p_uncond: float = 0.1,
                ema: float = 0.999, seed: int = 0, log_every: int = 100) -> dict[str, Any]:
     """Train the digits ε-model and save it as a diffusers pipeline folder (unet/ + scheduler/)."""
@@ -187,6 +188,7 @@ def classifier_accuracy(model: torch.nn.Module, t_index: int | None = None, seed
         return (model(x, t).argmax(1) == y).float().mean().item()
 
 
+@torch.enable_grad()
 def train_classifier(out: Path, iters: int = 3000, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> dict[str, Any]:
     """Train the noise-conditional classifier (``out/noisy``) and the clean one (``out/clean``)."""
     from accelerate import Accelerator
