@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .errors import ModelLoadError
+
 __all__ = ["DigitClassifier", "timestep_embedding"]
 
 
@@ -82,8 +84,6 @@ class DigitClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "DigitClassifier":
         from safetensors.torch import load_file
-
-        from .backbones.diffusers_unet import ModelLoadError
 
         folder = Path(folder)
         try:

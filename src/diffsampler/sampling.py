@@ -13,11 +13,12 @@ from torch import Tensor
 from .backbones import as_backbone
 from .guidance import Guidance
 from .options import check_options
+from .registry import declared_meta
 from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler, Sampler, noise_from
-from .samplers.base import bcast
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
+from .tensors import bcast
 
-__all__ = ["sample", "SampleResult", "generators", "take_rows", "ClippedEps"]
+__all__ = ["sample", "SampleResult", "generators", "time_grid", "take_rows", "ClippedEps"]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -45,11 +46,12 @@ def generators(seed: int, n: int, start: int = 0, device: str | torch.device = "
         for i in range(n)]
 
 
-def _sampler(sampler: str | Sampler) -> tuple[str, Sampler]:
+def _sampler(sampler: str | Sampler) -> tuple[str, Sampler, dict[str, Any]]:
+    """(name, function, declared metadata) of a registered name or a sampler function."""
     if isinstance(sampler, str):
-        return sampler, SAMPLERS.get(sampler)
+        return sampler, SAMPLERS.get(sampler), SAMPLERS.meta(sampler)
     if callable(sampler):
-        return getattr(sampler, "__name__", "custom"), sampler
+        return getattr(sampler, "__name__", "custom"), sampler, {**SAMPLERS.meta_defaults, **declared_meta(sampler)}
     raise TypeError(f"sampler must be a registered name or a function, got {type(sampler).__name__}")
 
 
@@ -106,6 +108,18 @@ def _step_of(grid: Tensor, t: float) -> int:
     return max(1, min(int((grid >= t - 1e-12).sum()), grid.numel() - 1))
 
 
+def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None,
+              spacing_options: dict[str, Any] | None = None) -> Tensor:
+    """The grid ``sample`` walks for ``steps`` steps: ``spacing``, or the sampler's default, then t = 0."""
+    name, _, meta = _sampler(sampler)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
+    if meta["discrete"] and schedule.discrete and steps > schedule.num_train_timesteps:
+        raise ValueError(f"steps={steps} is more than the schedule's {schedule.num_train_timesteps} training "
+                         f"steps, the most sampler {name!r} can take")
+    return make_grid(schedule, steps, spacing or meta["spacing"], **(spacing_options or {}))
+
+
 def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str | Sampler = "ddim",
            steps: int = 50, x_T: Tensor | None = None, shape: Sequence[int] | None = None,
            spacing: str | None = None, spacing_options: dict[str, Any] | None = None,
@@ -128,23 +142,17 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     in any batch (slower). Returns the samples, or a ``SampleResult`` with NFE (and the trajectory)
     when ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
     """
-    name, fn = _sampler(sampler)
+    name, fn, _ = _sampler(sampler)
     check_options("sampler", name, fn, options)
     backbone = as_backbone(model, prediction_type)
     sched = _schedule(schedule, backbone.schedule)
-    bound = _clip_bound(clip, getattr(backbone, "clip", None))
+    bound = _clip_bound(clip, backbone.clip)
 
     if grid is not None:
         times = check_grid(torch.as_tensor(grid, dtype=torch.float64))
         steps = times.numel() - 1
     else:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
-        if getattr(fn, "discrete", False) and sched.discrete and steps > sched.num_train_timesteps:
-            raise ValueError(f"steps={steps} is more than the schedule's {sched.num_train_timesteps} training "
-                             f"steps, the most sampler {name!r} can take")
-        times = make_grid(sched, steps, spacing or getattr(fn, "default_spacing", "trailing"),
-                          **(spacing_options or {}))
+        times = time_grid(sampler, sched, steps, spacing, spacing_options)
 
     if x_T is not None and shape is not None and tuple(shape) != tuple(x_T.shape):
         raise ValueError(f"shape {tuple(shape)} contradicts x_T's shape {tuple(x_T.shape)}: pass one of them")
@@ -157,7 +165,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     if x_T is None:
         if shape is None:
             raise ValueError("pass x_T or shape")
-        dev = torch.device(device) if device is not None else getattr(backbone, "device", torch.device("cpu"))
+        dev = torch.device(device) if device is not None else backbone.device
         x_T = draw(torch.empty(tuple(shape), dtype=dtype or torch.float32, device=dev))
     elif dtype is not None or device is not None:
         x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)

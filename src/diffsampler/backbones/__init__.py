@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ModelLoadError
 from ..registry import Registry
 from .base import PREDICTION_TYPES, Backbone, CallableBackbone, to_epsilon
-from .diffusers_unet import DiffusersBackbone, ModelLoadError
+from .diffusers_unet import DiffusersBackbone
 from .empirical import Empirical
 from .gaussian_mixture import GaussianMixture
 

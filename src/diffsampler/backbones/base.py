@@ -15,8 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..samplers.base import bcast
 from ..schedules import Schedule
+from ..tensors import bcast
 
 __all__ = ["Backbone", "CallableBackbone", "PREDICTION_TYPES", "to_epsilon"]
 
@@ -36,9 +36,21 @@ def to_epsilon(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction
 
 
 class Backbone:
-    """Base class: ``eps(x, t, schedule, **cond)``; ``schedule`` is the one the model was trained with, if known."""
+    """Base class: ``eps(x, t, schedule, **cond)``, and what is known of the model.
+
+    Every backbone answers these (the defaults say "not known" / "not applicable"):
+    ``schedule`` the schedule it was trained with; ``sample_shape`` the shape of one sample;
+    ``num_classes`` its number of real classes if class-conditional; ``null_class_label`` the label
+    that means "unconditional" (for CFG); ``clip`` the bound on x̂_0 its pixels obey; ``device``
+    where its inputs go; ``compiled`` whether ``compile`` was called.
+    """
 
     schedule: Schedule | None = None
+    sample_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    null_class_label: int | None = None
+    clip: float | None = None
+    device: torch.device = torch.device("cpu")
     compiled: bool = False
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:

@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import ModelLoadError
 from ..schedules import DiscreteSchedule, Schedule
+from ..tensors import check_labels
 from .base import PREDICTION_TYPES, Backbone, to_epsilon
 
 __all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
@@ -25,10 +27,6 @@ __all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
 UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
 EXTRA_CONFIG = "diffsampler.json"  # null label, class names, clipping: what diffusers' configs do not hold
-
-
-class ModelLoadError(ValueError):
-    """A model that cannot be loaded: missing, unreadable, of an unsupported kind, or pickle without permission."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -194,12 +192,7 @@ class DiffusersBackbone(Backbone):
             if self.null_class_label is None:
                 raise ValueError(f"this model is class-conditional: pass class_labels in [0, {self.num_classes})")
             labels = self.null_class_label
-        y = torch.as_tensor(labels, device=self.device).long().reshape(-1).expand(batch)
-        top = self.unet.config.num_class_embeds
-        if torch.any((y < 0) | (y >= top)):
-            raise ValueError(f"class_labels must lie in [0, {self.num_classes}) (or the null label "
-                             f"{self.null_class_label}), got {sorted(set(y.tolist()))}")
-        return y
+        return check_labels(labels, batch, self.num_classes, self.null_class_label, self.device)
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Any = None,
             encoder_hidden_states: Tensor | None = None, **cond: Any) -> Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
+from ..tensors import check_labels
 from .base import Backbone
 
 __all__ = ["Empirical"]
@@ -37,6 +38,8 @@ class Empirical(Backbone):
             raise ValueError(f"got {self.labels.numel()} labels for {data.shape[0]} data points")
         self._sq = self.data.pow(2).sum(1)
         self.null_class_label = None if self.labels is None else int(self.labels.max()) + 1
+        self.num_classes = self.null_class_label
+        self.sample_shape = self.item_shape
         self.schedule = schedule
 
     def denoise(self, x: Tensor, alpha_bar: Tensor, class_labels: Tensor | None = None) -> Tensor:
@@ -50,10 +53,7 @@ class Empirical(Backbone):
         if class_labels is not None:
             if self.labels is None:
                 raise ValueError("class_labels given, but this empirical backbone has no labels")
-            y = torch.as_tensor(class_labels).long().reshape(-1).expand(flat.shape[0])
-            if torch.any((y < 0) | (y > self.null_class_label)):
-                raise ValueError(f"class_labels must lie in [0, {self.null_class_label}) (or the null label "
-                                 f"{self.null_class_label}), got {sorted(set(y.tolist()))}")
+            y = check_labels(class_labels, flat.shape[0], self.null_class_label, self.null_class_label)
             other = (self.labels[None, :] != y[:, None]) & (y[:, None] != self.null_class_label)
             logits = logits.masked_fill(other, -torch.inf)
         return torch.softmax(logits, dim=1) @ self.data

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
+from ..tensors import check_labels
 from .base import Backbone
 
 __all__ = ["GaussianMixture"]
@@ -52,6 +53,15 @@ class GaussianMixture(Backbone):
         return self.num_components
 
     @property
+    def num_classes(self) -> int:
+        """One class per component."""
+        return self.num_components
+
+    @property
+    def sample_shape(self) -> tuple[int]:
+        return (self.dim,)
+
+    @property
     def dim(self) -> int:
         return self.means.shape[1]
 
@@ -69,10 +79,7 @@ class GaussianMixture(Backbone):
         logn = -0.5 * ((diff**2 / cov) + torch.log(2 * math.pi * cov)).sum(-1)
         logits = self.weights.to(dev).log() + logn
         if class_labels is not None:
-            y = torch.as_tensor(class_labels, device=dev).long().reshape(-1).expand(x.shape[0])
-            if torch.any((y < 0) | (y > self.num_components)):
-                raise ValueError(f"class_labels must lie in [0, {self.num_components}) (or the null label "
-                                 f"{self.num_components}), got {y.tolist()}")
+            y = check_labels(class_labels, x.shape[0], self.num_components, self.num_components, dev)
             keep = torch.nn.functional.one_hot(y, self.num_components + 1).bool()[:, :-1]
             keep |= (y == self.num_components)[:, None]
             logits = logits.masked_fill(~keep, -math.inf)

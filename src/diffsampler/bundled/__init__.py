@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ..backbones.diffusers_unet import DiffusersBackbone, ModelLoadError
+from ..backbones.diffusers_unet import DiffusersBackbone
+from ..errors import ModelLoadError
 
 __all__ = ["BUNDLED", "DEFAULT_MODEL", "model_path", "load_model", "load_classifier", "fd_reference"]
 

@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..samplers.base import bcast
 from ..schedules import Schedule
-from .base import check_interval, check_scale, inside, labels_of
+from ..tensors import bcast
+from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 
 TEXT_KEY, NEGATIVE_KEY = "encoder_hidden_states", "negative_encoder_hidden_states"
 
 
+@GUIDANCE.register("cfg")
 class CFG:
     """Classifier-free guidance ε_u + w(ε_c − ε_u), w = 1 conditional; one doubled batch per step."""
 
@@ -47,7 +48,7 @@ class CFG:
             if self.label_key not in cond:
                 return both
         y = labels_of("cfg", cond, self.label_key, x.shape[0], x.device)
-        null = self.null_label if self.null_label is not None else getattr(backbone, "null_class_label", None)
+        null = self.null_label if self.null_label is not None or backbone is None else backbone.null_class_label
         if null is None:
             raise ValueError("cfg needs a null label for the unconditional half: pass null_label= "
                              "or use a model that has one")

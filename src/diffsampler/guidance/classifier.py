@@ -16,11 +16,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..samplers.base import bcast
 from ..schedules import Schedule
-from .base import check_interval, check_scale, inside, labels_of
+from ..tensors import bcast, check_labels
+from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 
 
+@GUIDANCE.register("classifier", cli_models={"classifier": "digits-classifier/noisy"})
 class ClassifierGuidance:
     """ε − s·√(1−ᾱ)·∇ₓ log p(y | x_t, t) with any noise-conditional classifier; per-sample labels."""
 
@@ -37,8 +38,7 @@ class ClassifierGuidance:
         with torch.enable_grad():
             xi = x.detach().requires_grad_(True)
             logits = self.classifier(xi, schedule.model_time(t).to(device=x.device, dtype=torch.float32))
-            if torch.any((y < 0) | (y >= logits.shape[1])):
-                raise ValueError(f"class_labels must lie in [0, {logits.shape[1]}), got {sorted(set(y.tolist()))}")
+            y = check_labels(y, x.shape[0], logits.shape[1], device=x.device)
             logp = torch.log_softmax(logits.float(), dim=1).gather(1, y[:, None]).sum()
             (grad,) = torch.autograd.grad(logp, xi)
         return grad
