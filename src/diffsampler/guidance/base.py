@@ -1,14 +1,31 @@
-"""Helpers shared by guidance methods: argument checks and the guidance interval."""
+"""What guidance methods share: the registry, the contract, argument checks and the guidance interval."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_scale", "check_interval", "inside", "labels_of"]
+from ..registry import Registry
+from ..schedules import Schedule
+from ..tensors import check_labels
+
+__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "check_scale", "check_interval", "inside", "labels_of"]
+
+CondEpsFn = Callable[..., Tensor]
+
+
+class Guidance(Protocol):
+    """``guidance(eps, schedule, backbone) -> guided eps(x, t, **cond)``."""
+
+    def __call__(self, eps: CondEpsFn, schedule: Schedule, backbone: Any = None) -> CondEpsFn: ...
+
+
+# cli: built by ``--guidance NAME`` (compose takes other guidances, so only Python builds it);
+# cli_models: options the command line fills with a model, from a folder or the bundled one named
+GUIDANCE: Registry[Any] = Registry("guidance", "guidance", meta={"cli": True, "cli_models": {}})
 
 
 def check_scale(name: str, scale: float) -> float:
@@ -38,8 +55,4 @@ def labels_of(name: str, cond: dict[str, Any], key: str, batch: int, device: tor
     """Per-sample labels [B] from ``cond[key]`` (a tensor or one int), or a clear error."""
     if cond.get(key) is None:
         raise ValueError(f"{name} guidance needs labels: pass cond={{{key!r}: labels}} (one int or one per sample)")
-    y = cond[key]
-    y = torch.as_tensor(y, device=device).long().reshape(-1)
-    if y.numel() not in (1, batch):
-        raise ValueError(f"got {y.numel()} labels for a batch of {batch}")
-    return y.expand(batch)
+    return check_labels(cond[key], batch, None, device=device)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..schedules import Schedule
+from .base import GUIDANCE
 
 
+@GUIDANCE.register("compose", cli=False)
 class Compose:
     """Apply guidances in order, the first innermost (e.g. CFG, then classifier guidance on top)."""
 

@@ -20,9 +20,11 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from ..registry import Registry
 from ..schedules import Schedule
+from ..tensors import bcast, times_like
 
-__all__ = ["EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
+__all__ = ["SAMPLERS", "EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
            "eps_pair", "report"]
 
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
@@ -31,8 +33,21 @@ Callback = Callable[[dict[str, Any]], None]
 
 
 class Sampler(Protocol):
+    """``sampler(eps_fn, x, grid, schedule, *, noise_sampler, callback=None, **options) -> x_0``.
+
+    Options are keyword-only parameters with defaults and type annotations (the command line
+    checks ``--opt`` values against them). A sampler declares, where it is registered
+    (``@SAMPLERS.register(name, spacing=…, discrete=…)``, or ``@declare(…)`` for a plugin):
+    ``spacing``, the time spacing it walks when none is asked for (default ``"trailing"``), and
+    ``discrete``, true when it is defined on training indices only, so that it takes at most T
+    steps on a discrete schedule (default false).
+    """
+
     def __call__(self, eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
                  noise_sampler: NoiseSampler, callback: Callback | None = None, **options: Any) -> Tensor: ...
+
+
+SAMPLERS: Registry[Sampler] = Registry("sampler", "samplers", meta={"spacing": "trailing", "discrete": False})
 
 
 def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) -> NoiseSampler:
@@ -51,16 +66,6 @@ def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) ->
         return z.to(device=like.device, dtype=like.dtype)
 
     return draw
-
-
-def times_like(t: float | Tensor, x: Tensor) -> Tensor:
-    """t as a float64 tensor of shape [B] on x's device."""
-    return torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(x.shape[0]).clone()
-
-
-def bcast(v: Tensor, x: Tensor) -> Tensor:
-    """A per-sample [B] coefficient shaped to broadcast against x, in x's dtype."""
-    return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def denoise(x: Tensor, eps: Tensor, alpha_bar: float) -> Tensor:

@@ -18,9 +18,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, eps_pair, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, eps_pair, report, times_like
 
 
+@SAMPLERS.register("ddim", discrete=True)
 def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
          callback: Callback | None = None, eta: float = 0.0, set_alpha_to_one: bool = True,
          use_clipped_model_output: bool = True) -> Tensor:
@@ -43,5 +44,3 @@ def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
         x = x_new
     return x
 
-
-ddim.discrete = True  # type: ignore[attr-defined]

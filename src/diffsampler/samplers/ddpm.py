@@ -14,11 +14,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, denoise, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, times_like
 
 VARIANCES = ("small", "large")
 
 
+@SAMPLERS.register("ddpm", discrete=True)
 def ddpm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
          callback: Callback | None = None, variance: str = "small", final_noise: bool = False) -> Tensor:
     """Ancestral DDPM: posterior mean plus β̃ (``small``) or β (``large``) noise; NFE = steps."""
@@ -39,5 +40,3 @@ def ddpm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
         report(callback, i, grid, x, x0)
     return x
 
-
-ddpm.discrete = True  # type: ignore[attr-defined]

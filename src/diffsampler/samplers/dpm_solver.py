@@ -17,9 +17,10 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, denoise, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, times_like
 
 
+@SAMPLERS.register("dpm-solver++", spacing="logsnr")
 def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
                   callback: Callback | None = None, lower_order_final: bool = True) -> Tensor:
     """DPM-Solver++(2M): second-order multistep exponential integrator on x̂_0; NFE = steps."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import Callback, EpsFn, NoiseSampler, denoise, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, times_like
 
 
+@SAMPLERS.register("euler-maruyama", spacing="uniform")
 def euler_maruyama(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
                    callback: Callback | None = None) -> Tensor:
     """Euler–Maruyama on the reverse VP SDE dx = [f − g²∇log p]dt + g dW̄; NFE = steps."""

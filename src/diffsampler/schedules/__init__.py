@@ -18,5 +18,9 @@ SCHEDULES.register("sigmoid", Sigmoid)
 SCHEDULES.register("sigmoid-alphabar", SigmoidAlphaBar)
 SCHEDULES.register("vp-continuous", VPContinuous)
 
+from ..registry import import_submodules  # noqa: E402
+
+import_submodules(__name__, __path__)  # a spacing or schedule in a file of its own registers itself
+
 __all__ = ["SCHEDULES", "SPACINGS", "Schedule", "DiscreteSchedule", "Linear", "ScaledLinear", "Cosine",
            "Sigmoid", "SigmoidAlphaBar", "VPContinuous", "make_grid", "check_grid"]
