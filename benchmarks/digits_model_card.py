@@ -21,12 +21,11 @@ import torch
 from safetensors.torch import save_file
 
 import diffsampler as ds
-from diffsampler.bench import classifier_features
 from diffsampler.bundled import load_classifier, load_model, model_path
 from diffsampler.data import load_digits
 from diffsampler.guidance import CFG, ClassifierGuidance
 from diffsampler.images import save_png
-from diffsampler.metrics import frechet_distance, gaussian_stats
+from diffsampler.metrics import classifier_features, frechet_distance, gaussian_stats
 from diffsampler.training import classifier_accuracy
 
 ROOT = Path(__file__).resolve().parent

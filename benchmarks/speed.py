@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,10 +25,14 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 import diffsampler as ds
-from diffsampler.bench import machine
 
 ROOT = Path(__file__).resolve().parent
 
+
+
+def machine() -> str:
+    """A one-line description of where the numbers were measured."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 def paired(ours, theirs, repeats: int) -> tuple[float, float, list[float]]:
     """Median seconds of each and the per-pair ratios, runs interleaved so that both see the same machine state."""

@@ -12,24 +12,23 @@ from typer.testing import CliRunner
 
 import diffsampler as ds
 from diffsampler.backbones import CallableBackbone
-from diffsampler.bench import (
-    FIELDS,
+from diffsampler.bench import FIELDS, bench, gmm_ring, parse_sampler_spec
+from diffsampler.cli import app
+from diffsampler.images import grid_image, save_png
+from diffsampler.metrics import (
     Metric,
-    bench,
     exact_metric,
     fd_metric,
     fid_features,
-    gmm_ring,
+    frechet_distance,
+    gaussian_stats,
     inception,
     inception_weights,
     ode_error_metric,
-    parse_sampler_spec,
     reference_stats,
     resize_tf1,
+    sliced_wasserstein,
 )
-from diffsampler.cli import app
-from diffsampler.images import grid_image, save_png
-from diffsampler.metrics import frechet_distance, gaussian_stats, sliced_wasserstein
 
 F64 = torch.float64
 
@@ -259,8 +258,8 @@ def test_bench_command(tmp_path) -> None:
     assert "4 cells" in r.output and (tmp_path / "b" / "results.csv").is_file()
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.strip() == f"4 cells in {tmp_path / 'b' / 'results.csv'}"
-    for bad, msg in ((["--metric", "psnr"], "unknown --metric 'psnr'"),
-                     (["--samplers", "nope"], "unknown sampler 'nope'"),
+    for bad, msg in ((["--metric", "psnr"], "unknown --metric 'psnr'; accepted: exact, fd-digits"),
+                     (["--samplers", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
                      (["--samplers", "ddim:etaa=1"], "unknown option 'etaa' for sampler 'ddim'"),
                      (["--steps", "a,b"], "--steps 'a,b' must be comma-separated integers"),
                      (["--metric", "fd-digits"], "needs 28×28 one-channel samples")):

@@ -1,52 +1,30 @@
-r"""Sample-quality metrics.
+"""Sample-quality metrics, in the ``METRICS`` registry (entry-point group ``diffsampler.metrics``).
 
-Fréchet distance between Gaussians N(μ₁, Σ₁) and N(μ₂, Σ₂):
-
-    d² = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁^{½} Σ₂ Σ₁^{½})^{½}),
-
-computed in float64 through symmetric eigendecompositions (no complex sqrtm round-off).
+A metric factory is called as ``factory(backbone, schedule, **options)`` and returns a ``Metric``,
+whose ``score(samples, labels, x_T)`` gives (value, bootstrap standard error, extra figures);
+lower is better. Register one with ``@METRICS.register("name", label="axis label")``.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from ..registry import import_submodules
+from .base import METRICS, Metric, MetricFactory, bootstrap, classifier_features, fd_metric
+from .exact import exact_metric
+from .fid import fid_features, inception, inception_weights, reference_stats, resize_tf1
+from .frechet import frechet_distance, gaussian_stats, sliced_wasserstein
+from .ode_error import ode_error_metric
 
-__all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein"]
+import_submodules(__name__, __path__)  # each file registers its metrics where they are defined
 
-
-def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and (unbiased) covariance of features [N, D], float64."""
-    f = features.reshape(features.shape[0], -1).to(torch.float64)
-    if f.shape[0] < 2:
-        raise ValueError(f"need at least 2 feature vectors, got {f.shape[0]}")
-    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
-
-
-def _sqrt_psd(m: Tensor) -> Tensor:
-    w, v = torch.linalg.eigh((m + m.T) / 2)
-    return (v * w.clamp_min(0).sqrt()) @ v.T
+__all__ = ["METRICS", "Metric", "MetricFactory", "bootstrap", "fd_metric", "classifier_features", "frechet_distance",
+           "gaussian_stats", "sliced_wasserstein", "exact_metric", "ode_error_metric", "inception", "inception_weights",
+           "fid_features", "reference_stats", "resize_tf1", "make_metric"]
 
 
-def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
-    """d² = ‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{½} Σ₂ Σ₁^{½})^{½}."""
-    mu1, mu2, s1, s2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, mu2, sigma1, sigma2))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.numel(), mu1.numel()):
-        raise ValueError(f"shapes do not match: μ {tuple(mu1.shape)} / {tuple(mu2.shape)}, "
-                         f"Σ {tuple(s1.shape)} / {tuple(s2.shape)}")
-    r = _sqrt_psd(s1)
-    cross = torch.linalg.eigvalsh((r @ s2 @ r + (r @ s2 @ r).T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * cross)
+def make_metric(name: str, backbone: object, schedule: object = None, **options: object) -> Metric:
+    """The metric ``name`` for this backbone (its reference built), with the factory's options."""
+    from ..options import check_options
 
-
-def sliced_wasserstein(x: Tensor, y: Tensor, projections: int = 128, seed: int = 0) -> float:
-    """SW₂ between two point sets: √(mean over random unit directions θ of W₂²(θᵀx, θᵀy)), quantiles matched."""
-    x = x.reshape(x.shape[0], -1).to(torch.float64)
-    y = y.reshape(y.shape[0], -1).to(torch.float64)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"dimensions differ: {x.shape[1]} and {y.shape[1]}")
-    theta = torch.randn(x.shape[1], projections, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    theta /= theta.norm(dim=0, keepdim=True)
-    q = torch.linspace(0, 1, max(x.shape[0], y.shape[0]), dtype=torch.float64)
-    px, py = torch.quantile(x @ theta, q, dim=0), torch.quantile(y @ theta, q, dim=0)
-    return float((px - py).pow(2).mean().sqrt())
+    factory = METRICS.get(name)
+    check_options("metric", name, factory, options)
+    return factory(backbone, schedule, **options)
