@@ -52,7 +52,7 @@ def invoke(*args: str):
 def test_list_shows_every_kind_with_origin_and_description() -> None:
     r = invoke("list")
     assert r.exit_code == 0
-    for header in ("samplers:", "schedules:", "spacings:", "guidance:", "backbones:", "models:"):
+    for header in ("samplers:", "schedules:", "spacings:", "guidance:", "backbones:", "metrics:", "models:"):
         assert header in r.output
     line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("ddim "))
     assert "built-in" in line and "DDIM" in line
@@ -165,8 +165,10 @@ ERRORS = [
     (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
     (["--opt", "wrong=1"], "unknown option 'wrong' for sampler 'dpm-solver++'; accepted: lower_order_final"),
     (["--opt", "noequals"], "--opt 'noequals' is not key=value"),
-    (["--steps", "0"], "--steps must be ≥ 1, got 0"),
-    (["--steps", "1001", "--sampler", "ddim"], "steps=1001 is more than the schedule's 1000"),
+    (["--steps", "0"], "--steps 0: steps must be an integer ≥ 1, got 0"),
+    (["--steps", "1001", "--sampler", "ddim"], "--steps 1001: that is more than the schedule's 1000"),
+    (["--steps", "1001", "--spacing", "leading"], "--steps 1001 --spacing leading: that is more than the "
+                                                  "schedule's 1000 training steps (spacing 'leading' picks"),
     (["--device", "tpu"], "unknown --device 'tpu'; accepted: auto, cpu, cuda"),
     (["--dtype", "fp8"], "unknown --dtype 'fp8'; accepted: fp32, fp16, bf16"),
     (["--dtype", "fp16", "--device", "cpu"], "--dtype fp16 needs a GPU; on the CPU use fp32 or bf16"),

@@ -17,8 +17,9 @@ import typer
 
 from .backbones import BACKBONES
 from .guidance import GUIDANCE
+from .metrics import METRICS
 from .options import check_options, parse_pairs
-from .registry import Registry
+from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
 from .schedules import SCHEDULES, SPACINGS
 
@@ -33,11 +34,12 @@ class Kind(str, Enum):
     spacings = "spacings"
     guidance = "guidance"
     backbones = "backbones"
+    metrics = "metrics"
     models = "models"
 
 
 REGISTRIES: dict[Kind, Registry] = {Kind.samplers: SAMPLERS, Kind.schedules: SCHEDULES, Kind.spacings: SPACINGS,
-                                    Kind.guidance: GUIDANCE, Kind.backbones: BACKBONES}
+                                    Kind.guidance: GUIDANCE, Kind.backbones: BACKBONES, Kind.metrics: METRICS}
 
 
 class UsageError(ValueError):
@@ -45,9 +47,14 @@ class UsageError(ValueError):
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
+    """Bad input: one line naming the flag, the value and what is accepted; exit code 2."""
     if debug:
         raise exc
-    typer.echo(f"error: {exc}", err=True)
+    if isinstance(exc, UnknownNameError):
+        accepted = [n for n in exc.known if exc.noun != "guidance" or GUIDANCE.meta(n)["cli"]]
+        typer.echo(f"error: unknown --{exc.noun} {exc.name!r}; accepted: {', '.join(accepted)}", err=True)
+    else:
+        typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
 
 
@@ -132,29 +139,34 @@ def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
             if value is not None:
                 raise UsageError(f"{flag} needs --guidance")
         return None
-    if a.guidance not in GUIDANCE.names() or a.guidance == "compose":
-        raise UsageError(f"unknown --guidance {a.guidance!r}; accepted: "
-                         f"{', '.join(n for n in GUIDANCE.names() if n != 'compose')}")
-    if a.classifier is not None and a.guidance != "classifier":
+    cls = GUIDANCE.get(a.guidance)
+    meta = GUIDANCE.meta(a.guidance)
+    if not meta["cli"]:
+        raise UnknownNameError("guidance", a.guidance, GUIDANCE.names())
+    if a.classifier is not None and "classifier" not in meta["cli_models"]:
         raise UsageError(f"--classifier is for --guidance classifier, not --guidance {a.guidance}")
     if labels is None:
         raise UsageError(f"--guidance {a.guidance} needs --class (one class, or a list, one per sample)")
-    cls = GUIDANCE.get(a.guidance)
     kwargs = parse_options(a.guidance_opt, "guidance", a.guidance, cls, "--guidance-opt", keyword_only=False)
     if a.scale is not None:
         kwargs["scale"] = a.scale
-    if a.guidance == "classifier":
-        from .bundled import load_classifier
-        from .classifier import DigitClassifier
-
-        if a.classifier is not None and not a.classifier.is_dir():
-            raise UsageError(f"--classifier {str(a.classifier)!r}: no such folder")
-        kwargs["classifier"] = DigitClassifier.from_pretrained(a.classifier) if a.classifier \
-            else load_classifier("noisy")
+    for option, default in meta["cli_models"].items():  # options the guidance declares to be models
+        kwargs[option] = _model_option(option, a.classifier if option == "classifier" else None, default)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--guidance {a.guidance}: {exc}") from None
+
+
+def _model_option(option: str, path: Path | None, bundled: str) -> Any:
+    """A guidance's model option: the folder given on the command line, else the bundled model it names."""
+    from .bundled import model_path
+    from .classifier import DigitClassifier
+
+    if path is not None and not path.is_dir():
+        raise UsageError(f"--{option} {str(path)!r}: no such folder")
+    name, _, sub = bundled.partition("/")
+    return DigitClassifier.from_pretrained(path if path is not None else model_path(name) / sub)
 
 
 def _progress(quiet: bool):
@@ -298,14 +310,13 @@ def _sample(a: SampleArgs) -> None:
     import torch
 
     from .images import Staged, grid_image, remove_stale_temporaries, write_png, write_samples
-    from .sampling import generators
+    from .sampling import generators, time_grid
     from .sampling import sample as run
 
-    for flag, value, reg in (("--sampler", a.sampler, SAMPLERS), ("--schedule", a.schedule, SCHEDULES),
-                             ("--spacing", a.spacing, SPACINGS)):
-        if value is not None and value not in reg.names():
-            raise UsageError(f"unknown {flag} {value!r}; accepted: {', '.join(reg.names())}")
-    for flag, value in (("--steps", a.steps), ("--n", a.n), ("--batch-size", a.batch_size)):
+    for value, registry in ((a.sampler, SAMPLERS), (a.schedule, SCHEDULES), (a.spacing, SPACINGS)):
+        if value is not None:
+            registry.get(value)
+    for flag, value in (("--n", a.n), ("--batch-size", a.batch_size)):
         if value < 1:
             raise UsageError(f"{flag} must be ≥ 1, got {value}")
     if a.seed < 0:
@@ -322,6 +333,11 @@ def _sample(a: SampleArgs) -> None:
     labels = parse_classes(a.class_, a.n, backbone.num_classes)
     guide = _build_guidance(a, labels)
     sched = SCHEDULES.get(a.schedule)() if a.schedule else None
+    try:
+        time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing)
+    except ValueError as exc:  # the library names its keywords (steps=); here the flags are what the user typed
+        raise UsageError(f"--steps {a.steps}" + (f" --spacing {a.spacing}" if a.spacing else "") +
+                         f": {str(exc).replace(f'steps={a.steps} is', 'that is')}") from None
     bar = _progress(a.quiet)
     xs, path = [], None
     start = time.perf_counter()
@@ -412,10 +428,10 @@ def bench_(
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         raise typer.Exit(_relaunch(num_processes))
     try:
-        from .bench import METRICS, bench, cell_label, load_bench_model, make_metric, parse_sampler_spec
+        from .bench import bench, cell_label, load_bench_model, parse_sampler_spec
+        from .metrics import METRICS, make_metric
 
-        if metric not in METRICS:
-            raise UsageError(f"unknown --metric {metric!r}; accepted: {', '.join(METRICS)}")
+        METRICS.get(metric)
         specs = [s.strip() for s in samplers.split(",") if s.strip()]
         if not specs:
             raise UsageError("--samplers is empty: name at least one sampler")
@@ -437,13 +453,16 @@ def bench_(
         backbone, schedule = load_bench_model(model, dev, None if str(dt) == "torch.float32" else dt)
         if compile_:
             backbone.compile()
-        m = make_metric(metric, backbone, schedule, fid_weights, fid_ref)
-        shape = (2,) if schedule is not None else None
+        given = {"weights": fid_weights, "ref": fid_ref}
+        try:
+            m = make_metric(metric, backbone, schedule, **{k: str(v) for k, v in given.items() if v is not None})
+        except TypeError as exc:
+            raise UsageError(f"--fid-weights and --fid-ref are for the fid metrics: {exc}") from None
         echo = (lambda r: None) if quiet else (lambda r: typer.echo(
             f"{cell_label(r)} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
             f"{r['value']:.4g} ± {r['stderr']:.2g}, {r['s_per_sample'] * 1e3:.2f} ms/sample"))
         rows = bench(backbone, samplers=specs, steps=step_list, metric=m, out=out, num_samples=num_samples,
-                     batch_size=batch_size, seed=seed, shape=shape, schedule=schedule, model_name=model,
+                     batch_size=batch_size, seed=seed, schedule=schedule, model_name=model,
                      spacing=spacing,
                      device=dev, dtype=dt, on_cell=echo)
         if not quiet and rows:
