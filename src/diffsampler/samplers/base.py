@@ -70,7 +70,7 @@ def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) ->
 
 def denoise(x: Tensor, eps: Tensor, alpha_bar: float) -> Tensor:
     """Tweedie's x̂_0 = (x − √(1−ᾱ)·ε)/√ᾱ."""
-    return (x - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5
+    return torch.sub(x, eps, alpha=(1 - alpha_bar) ** 0.5).div_(alpha_bar**0.5)
 
 
 def eps_pair(eps_fn: EpsFn, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, eps_pair, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, eps_pair, report, times_like
 
 
 @SAMPLERS.register("ddim", discrete=True)
@@ -36,10 +36,10 @@ def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
         eps, eps_model = eps_pair(eps_fn, x, times_like(grid[i], x))
         renoise = eps if use_clipped_model_output else eps_model
         sigma = eta * ((1 - a_u) / (1 - a_s) * (1 - a_s / a_u)) ** 0.5
-        x0 = (x - (1 - a_s) ** 0.5 * eps) / a_s**0.5
-        x_new = a_u**0.5 * x0 + max(1 - a_u - sigma**2, 0.0) ** 0.5 * renoise
+        x0 = denoise(x, eps, a_s)
+        x_new = (a_u**0.5 * x0).add_(renoise, alpha=max(1 - a_u - sigma**2, 0.0) ** 0.5)
         if sigma > 0:
-            x_new = x_new + sigma * noise_sampler(x)
+            x_new.add_(noise_sampler(x), alpha=sigma)
         report(callback, i, grid, x_new, x0)
         x = x_new
     return x

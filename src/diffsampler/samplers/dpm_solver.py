@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from ..schedules import Schedule
@@ -39,8 +40,8 @@ def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
         else:
             h = lam[i + 1] - lam[i]
             first = m_prev is None or (lower_order_final and i == n - 1 and n < 15)
-            d = m if first else m + (h / (2 * h_prev)) * (m - m_prev)
-            x_new = ((1 - a_u) / (1 - a_s)) ** 0.5 * x - (a_u**0.5 * math.expm1(-h)) * d
+            d = m if first else torch.lerp(m_prev, m, 1 + h / (2 * h_prev))  # m + (m − m_prev)/(2r), r = h_prev/h
+            x_new = (-(a_u**0.5) * math.expm1(-h) * d).add_(x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5)
         report(callback, i, grid, x_new, m)
         x, m_prev, h_prev = x_new, m, h
     return x
