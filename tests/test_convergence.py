@@ -23,12 +23,13 @@ def setting():
     return gm, s, x, ref
 
 
-def _order(setting, method: str) -> tuple[float, list[float]]:
+def _order(setting, method: str, sampler: str = "pf-ode") -> tuple[float, list[float]]:
     gm, s, x, ref = setting
     errs = []
     for n in STEPS:
         grid = ds.make_grid(s, n + 1, "karras")[:-1]  # n steps from t = 1 to the first knot
-        out = ds.sample(gm, schedule=s, sampler="pf-ode", method=method, grid=grid, x_T=x)
+        options = {"method": method} if sampler == "pf-ode" else {}
+        out = ds.sample(gm, schedule=s, sampler=sampler, grid=grid, x_T=x, **options)
         errs.append((out - ref).pow(2).sum(1).sqrt().mean().item())
     return -np.polyfit(np.log(STEPS), np.log(errs), 1)[0], errs
 
@@ -37,6 +38,12 @@ def _order(setting, method: str) -> tuple[float, list[float]]:
 def test_convergence_order(setting, method: str, low: float, high: float) -> None:
     order, errs = _order(setting, method)
     assert low < order < high, f"{method}: fitted order {order:.2f} from errors {errs}"
+
+
+@pytest.mark.parametrize("sampler,low,high", [("euler", 0.9, 1.15), ("heun", 1.8, 2.3)])
+def test_edm_samplers_convergence_order(setting, sampler: str, low: float, high: float) -> None:
+    order, errs = _order(setting, "", sampler)
+    assert low < order < high, f"{sampler}: fitted order {order:.2f} from errors {errs}"
 
 
 def test_rk45_error_follows_tolerance(setting) -> None:

@@ -15,6 +15,7 @@ Where x̂_0 is transformed (clipping), the ε that gives x̂_0 and the ε that r
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
@@ -25,7 +26,7 @@ from ..schedules import Schedule
 from ..tensors import bcast, times_like
 
 __all__ = ["SAMPLERS", "EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
-           "eps_pair", "report"]
+           "eps_pair", "report", "edm_denoiser"]
 
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
@@ -71,6 +72,21 @@ def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) ->
 def denoise(x: Tensor, eps: Tensor, alpha_bar: float) -> Tensor:
     """Tweedie's x̂_0 = (x − √(1−ᾱ)·ε)/√ᾱ."""
     return torch.sub(x, eps, alpha=(1 - alpha_bar) ** 0.5).div_(alpha_bar**0.5)
+
+
+def edm_denoiser(eps_fn: EpsFn, schedule: Schedule) -> Callable[[Tensor, float], Tensor]:
+    """EDM's D(y; σ) = x̂_0 in the coordinates y = x/√ᾱ = x·√(1+σ²) (Karras et al. 2022): D = y − σ·ε(x, t(σ)).
+
+    Above the schedule's σ_max (EDM's churn can go there) the model is asked at t = 1, as k-diffusion's
+    wrappers of discrete models do; the input is still scaled by the σ asked for.
+    """
+
+    def denoised(y: Tensor, sigma: float) -> Tensor:
+        x = y / math.sqrt(1 + sigma * sigma)
+        t = schedule.t_from_sigma(sigma).clamp(0.0, 1.0)
+        return y - sigma * eps_fn(x, times_like(t, x))
+
+    return denoised
 
 
 def eps_pair(eps_fn: EpsFn, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,169 @@
+"""euler, euler-ancestral and heun against k-diffusion's sampling.py and diffusers' schedulers.
+
+Same model (the exact ε of a Gaussian mixture, float64), same σ grid (float64), same injected noise.
+k-diffusion then computes in float64 throughout: agreement to 1e-10 of the output scale. diffusers'
+Euler schedulers upcast the sample to float32 inside ``step`` (12 steps of float32 rounding, ~1e-7
+relative), so against them the bound is 1e-6 of the output scale.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+import types
+
+import pytest
+import torch
+from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+
+import diffsampler as ds
+
+F64 = torch.float64
+B, STEPS = 6, 12
+
+
+@pytest.fixture(scope="module")
+def k_sampling():
+    """k-diffusion's sampling module alone: its package __init__ and utils pull in torchvision and more,
+    of which sampling.py uses one helper, append_dims (stubbed here exactly as k-diffusion writes it)."""
+    root = importlib.util.find_spec("k_diffusion").submodule_search_locations[0]
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "k_diffusion" or k.startswith("k_diffusion.")}
+    package, utils = types.ModuleType("k_diffusion"), types.ModuleType("k_diffusion.utils")
+    package.__path__ = [root]
+    utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
+    package.utils = utils
+    sys.modules.update({"k_diffusion": package, "k_diffusion.utils": utils})
+    try:
+        yield importlib.import_module("k_diffusion.sampling")
+    finally:
+        for k in [k for k in sys.modules if k == "k_diffusion" or k.startswith("k_diffusion.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    gm = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
+                            variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    sched = ds.SCHEDULES.get("linear")()
+    x_T = torch.randn(B, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return gm, sched, x_T
+
+
+def _denoiser(gm, sched):
+    """k-diffusion's model(y, σ·1) = x̂_0 for y = x/√ᾱ: the conversion every EDM-style wrapper makes."""
+    def model(y, sigma):
+        s = float(sigma.reshape(-1)[0])
+        t = sched.t_from_sigma(s).clamp(0, 1).expand(y.shape[0])
+        return y - s * gm.eps(y / math.sqrt(1 + s * s), t, sched)
+    return model
+
+
+def _noises(n: int, seed: int = 1) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, 2, generator=g, dtype=F64) for _ in range(n)]
+
+
+def _close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-10) -> None:
+    scale = ref.abs().max().item()
+    assert (ours - ref).abs().max().item() <= rel * max(scale, 1.0), (ours - ref).abs().max()
+
+
+CASES = [("euler", "sample_euler", {}), ("euler", "sample_euler", {"s_churn": 2.0, "s_noise": 1.003}),
+         ("euler-ancestral", "sample_euler_ancestral", {}),
+         ("euler-ancestral", "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}),
+         ("heun", "sample_heun", {}), ("heun", "sample_heun", {"s_churn": 4.0, "s_tmin": 0.05, "s_tmax": 10.0})]
+
+
+@pytest.mark.parametrize("name,k_name,options", CASES)
+def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, options) -> None:
+    gm, sched, x_T = setting
+    grid = ds.make_grid(sched, STEPS, "karras")
+    sigmas = sched.sigma(grid)
+    sigmas[-1] = 0.0
+    noises = _noises(STEPS)
+    feed = iter(noises)
+    monkeypatch.setattr(torch, "randn_like", lambda like, **kw: next(feed))  # k-diffusion's noise, injected
+    ref = getattr(k_sampling, k_name)(_denoiser(gm, sched), x_T * math.sqrt(1 + sigmas[0].item() ** 2), sigmas,
+                                      disable=True, **options)
+    monkeypatch.undo()
+    drawn = iter(noises)
+    ours = ds.sample(gm, schedule=sched, sampler=name, grid=grid, x_T=x_T, noise_sampler=lambda like: next(drawn),
+                     full_output=True, **options)
+    _close(ours.samples, ref)
+    assert ours.nfe == (2 * STEPS - 1 if name == "heun" else STEPS)
+
+
+def _diffusers_loop(scheduler, gm, sched, x_T, noises, module, monkeypatch, steps=STEPS):
+    """A diffusers scheduler loop on our float64 ᾱ and σ, with the injected noise."""
+    scheduler.alphas_cumprod = sched.alphas_cumprod.clone()
+    scheduler.set_timesteps(steps)
+    sig = torch.as_tensor(((1 - sched.alphas_cumprod) / sched.alphas_cumprod).sqrt().numpy())
+    idx = scheduler.timesteps.round().long()
+    scheduler.sigmas = torch.cat([sig[idx], torch.zeros(1, dtype=F64)])
+    feed = iter(noises)
+    monkeypatch.setattr(module, "randn_tensor", lambda *a, **k: next(feed))
+    y = x_T * math.sqrt(1 + scheduler.sigmas[0].item() ** 2)
+    for t in scheduler.timesteps:
+        x_in = scheduler.scale_model_input(y, t)
+        eps = gm.eps(x_in, sched.index_to_t(t.round()).expand(B), sched)
+        y = scheduler.step(eps, t, y).prev_sample
+    monkeypatch.undo()
+    return y, sched.index_to_t(idx.double())
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("name", ["euler", "euler-ancestral"])
+def test_matches_diffusers_euler_schedulers(setting, monkeypatch, spacing, name) -> None:
+    import diffusers.schedulers.scheduling_euler_ancestral_discrete as ea
+    import diffusers.schedulers.scheduling_euler_discrete as eu
+
+    gm, sched, x_T = setting
+    cls, module = (EulerDiscreteScheduler, eu) if name == "euler" else (EulerAncestralDiscreteScheduler, ea)
+    noises = _noises(STEPS)
+    ref, starts = _diffusers_loop(cls(beta_schedule="linear", timestep_spacing=spacing), gm, sched, x_T, noises,
+                                  module, monkeypatch)
+    grid = torch.cat([starts, torch.zeros(1, dtype=F64)])
+    drawn = iter(noises)
+    ours = ds.sample(gm, schedule=sched, sampler=name, grid=grid, x_T=x_T, noise_sampler=lambda like: next(drawn))
+    _close(ours, ref, rel=1e-6)  # diffusers computes the step in float32
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+def test_matches_diffusers_heun(setting, monkeypatch, spacing) -> None:
+    gm, sched, x_T = setting
+    ref = HeunDiscreteScheduler(beta_schedule="linear", timestep_spacing=spacing)
+    ref.alphas_cumprod = sched.alphas_cumprod.clone()
+    ref.set_timesteps(STEPS)
+    sig = ((1 - sched.alphas_cumprod) / sched.alphas_cumprod).sqrt()
+    idx = ref.timesteps[::2].round().long()  # diffusers repeats every timestep but the first for the 2nd stage
+    sigmas = torch.cat([sig[idx], torch.zeros(1, dtype=F64)])
+    ref.sigmas = torch.cat([sigmas[:1], sigmas[1:-1].repeat_interleave(2), sigmas[-1:]])
+    y = x_T * math.sqrt(1 + sigmas[0].item() ** 2)
+    for t in ref.timesteps:
+        s = ref.sigmas[ref.step_index if ref.step_index is not None else 0].item()
+        x_in = ref.scale_model_input(y, t)
+        eps = gm.eps(x_in, sched.t_from_sigma(s).expand(B), sched)
+        y = ref.step(eps, t, y).prev_sample
+    grid = torch.cat([sched.index_to_t(idx.double()), torch.zeros(1, dtype=F64)])
+    ours = ds.sample(gm, schedule=sched, sampler="heun", grid=grid, x_T=x_T)
+    _close(ours, y)
+
+
+def test_euler_without_churn_is_ddim(setting) -> None:
+    gm, sched, x_T = setting
+    a = ds.sample(gm, schedule=sched, sampler="euler", steps=15, spacing="trailing", x_T=x_T)
+    b = ds.sample(gm, schedule=sched, sampler="ddim", steps=15, spacing="trailing", x_T=x_T)
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options,message", [({"s_churn": -1.0}, "need s_churn ≥ 0"),
+                                             ({"s_tmin": 2.0, "s_tmax": 1.0}, "s_tmin ≤ s_tmax")])
+def test_bad_churn_options(setting, options, message) -> None:
+    gm, sched, x_T = setting
+    with pytest.raises(ValueError, match=message):
+        ds.sample(gm, schedule=sched, sampler="heun", steps=4, x_T=x_T, **options)
+    with pytest.raises(ValueError, match="eta must be ≥ 0"):
+        ds.sample(gm, schedule=sched, sampler="euler-ancestral", steps=4, x_T=x_T, eta=-1.0)
