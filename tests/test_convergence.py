@@ -23,12 +23,12 @@ def setting():
     return gm, s, x, ref
 
 
-def _order(setting, method: str, sampler: str = "pf-ode") -> tuple[float, list[float]]:
+def _order(setting, method: str, sampler: str = "pf-ode", **options) -> tuple[float, list[float]]:
     gm, s, x, ref = setting
     errs = []
     for n in STEPS:
         grid = ds.make_grid(s, n + 1, "karras")[:-1]  # n steps from t = 1 to the first knot
-        options = {"method": method} if sampler == "pf-ode" else {}
+        options = {"method": method} if sampler == "pf-ode" else options
         out = ds.sample(gm, schedule=s, sampler=sampler, grid=grid, x_T=x, **options)
         errs.append((out - ref).pow(2).sum(1).sqrt().mean().item())
     return -np.polyfit(np.log(STEPS), np.log(errs), 1)[0], errs
@@ -40,9 +40,13 @@ def test_convergence_order(setting, method: str, low: float, high: float) -> Non
     assert low < order < high, f"{method}: fitted order {order:.2f} from errors {errs}"
 
 
-@pytest.mark.parametrize("sampler,low,high", [("euler", 0.9, 1.15), ("heun", 1.8, 2.3)])
-def test_edm_samplers_convergence_order(setting, sampler: str, low: float, high: float) -> None:
-    order, errs = _order(setting, "", sampler)
+@pytest.mark.parametrize("sampler,options,low,high", [("euler", {}, 0.9, 1.15), ("heun", {}, 1.8, 2.3),
+                                                      ("dpm-solver++", {"order": 1}, 0.9, 1.15),
+                                                      ("dpm-solver++", {"order": 2}, 1.8, 2.3)])
+# DPM-Solver++(3M) is left out: its warm-up starts with a first-order step whose O(h²) local error
+# bounds the global error at O(h²) (fitted slopes fall from 3.4 to 2.2 over 16…128 steps here).
+def test_other_solvers_convergence_order(setting, sampler: str, options: dict, low: float, high: float) -> None:
+    order, errs = _order(setting, "", sampler, **options)
     assert low < order < high, f"{sampler}: fitted order {order:.2f} from errors {errs}"
 
 

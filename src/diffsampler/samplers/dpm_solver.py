@@ -1,20 +1,23 @@
-r"""DPM-Solver++(2M) (Lu et al. 2022), multistep in λ = log(α/σ_t) = ½·log-SNR.
+r"""DPM-Solver++ multistep (Lu et al. 2022), orders 1–3, in λ = log(α/σ_t) = ½·log-SNR.
 
-With data predictions m_i = x̂_0(x_i, t_i), α_t = √ᾱ, σ_t = √(1−ᾱ), h = λ_u − λ_s and
-r = h_prev/h:
+With data predictions m_i = x̂_0(x_i, t_i), α_t = √ᾱ, σ_t = √(1−ᾱ), h = λ_u − λ_s, φ = e^{−h} − 1,
+and the previous steps' sizes h₀, h₁ (r₀ = h₀/h, r₁ = h₁/h):
 
-    first order:  x_u = (σ_u/σ_s)·x_s − α_u·(e^{−h} − 1)·m_s
-    second order: the same with m_s replaced by D = m_s + (m_s − m_prev)/(2r).
+    order 1:  x_u = (σ_u/σ_s)·x_s − α_u·φ·m₀                                (DDIM)
+    order 2:  … − ½·α_u·φ·D₁,                       D₁ = (m₀ − m₁)/r₀
+    order 3:  … + α_u·(φ/h + 1)·D₁ − α_u·((φ + h)/h² − ½)·D₂,
+              D₁ = D₁₀ + r₀·D₂,  D₂ = (D₁₀ − D₁₁)/(r₀ + r₁),  D₁₀ = (m₀ − m₁)/r₀,  D₁₁ = (m₁ − m₂)/r₁
 
-The first step is first order (no history) and so is a step into t = 0 (h = ∞: x_u = m_s);
-with ``lower_order_final`` the last step is first order when N < 15 (diffusers' rule). NFE = N.
+(diffusers' ``DPMSolverMultistepScheduler`` with ``algorithm_type="dpmsolver++"``). The first steps
+use the orders their history allows, a step into t = 0 (h = ∞) is x_u = m₀, and with
+``lower_order_final`` the last two steps drop to orders 1 and ≤ 2 when N < 15 (diffusers' rule).
+NFE = N.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from ..schedules import Schedule
@@ -23,12 +26,15 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, time
 
 @SAMPLERS.register("dpm-solver++", spacing="logsnr")
 def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-                  callback: Callback | None = None, lower_order_final: bool = True) -> Tensor:
-    """DPM-Solver++(2M): second-order multistep exponential integrator on x̂_0; NFE = steps."""
+                  callback: Callback | None = None, order: int = 2, lower_order_final: bool = True) -> Tensor:
+    """DPM-Solver++(kM): multistep exponential integrator on x̂_0, order k = 1, 2 (default) or 3; NFE = steps."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
     ab = schedule.alpha_bar(grid).tolist()
     n = len(ab) - 1
     lam = [0.5 * (math.log(a) - math.log1p(-a)) if a < 1 else math.inf for a in ab]
-    m_prev = h_prev = None
+    ms: list[Tensor] = []  # data predictions, newest last
+    hs: list[float] = []  # step sizes in λ, newest last
     for i in range(n):
         a_s, a_u = ab[i], ab[i + 1]
         eps = eps_fn(x, times_like(grid[i], x))
@@ -39,9 +45,19 @@ def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
             x_new, h = x, 0.0
         else:
             h = lam[i + 1] - lam[i]
-            first = m_prev is None or (lower_order_final and i == n - 1 and n < 15)
-            d = m if first else torch.lerp(m_prev, m, 1 + h / (2 * h_prev))  # m + (m − m_prev)/(2r), r = h_prev/h
-            x_new = (-(a_u**0.5) * math.expm1(-h) * d).add_(x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5)
+            k = min(order, len(ms) + 1, n - i if lower_order_final and n < 15 else order)
+            phi, alpha = math.expm1(-h), a_u**0.5
+            x_new = (-alpha * phi * m).add_(x, alpha=((1 - a_u) / (1 - a_s)) ** 0.5)
+            if k >= 2:
+                d1 = (m - ms[-1]) / (hs[-1] / h)
+                if k == 2:
+                    x_new.add_(d1, alpha=-0.5 * alpha * phi)
+                else:
+                    r0, r1 = hs[-1] / h, hs[-2] / h
+                    d2 = (d1 - (ms[-1] - ms[-2]) / r1) / (r0 + r1)
+                    x_new.add_(d1 + r0 * d2, alpha=alpha * (phi / h + 1))
+                    x_new.add_(d2, alpha=-alpha * ((phi + h) / h**2 - 0.5))
         report(callback, i, grid, x_new, m)
-        x, m_prev, h_prev = x_new, m, h
+        ms, hs = (ms + [m])[-2:], (hs + [h])[-2:]
+        x = x_new
     return x
