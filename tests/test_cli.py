@@ -163,7 +163,7 @@ ERRORS = [
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
     (["--class", "x"], "--class 'x' must be an integer"),
     (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
-    (["--opt", "wrong=1"], "unknown option 'wrong' for sampler 'dpm-solver++'; accepted: lower_order_final"),
+    (["--opt", "wrong=1"], "unknown option 'wrong' for sampler 'dpm-solver++'; accepted: order, lower_order_final"),
     (["--opt", "noequals"], "--opt 'noequals' is not key=value"),
     (["--steps", "0"], "--steps 0: steps must be an integer ≥ 1, got 0"),
     (["--steps", "1001", "--sampler", "ddim"], "--steps 1001: that is more than the schedule's 1000"),

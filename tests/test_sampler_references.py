@@ -74,7 +74,11 @@ def _close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-10) -> None:
 CASES = [("euler", "sample_euler", {}), ("euler", "sample_euler", {"s_churn": 2.0, "s_noise": 1.003}),
          ("euler-ancestral", "sample_euler_ancestral", {}),
          ("euler-ancestral", "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}),
-         ("heun", "sample_heun", {}), ("heun", "sample_heun", {"s_churn": 4.0, "s_tmin": 0.05, "s_tmax": 10.0})]
+         ("heun", "sample_heun", {}), ("heun", "sample_heun", {"s_churn": 4.0, "s_tmin": 0.05, "s_tmax": 10.0}),
+         ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {}),
+         ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {"eta": 0.5, "s_noise": 0.9, "solver_type": "heun"}),
+         ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3}),
+         ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3, "eta": 0.0})]
 
 
 @pytest.mark.parametrize("name,k_name,options", CASES)
@@ -86,8 +90,11 @@ def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, opt
     noises = _noises(STEPS)
     feed = iter(noises)
     monkeypatch.setattr(torch, "randn_like", lambda like, **kw: next(feed))  # k-diffusion's noise, injected
+    k_options = {k: v for k, v in options.items() if k != "order"}
+    if name == "dpm-solver++-sde":  # it would draw from a Brownian tree; the same noise is injected instead
+        k_options["noise_sampler"] = lambda sigma, sigma_next: next(feed)
     ref = getattr(k_sampling, k_name)(_denoiser(gm, sched), x_T * math.sqrt(1 + sigmas[0].item() ** 2), sigmas,
-                                      disable=True, **options)
+                                      disable=True, **k_options)
     monkeypatch.undo()
     drawn = iter(noises)
     ours = ds.sample(gm, schedule=sched, sampler=name, grid=grid, x_T=x_T, noise_sampler=lambda like: next(drawn),
@@ -167,3 +174,12 @@ def test_bad_churn_options(setting, options, message) -> None:
         ds.sample(gm, schedule=sched, sampler="heun", steps=4, x_T=x_T, **options)
     with pytest.raises(ValueError, match="eta must be ≥ 0"):
         ds.sample(gm, schedule=sched, sampler="euler-ancestral", steps=4, x_T=x_T, eta=-1.0)
+
+
+@pytest.mark.parametrize("options,message", [({"order": 1}, "order must be 2 or 3, got 1"),
+                                             ({"solver_type": "rk"}, "unknown solver_type 'rk'; known: midpoint, heun"),
+                                             ({"eta": -0.1}, "eta must be ≥ 0")])
+def test_bad_sde_options(setting, options, message) -> None:
+    gm, sched, x_T = setting
+    with pytest.raises(ValueError, match=message):
+        ds.sample(gm, schedule=sched, sampler="dpm-solver++-sde", steps=4, x_T=x_T, **options)
