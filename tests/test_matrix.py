@@ -11,13 +11,14 @@ STEPS = 6
 # NFE as each sampler's docstring states it, for grids that end at t = 0
 DOCUMENTED_NFE = {"ddpm": STEPS, "ddim": STEPS, "euler-maruyama": STEPS, "dpm-solver++": STEPS,
                   ("pf-ode", "euler"): STEPS, ("pf-ode", "heun"): 2 * STEPS - 1, ("pf-ode", "rk4"): 4 * STEPS - 3,
-                  "euler": STEPS, "euler-ancestral": STEPS, "heun": 2 * STEPS - 1, "dpm-solver++-sde": STEPS}
+                  "euler": STEPS, "euler-ancestral": STEPS, "heun": 2 * STEPS - 1, "dpm-solver++-sde": STEPS,
+                  "lms": STEPS}
 CASES = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {}), ("ddim", {"eta": 0.5}),
          ("euler-maruyama", {}), ("pf-ode", {"method": "euler"}), ("pf-ode", {"method": "heun"}),
          ("pf-ode", {"method": "rk4"}), ("pf-ode", {"method": "rk45"}), ("dpm-solver++", {}),
          ("euler", {}), ("euler", {"s_churn": 1.0}), ("euler-ancestral", {}), ("heun", {}),
          ("heun", {"s_churn": 1.0}), ("dpm-solver++-sde", {}), ("dpm-solver++-sde", {"order": 3}),
-         ("dpm-solver++", {"order": 3})]
+         ("dpm-solver++", {"order": 3}), ("lms", {})]
 
 
 def test_cases_cover_every_builtin_sampler() -> None:

@@ -78,7 +78,8 @@ CASES = [("euler", "sample_euler", {}), ("euler", "sample_euler", {"s_churn": 2.
          ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {}),
          ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {"eta": 0.5, "s_noise": 0.9, "solver_type": "heun"}),
          ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3}),
-         ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3, "eta": 0.0})]
+         ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3, "eta": 0.0}),
+         ("lms", "sample_lms", {}), ("lms", "sample_lms", {"order": 2})]
 
 
 @pytest.mark.parametrize("name,k_name,options", CASES)
@@ -90,8 +91,9 @@ def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, opt
     noises = _noises(STEPS)
     feed = iter(noises)
     monkeypatch.setattr(torch, "randn_like", lambda like, **kw: next(feed))  # k-diffusion's noise, injected
-    k_options = {k: v for k, v in options.items() if k != "order"}
-    if name == "dpm-solver++-sde":  # it would draw from a Brownian tree; the same noise is injected instead
+    k_options = dict(options)
+    if name == "dpm-solver++-sde":  # k-diffusion names the order in the function (2m, 3m), and would draw
+        k_options.pop("order", None)  # its noise from a Brownian tree: the same noise is injected instead
         k_options["noise_sampler"] = lambda sigma, sigma_next: next(feed)
     ref = getattr(k_sampling, k_name)(_denoiser(gm, sched), x_T * math.sqrt(1 + sigmas[0].item() ** 2), sigmas,
                                       disable=True, **k_options)
@@ -101,6 +103,23 @@ def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, opt
                      full_output=True, **options)
     _close(ours.samples, ref)
     assert ours.nfe == (2 * STEPS - 1 if name == "heun" else STEPS)
+
+
+def test_lms_matches_diffusers(setting) -> None:
+    from diffusers import LMSDiscreteScheduler
+
+    gm, sched, x_T = setting
+    ref = LMSDiscreteScheduler(beta_schedule="linear", timestep_spacing="trailing")
+    ref.set_timesteps(STEPS)
+    sig = ((1 - sched.alphas_cumprod) / sched.alphas_cumprod).sqrt()
+    idx = ref.timesteps.round().long()
+    ref.sigmas = torch.cat([sig[idx], torch.zeros(1, dtype=F64)])
+    y = x_T * math.sqrt(1 + ref.sigmas[0].item() ** 2)
+    for t in ref.timesteps:
+        x_in = ref.scale_model_input(y, t)
+        y = ref.step(gm.eps(x_in, sched.index_to_t(t.round()).expand(B), sched), t, y, order=4).prev_sample
+    grid = torch.cat([sched.index_to_t(idx.double()), torch.zeros(1, dtype=F64)])
+    _close(ds.sample(gm, schedule=sched, sampler="lms", grid=grid, x_T=x_T), y, rel=1e-6)
 
 
 def _diffusers_loop(scheduler, gm, sched, x_T, noises, module, monkeypatch, steps=STEPS):
