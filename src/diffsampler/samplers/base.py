@@ -26,7 +26,7 @@ from ..schedules import Schedule
 from ..tensors import bcast, times_like
 
 __all__ = ["SAMPLERS", "EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
-           "eps_pair", "report", "edm_denoiser"]
+           "eps_pair", "report", "edm_denoiser", "sigmas_of", "churned"]
 
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
@@ -87,6 +87,27 @@ def edm_denoiser(eps_fn: EpsFn, schedule: Schedule) -> Callable[[Tensor, float],
         return y - sigma * eps_fn(x, times_like(t, x))
 
     return denoised
+
+
+def sigmas_of(grid: Tensor, schedule: Schedule) -> list[float]:
+    """EDM noise levels σ = √((1−ᾱ)/ᾱ) of a grid, with an exact 0 where the grid ends at t = 0."""
+    sig = schedule.sigma(grid).tolist()
+    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    return sig
+
+
+def churned(y: Tensor, sigma: float, steps: int, z: Tensor | None, s_churn: float, s_tmin: float, s_tmax: float,
+            s_noise: float) -> tuple[Tensor, float]:
+    """EDM's churn (Karras et al. 2022, Alg. 2): σ̂ = σ(1 + γ), ŷ = y + s_noise·√(σ̂² − σ²)·z, with
+    γ = min(s_churn/N, √2 − 1) where s_tmin ≤ σ ≤ s_tmax, else 0. Returns (ŷ, σ̂)."""
+    if not (s_churn >= 0 and s_tmin <= s_tmax):
+        raise ValueError(f"need s_churn ≥ 0 and s_tmin ≤ s_tmax, got s_churn={s_churn}, s_tmin={s_tmin}, "
+                         f"s_tmax={s_tmax}")
+    gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+    if gamma == 0:
+        return y, sigma
+    s_hat = sigma * (1 + gamma)
+    return y + s_noise * math.sqrt(s_hat**2 - sigma**2) * z, s_hat
 
 
 def eps_pair(eps_fn: EpsFn, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

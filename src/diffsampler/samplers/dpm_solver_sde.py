@@ -19,7 +19,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
 
 SOLVER_TYPES = ("midpoint", "heun")
 
@@ -36,8 +36,7 @@ def dpm_solver_pp_sde(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule
     if not eta >= 0:
         raise ValueError(f"eta must be ≥ 0, got {eta!r}")
     D = edm_denoiser(eps_fn, schedule)
-    sig = schedule.sigma(grid).tolist()
-    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    sig = sigmas_of(grid, schedule)
     y = x * math.sqrt(1 + sig[0] ** 2)
     ds: list[Tensor] = []  # denoised estimates, newest last
     hs: list[float] = []

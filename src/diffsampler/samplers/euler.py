@@ -16,15 +16,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report
-
-
-def churn(sigma: float, steps: int, s_churn: float, s_tmin: float, s_tmax: float) -> float:
-    """EDM's γ_i = min(s_churn/N, √2 − 1) for s_tmin ≤ σ_i ≤ s_tmax, else 0."""
-    if not (s_churn >= 0 and s_tmin <= s_tmax):
-        raise ValueError(f"need s_churn ≥ 0 and s_tmin ≤ s_tmax, got s_churn={s_churn}, s_tmin={s_tmin}, "
-                         f"s_tmax={s_tmax}")
-    return min(s_churn / steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_denoiser, report, sigmas_of
 
 
 @SAMPLERS.register("euler", spacing="karras")
@@ -33,16 +25,12 @@ def euler(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_s
           s_noise: float = 1.0) -> Tensor:
     """Euler on the PF-ODE in σ, with EDM's optional churn (s_churn > 0); NFE = steps."""
     D = edm_denoiser(eps_fn, schedule)
-    sig = schedule.sigma(grid).tolist()
-    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    sig = sigmas_of(grid, schedule)
     n = len(sig) - 1
     y = x * math.sqrt(1 + sig[0] ** 2)
     for i in range(n):
-        gamma = churn(sig[i], n, s_churn, s_tmin, s_tmax)
-        s_hat = sig[i] * (1 + gamma)
         z = noise_sampler(y) if s_churn > 0 else None  # EDM's Alg. 2 draws ε_i at every step, as k-diffusion
-        if gamma > 0:
-            y = y + s_noise * math.sqrt(s_hat**2 - sig[i] ** 2) * z
+        y, s_hat = churned(y, sig[i], n, z, s_churn, s_tmin, s_tmax, s_noise)
         d0 = D(y, s_hat)
         y = y + (sig[i + 1] - s_hat) / s_hat * (y - d0)
         report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)

@@ -15,7 +15,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
 
 
 def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
@@ -33,8 +33,7 @@ def euler_ancestral(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, 
     if not eta >= 0:
         raise ValueError(f"eta must be ≥ 0, got {eta!r}")
     D = edm_denoiser(eps_fn, schedule)
-    sig = schedule.sigma(grid).tolist()
-    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    sig = sigmas_of(grid, schedule)
     y = x * math.sqrt(1 + sig[0] ** 2)
     for i in range(len(sig) - 1):
         d0 = D(y, sig[i])

@@ -15,8 +15,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report
-from .euler import churn
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_denoiser, report, sigmas_of
 
 
 @SAMPLERS.register("heun", spacing="karras")
@@ -25,16 +24,12 @@ def heun(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
          s_noise: float = 1.0) -> Tensor:
     """EDM's stochastic Heun sampler (s_churn = 0: deterministic 2nd-order Heun); NFE = 2·steps − 1."""
     D = edm_denoiser(eps_fn, schedule)
-    sig = schedule.sigma(grid).tolist()
-    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    sig = sigmas_of(grid, schedule)
     n = len(sig) - 1
     y = x * math.sqrt(1 + sig[0] ** 2)
     for i in range(n):
-        gamma = churn(sig[i], n, s_churn, s_tmin, s_tmax)
-        s_hat = sig[i] * (1 + gamma)
         z = noise_sampler(y) if s_churn > 0 else None  # EDM's Alg. 2 draws ε_i at every step, as k-diffusion
-        if gamma > 0:
-            y = y + s_noise * math.sqrt(s_hat**2 - sig[i] ** 2) * z
+        y, s_hat = churned(y, sig[i], n, z, s_churn, s_tmin, s_tmax, s_noise)
         d0 = D(y, s_hat)
         d = (y - d0) / s_hat
         dt = sig[i + 1] - s_hat

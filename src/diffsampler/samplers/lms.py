@@ -17,7 +17,7 @@ import numpy as np
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
 
 
 def lms_coefficients(sigmas: list[float], i: int, order: int) -> list[float]:
@@ -41,8 +41,7 @@ def lms(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sam
     if isinstance(order, bool) or order not in (1, 2, 3, 4):
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
     D = edm_denoiser(eps_fn, schedule)
-    sig = schedule.sigma(grid).tolist()
-    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    sig = sigmas_of(grid, schedule)
     y = x * math.sqrt(1 + sig[0] ** 2)
     ds: list[Tensor] = []  # derivatives, newest first
     for i in range(len(sig) - 1):

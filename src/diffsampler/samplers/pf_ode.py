@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, bcast, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, bcast, report, sigmas_of, times_like
 
 METHODS = ("euler", "heun", "rk4", "rk45")
 
@@ -45,8 +45,7 @@ def pf_ode(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_
         if not (rtol > 0 and atol > 0):
             raise ValueError(f"rtol and atol must be > 0, got rtol={rtol!r}, atol={atol!r}")
         return _rk45(eps_fn, x, grid, schedule, callback, rtol, atol, max_iterations)
-    sig = schedule.sigma(grid).tolist()
-    sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
+    sig = sigmas_of(grid, schedule)
 
     def f(y: Tensor, s: float, t: float | Tensor | None = None) -> Tensor:
         t = schedule.t_from_sigma(s) if t is None else t
