@@ -43,7 +43,8 @@ def test_convergence_order(setting, method: str, low: float, high: float) -> Non
 @pytest.mark.parametrize("sampler,options,low,high", [("euler", {}, 0.9, 1.15), ("heun", {}, 1.8, 2.3),
                                                       ("dpm-solver++", {"order": 1}, 0.9, 1.15),
                                                       ("dpm-solver++", {"order": 2}, 1.8, 2.3),
-                                                      ("lms", {"order": 1}, 0.9, 1.15)])
+                                                      ("lms", {"order": 1}, 0.9, 1.15),
+                                                      ("dpm-solver++-2s", {}, 1.8, 2.3)])
 # DPM-Solver++(3M) is left out: its warm-up starts with a first-order step whose O(h²) local error
 # bounds the global error at O(h²) (fitted slopes fall from 3.4 to 2.2 over 16…128 steps here).
 def test_other_solvers_convergence_order(setting, sampler: str, options: dict, low: float, high: float) -> None:

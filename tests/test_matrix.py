@@ -12,13 +12,14 @@ STEPS = 6
 DOCUMENTED_NFE = {"ddpm": STEPS, "ddim": STEPS, "euler-maruyama": STEPS, "dpm-solver++": STEPS,
                   ("pf-ode", "euler"): STEPS, ("pf-ode", "heun"): 2 * STEPS - 1, ("pf-ode", "rk4"): 4 * STEPS - 3,
                   "euler": STEPS, "euler-ancestral": STEPS, "heun": 2 * STEPS - 1, "dpm-solver++-sde": STEPS,
-                  "lms": STEPS}
+                  "lms": STEPS, "dpm-solver++-2s": 2 * STEPS - 1}
 CASES = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {}), ("ddim", {"eta": 0.5}),
          ("euler-maruyama", {}), ("pf-ode", {"method": "euler"}), ("pf-ode", {"method": "heun"}),
          ("pf-ode", {"method": "rk4"}), ("pf-ode", {"method": "rk45"}), ("dpm-solver++", {}),
          ("euler", {}), ("euler", {"s_churn": 1.0}), ("euler-ancestral", {}), ("heun", {}),
          ("heun", {"s_churn": 1.0}), ("dpm-solver++-sde", {}), ("dpm-solver++-sde", {"order": 3}),
-         ("dpm-solver++", {"order": 3}), ("lms", {})]
+         ("dpm-solver++", {"order": 3}), ("lms", {}), ("dpm-solver++-2s", {}),
+         ("dpm-solver++-2s", {"eta": 1.0})]
 
 
 def test_cases_cover_every_builtin_sampler() -> None:

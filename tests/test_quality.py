@@ -22,7 +22,8 @@ N = 6000
                                              ("euler-ancestral", {"steps": 500}), ("heun", {"steps": 50}),
                                              ("heun", {"steps": 200, "s_churn": 10.0}),
                                              ("dpm-solver++-sde", {"steps": 200}),
-                                             ("dpm-solver++-sde", {"steps": 200, "order": 3})])
+                                             ("dpm-solver++-sde", {"steps": 200, "order": 3}),
+                                             ("dpm-solver++-2s", {"steps": 200, "eta": 1.0})])
 def test_mixture_statistics(mixture, sampler: str, options: dict) -> None:
     gen = torch.Generator().manual_seed(3)  # one stream for the batch: per-sample streams are slow for 6000 tiny rows
     x = ds.sample(mixture, schedule="linear", sampler=sampler, shape=(N, 2), generator=gen, dtype=torch.float64,

@@ -79,7 +79,9 @@ CASES = [("euler", "sample_euler", {}), ("euler", "sample_euler", {"s_churn": 2.
          ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {"eta": 0.5, "s_noise": 0.9, "solver_type": "heun"}),
          ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3}),
          ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3, "eta": 0.0}),
-         ("lms", "sample_lms", {}), ("lms", "sample_lms", {"order": 2})]
+         ("lms", "sample_lms", {}), ("lms", "sample_lms", {"order": 2}),
+         ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}),
+         ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 1.0, "s_noise": 0.95})]
 
 
 @pytest.mark.parametrize("name,k_name,options", CASES)
@@ -102,7 +104,7 @@ def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, opt
     ours = ds.sample(gm, schedule=sched, sampler=name, grid=grid, x_T=x_T, noise_sampler=lambda like: next(drawn),
                      full_output=True, **options)
     _close(ours.samples, ref)
-    assert ours.nfe == (2 * STEPS - 1 if name == "heun" else STEPS)
+    assert ours.nfe == (2 * STEPS - 1 if name in ("heun", "dpm-solver++-2s") else STEPS)
 
 
 def test_lms_matches_diffusers(setting) -> None:
@@ -191,8 +193,9 @@ def test_bad_churn_options(setting, options, message) -> None:
     gm, sched, x_T = setting
     with pytest.raises(ValueError, match=message):
         ds.sample(gm, schedule=sched, sampler="heun", steps=4, x_T=x_T, **options)
-    with pytest.raises(ValueError, match="eta must be ≥ 0"):
-        ds.sample(gm, schedule=sched, sampler="euler-ancestral", steps=4, x_T=x_T, eta=-1.0)
+    for name in ("euler-ancestral", "dpm-solver++-2s"):
+        with pytest.raises(ValueError, match="eta must be ≥ 0"):
+            ds.sample(gm, schedule=sched, sampler=name, steps=4, x_T=x_T, eta=-1.0)
 
 
 @pytest.mark.parametrize("options,message", [({"order": 1}, "order must be 2 or 3, got 1"),
