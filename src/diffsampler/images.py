@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import shutil
@@ -93,16 +94,12 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         return removed
-    for tmp in parent.glob(f".{glob_escape(path.name)}{_PARTIAL}*"):
+    for tmp in parent.glob(f".{glob.escape(path.name)}{_PARTIAL}*"):
         pid = tmp.name[len(path.name) + 1 + len(_PARTIAL):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            _discard(tmp)
             removed.append(tmp)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _alive(pid: int) -> bool:
