@@ -12,14 +12,27 @@ STEPS = 6
 DOCUMENTED_NFE = {"ddpm": STEPS, "ddim": STEPS, "euler-maruyama": STEPS, "dpm-solver++": STEPS,
                   ("pf-ode", "euler"): STEPS, ("pf-ode", "heun"): 2 * STEPS - 1, ("pf-ode", "rk4"): 4 * STEPS - 3,
                   "euler": STEPS, "euler-ancestral": STEPS, "heun": 2 * STEPS - 1, "dpm-solver++-sde": STEPS,
-                  "lms": STEPS, "dpm-solver++-2s": 2 * STEPS - 1}
+                  "lms": STEPS, "dpm-solver++-2s": 2 * STEPS - 1, "unipc": STEPS, "deis": STEPS, "ipndm": STEPS,
+                  "pndm": STEPS + 9, "plms": STEPS + 1, "dpm-solver++-singlestep": STEPS,
+                  "restart": 2 * STEPS - 1}  # + 2·restarts·restart_steps where the grid reaches below restart_max
 CASES = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {}), ("ddim", {"eta": 0.5}),
          ("euler-maruyama", {}), ("pf-ode", {"method": "euler"}), ("pf-ode", {"method": "heun"}),
          ("pf-ode", {"method": "rk4"}), ("pf-ode", {"method": "rk45"}), ("dpm-solver++", {}),
          ("euler", {}), ("euler", {"s_churn": 1.0}), ("euler-ancestral", {}), ("heun", {}),
          ("heun", {"s_churn": 1.0}), ("dpm-solver++-sde", {}), ("dpm-solver++-sde", {"order": 3}),
          ("dpm-solver++", {"order": 3}), ("lms", {}), ("dpm-solver++-2s", {}),
-         ("dpm-solver++-2s", {"eta": 1.0})]
+         ("dpm-solver++-2s", {"eta": 1.0}), ("unipc", {}), ("unipc", {"order": 3, "variant": "bh1"}),
+         ("unipc", {"corrector": False}), ("deis", {}), ("deis", {"order": 3}), ("ipndm", {}), ("pndm", {}),
+         ("plms", {}), ("dpm-solver++-singlestep", {}), ("dpm-solver++-singlestep", {"order": 3}), ("restart", {}),
+         ("restart", {"restarts": 2, "restart_steps": 3})]
+
+
+def _restart_nfe(schedule: str, options: dict) -> int:
+    """restart's extra cost: 2·restarts·restart_steps where the grid level nearest σ = 0.1 is below σ = 2."""
+    grid = ds.sampling.time_grid("restart", ds.SCHEDULES.get(schedule)(), STEPS)
+    sig = ds.SCHEDULES.get(schedule)().sigma(grid[1:-1]).tolist()
+    near = min(sig, key=lambda s: abs(torch.log(torch.tensor(s / 0.1)).item()))
+    return 2 * options.get("restarts", 1) * options.get("restart_steps", 2) if near < 2.0 else 0
 
 
 def test_cases_cover_every_builtin_sampler() -> None:
@@ -40,7 +53,8 @@ def test_sampler_schedule_matrix(mixture, name: str, options: dict, schedule: st
     if key == ("pf-ode", "rk45"):  # 1 + 6 per iteration; samples that finish early stop costing
         assert (r.calls - 1) % 6 == 0 and 7 <= r.nfe <= r.calls
     else:
-        assert r.nfe == r.calls == DOCUMENTED_NFE[key]
+        extra = _restart_nfe(schedule, options) if name == "restart" else 0
+        assert r.nfe == r.calls == DOCUMENTED_NFE[key] + extra
     again = _run(mixture, name, options, schedule, seed=11)
     assert torch.equal(r.samples, again.samples), "same seed must give bitwise identical output"
 

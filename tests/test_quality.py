@@ -23,7 +23,12 @@ N = 6000
                                              ("heun", {"steps": 200, "s_churn": 10.0}),
                                              ("dpm-solver++-sde", {"steps": 200}),
                                              ("dpm-solver++-sde", {"steps": 200, "order": 3}),
-                                             ("dpm-solver++-2s", {"steps": 200, "eta": 1.0})])
+                                             ("dpm-solver++-2s", {"steps": 200, "eta": 1.0}),
+                                             ("restart", {"steps": 30, "restarts": 2, "restart_steps": 5,
+                                                          "restart_max": 1.0}),
+                                             ("unipc", {"steps": 25}), ("deis", {"steps": 25}),
+                                             ("ipndm", {"steps": 25}), ("plms", {"steps": 25}),
+                                             ("dpm-solver++-singlestep", {"steps": 80})])
 def test_mixture_statistics(mixture, sampler: str, options: dict) -> None:
     gen = torch.Generator().manual_seed(3)  # one stream for the batch: per-sample streams are slow for 6000 tiny rows
     x = ds.sample(mixture, schedule="linear", sampler=sampler, shape=(N, 2), generator=gen, dtype=torch.float64,
