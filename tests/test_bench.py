@@ -336,3 +336,34 @@ def test_log_ticks_label_every_range() -> None:
     assert log_ticks(3.0, 9.0) == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # 1-2-5 would put one tick in view
     assert log_ticks(4.46, 57.3) == [5.0, 10.0, 20.0, 50.0]
     assert all(0.22 <= t <= 2 for t in log_ticks(0.22, 2.0)) and len(log_ticks(0.22, 2.0)) >= 3
+
+
+@pytest.mark.parametrize("sampler,options,budget,steps", [
+    ("ddim", {}, 7, 7), ("heun", {}, 10, 5), ("dpm-solver++-2s", {}, 4, 2), ("plms", {}, 8, 7), ("pndm", {}, 8, 2),
+    ("pndm", {}, 14, 5), ("pndm", {}, 3, None), ("pf-ode", {"method": "rk4"}, 10, 3),
+    ("restart", {"restart_steps": 1}, 11, 5)])
+def test_steps_for_nfe(sampler: str, options: dict, budget: int, steps: int | None) -> None:
+    """The most steps within the budget, against each sampler's documented cost: heun 2N − 1, plms N + 1,
+    pndm 4N for N ≤ 3 and N + 9 after, rk4 4N − 3, restart 2N − 1 + 2 once a grid level reaches σ ≈ 0.1."""
+    sched = ds.SCHEDULES.get("linear")()
+    assert ds.steps_for_nfe(sampler, sched, budget, **options) == steps
+    if steps is not None:
+        r = ds.sample(lambda x, t: torch.zeros_like(x), schedule=sched, sampler=sampler, steps=steps, shape=(2, 3),
+                      seed=0, full_output=True, **options)
+        assert r.nfe <= budget
+        bigger = ds.sample(lambda x, t: torch.zeros_like(x), schedule=sched, sampler=sampler, steps=steps + 1,
+                           shape=(2, 3), seed=0, full_output=True, **options)
+        assert bigger.nfe > budget
+
+
+def test_bench_nfe_budgets(tmp_path) -> None:
+    runner = CliRunner()
+    args = ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim,heun", "--nfe", "3,5",
+            "--num-samples", "20", "--out", str(tmp_path / "b"), "-q"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert sorted((row["sampler"], row["steps"], row["nfe"]) for row in rows) == [
+        ("ddim", 3, 3), ("ddim", 5, 5), ("heun", 2, 3), ("heun", 3, 5)]
+    bad = runner.invoke(app, args[:-3] + ["--out", str(tmp_path / "bad"), "--nfe", "0"])
+    assert bad.exit_code == 2 and "--nfe must be ≥ 1" in bad.output and not (tmp_path / "bad").exists()

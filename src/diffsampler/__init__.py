@@ -7,11 +7,11 @@ from .backbones import BACKBONES, Backbone, CallableBackbone, DiffusersBackbone,
 from .guidance import GUIDANCE
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
-from .sampling import SampleResult, generators, sample
+from .sampling import SampleResult, generators, sample, steps_for_nfe
 from .schedules import SCHEDULES, SPACINGS, DiscreteSchedule, Schedule, make_grid
 
 __version__ = "0.1.0"
 
-__all__ = ["sample", "SampleResult", "generators", "SAMPLERS", "SCHEDULES", "SPACINGS", "GUIDANCE", "BACKBONES",
-           "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "make_grid", "Backbone",
+__all__ = ["sample", "SampleResult", "generators", "steps_for_nfe", "SAMPLERS", "SCHEDULES", "SPACINGS", "GUIDANCE",
+           "BACKBONES", "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "make_grid", "Backbone",
            "CallableBackbone", "DiffusersBackbone", "Empirical", "GaussianMixture", "as_backbone", "__version__"]

@@ -28,7 +28,7 @@ from torch import Tensor
 from .metrics import METRICS, Metric
 from .options import parse_value
 from .samplers import SAMPLERS
-from .sampling import generators, sample
+from .sampling import generators, sample, steps_for_nfe
 
 __all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
 
@@ -217,7 +217,8 @@ def _shard(n: int, rank: int, world: int) -> range:
     return range(rank * n // world, (rank + 1) * n // world)
 
 
-def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metric, out: str | Path,
+def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None, metric: Metric, out: str | Path,
+          nfe: list[int] | None = None,
           num_samples: int = 500, batch_size: int = 100, seed: int = 0, shape: tuple[int, ...] | None = None,
           schedule: Any = None, model_name: str = "model", cond: Callable[[int, int], dict] | None = None,
           guidance: Any = None, spacing: str | None = None, device: str | torch.device = "cpu",
@@ -225,14 +226,20 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
           on_cell: Callable[[dict[str, Any]], None] | None = None, plots: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included.
 
+    ``nfe`` instead of ``steps``: each sampler takes the most steps that cost at most that many network
+    evaluations per sample (``steps_for_nfe``); a budget below one step's cost is skipped.
+
     Launched as several processes, each draws a contiguous share of the samples (sample i still
     from generator (seed, i), so the samples equal a single process's); the main process gathers
     them, scores the cell and writes the results, and the others return an empty list.
     """
     out = Path(out)
     specs = [(s, *parse_sampler_spec(s)) for s in samplers]
-    if not steps or any(int(n) < 1 for n in steps):
-        raise ValueError(f"steps must be integers ≥ 1, got {steps}")
+    if (steps is None) == (nfe is None):
+        raise ValueError("pass either steps or nfe")
+    counts, budgets = (steps if steps is not None else nfe), nfe
+    if not counts or any(int(n) < 1 for n in counts):
+        raise ValueError(f"{'steps' if nfe is None else 'nfe'} must be integers ≥ 1, got {counts}")
     if num_samples < 2 or batch_size < 1:
         raise ValueError(f"need num_samples ≥ 2 and batch_size ≥ 1, got {num_samples} and {batch_size}")
     shape = tuple(shape or backbone.sample_shape)
@@ -266,8 +273,16 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int], metric: Metri
                       guidance=guidance, cond=c, full_output=True, **options), x_T, c
 
     warm = False
+    sched_for_steps = schedule if schedule is not None else getattr(backbone, "schedule", None)
+
+    def step_counts(name: str, options: dict[str, Any]) -> list[int]:
+        if budgets is None:
+            return [int(n) for n in counts]
+        found = (steps_for_nfe(name, sched_for_steps, int(k), spacing, **options) for k in budgets)
+        return list(dict.fromkeys(n for n in found if n is not None))
+
     for spec, name, options in specs:
-        for n in steps:
+        for n in step_counts(name, options):
             opts = {**options, **({"spacing": spacing} if spacing else {})}
             row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
                                    "steps": int(n), "metric": metric.name, "num_samples": num_samples,

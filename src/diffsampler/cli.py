@@ -406,6 +406,8 @@ def bench_(
     samplers: str = typer.Option("ddim,dpm-solver++,pf-ode:heun", help="Comma-separated; name:method or "
                                                                         "name:key=value for options."),
     steps: str = typer.Option("5,10,20,50", help="Comma-separated step counts."),
+    nfe: Optional[str] = typer.Option(None, help="Comma-separated NFE budgets instead of --steps: each sampler takes "
+                                                 "the most steps within the budget."),
     spacing: Optional[str] = typer.Option(None, help="Time spacing for every sampler; each one's default if left out."),
     num_samples: int = typer.Option(500, help="Samples per cell."),
     metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error, fid (or fid-64, fid-192, fid-768)."),
@@ -438,12 +440,13 @@ def bench_(
         for spec in specs:
             name, options = parse_sampler_spec(spec)
             check_options("sampler", name, SAMPLERS.get(name), options)
+        flag, given_counts = ("--steps", steps) if nfe is None else ("--nfe", nfe)
         try:
-            step_list = [int(v) for v in steps.split(",")]
+            step_list = [int(v) for v in given_counts.split(",")]
         except ValueError:
-            raise UsageError(f"--steps {steps!r} must be comma-separated integers") from None
+            raise UsageError(f"{flag} {given_counts!r} must be comma-separated integers") from None
         if not step_list or min(step_list) < 1 or num_samples < 2 or batch_size < 1:
-            raise UsageError("--steps must be ≥ 1, --num-samples ≥ 2 and --batch-size ≥ 1")
+            raise UsageError(f"{flag} must be ≥ 1, --num-samples ≥ 2 and --batch-size ≥ 1")
         if spacing is not None and spacing not in SPACINGS.names():
             raise UsageError(f"unknown --spacing {spacing!r}; accepted: {', '.join(SPACINGS.names())}")
         dev = _device(device)
@@ -461,7 +464,8 @@ def bench_(
         echo = (lambda r: None) if quiet else (lambda r: typer.echo(
             f"{cell_label(r)} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
             f"{r['value']:.4g} ± {r['stderr']:.2g}, {r['s_per_sample'] * 1e3:.2f} ms/sample"))
-        rows = bench(backbone, samplers=specs, steps=step_list, metric=m, out=out, num_samples=num_samples,
+        counts = {"steps": step_list} if nfe is None else {"nfe": step_list}
+        rows = bench(backbone, samplers=specs, **counts, metric=m, out=out, num_samples=num_samples,
                      batch_size=batch_size, seed=seed, schedule=schedule, model_name=model,
                      spacing=spacing,
                      device=dev, dtype=dt, on_cell=echo)

@@ -18,7 +18,7 @@ from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler, Sampler, noise_fr
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
 
-__all__ = ["sample", "SampleResult", "generators", "time_grid", "take_rows", "ClippedEps"]
+__all__ = ["sample", "SampleResult", "generators", "time_grid", "steps_for_nfe", "take_rows", "ClippedEps"]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -124,6 +124,31 @@ def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: s
         raise ValueError(f"steps={steps} is more than the schedule's {schedule.num_train_timesteps} training "
                          f"steps, the most sampler {name!r} can take")
     return make_grid(schedule, steps, spacing or meta["spacing"], **(spacing_options or {}))
+
+
+def steps_for_nfe(sampler: str | Sampler, schedule: Schedule, nfe: int, spacing: str | None = None,
+                  **options: Any) -> int | None:
+    """The most steps whose cost is at most ``nfe`` network evaluations per sample (None if even one step
+    costs more), found by running the sampler on a free ε = 0 model: exact for any sampler whose cost
+    does not depend on the model's values (every one here but ``pf-ode``'s adaptive ``rk45``)."""
+    name, fn, meta = _sampler(sampler)
+    check_options("sampler", name, fn, options)
+    cap = schedule.num_train_timesteps if meta["discrete"] and schedule.discrete else nfe
+    best = None
+    for n in range(1, min(nfe, cap) + 1):
+        calls = 0
+
+        def free(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
+            nonlocal calls
+            calls += 1
+            return torch.zeros_like(x)
+
+        grid = time_grid(sampler, schedule, n, spacing)
+        fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like, **options)
+        if calls > nfe:
+            break
+        best = n
+    return best
 
 
 def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str | Sampler = "ddim",

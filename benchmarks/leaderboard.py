@@ -1,0 +1,159 @@
+"""Leaderboard: every sampler × NFE budget, with diffusers' schedulers on the same model, x_T and metric.
+
+    python benchmarks/leaderboard.py [--nfe 3,5,8,10,15,20,50] [--targets ring,digits-uncond,digits-cond]
+                                     [--num-samples 500] [--threads N]
+
+Targets: ``ring`` (the exact 8-mode ring, sliced Wasserstein distance to exact draws), ``digits-uncond``
+and ``digits-cond`` (the bundled digits model, unconditional, and conditional at w = 1 with the classes
+in turn; fd-digits). Each sampler takes the most steps within each NFE budget (``steps_for_nfe``), at its
+default spacing. diffusers' schedulers run as samplers through ``DIFFUSERS``: built with ``from_config``
+from the model's own scheduler config, as a diffusers user swaps schedulers, with trailing timesteps
+(Lin et al. 2024; the config's leading spacing is also run for DDIM and DPM-Solver++), and their own
+clipping rules. Results go to benchmarks/results/leaderboard/<target>/ (resumable: finished cells are
+kept); ``--table`` writes the README table of the best solver per NFE from what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import diffsampler as ds
+from diffsampler.bench import bench, load_bench_model, parse_sampler_spec, read_results
+from diffsampler.bundled import model_path
+from diffsampler.metrics import make_metric
+from diffsampler.samplers.base import times_like
+
+HERE = Path(__file__).parent
+OUT = HERE / "results" / "leaderboard"
+OURS = ["ddim", "ddpm", "euler-maruyama", "dpm-solver++", "dpm-solver++:order=3", "euler", "euler-ancestral", "heun",
+        "lms", "dpm-solver++-2s", "dpm-solver++-sde", "dpm-solver++-singlestep", "unipc", "unipc:variant=bh1",
+        "unipc:order=3", "deis", "deis:order=3", "ipndm", "pndm", "plms", "restart"]
+# name → (diffusers class, config overrides)
+DIFFUSERS = {
+    "diffusers-ddim": ("DDIMScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-ddim-leading": ("DDIMScheduler", {}),
+    "diffusers-dpm++2m": ("DPMSolverMultistepScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-dpm++2m-leading": ("DPMSolverMultistepScheduler", {}),
+    "diffusers-dpm++2m-karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "diffusers-dpm++3m": ("DPMSolverMultistepScheduler", {"timestep_spacing": "trailing", "solver_order": 3}),
+    "diffusers-dpm++2s": ("DPMSolverSinglestepScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-unipc": ("UniPCMultistepScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-deis": ("DEISMultistepScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-plms": ("PNDMScheduler", {"timestep_spacing": "trailing", "skip_prk_steps": True}),
+    "diffusers-euler": ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-heun": ("HeunDiscreteScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-lms": ("LMSDiscreteScheduler", {"timestep_spacing": "trailing"}),
+}
+
+
+def diffusers_sampler(cls_name: str, overrides: dict[str, Any], config: dict[str, Any]) -> Any:
+    """A sampler that runs diffusers' ``cls_name`` (from ``config`` + ``overrides``) for len(grid) − 1 steps."""
+    import diffusers
+
+    def run(eps_fn: Any, x: torch.Tensor, grid: torch.Tensor, schedule: Any, *, noise_sampler: Any,
+            callback: Any = None) -> torch.Tensor:
+        sched = getattr(diffusers, cls_name).from_config(config, **overrides)
+        sched.set_timesteps(len(grid) - 1)
+        raw = getattr(eps_fn, "eps", eps_fn)  # the scheduler applies its own config's clipping, as in diffusers
+        sample = x * sched.init_noise_sigma
+        for t in sched.timesteps:
+            x_in = sched.scale_model_input(sample, t)
+            eps = raw(x_in, times_like(schedule.index_to_t(torch.as_tensor(t, dtype=torch.float64)), x))
+            sample = sched.step(eps, t, sample).prev_sample
+        return sample
+
+    run.__name__ = cls_name
+    return run
+
+
+def register_diffusers(config: dict[str, Any]) -> None:
+    for name, (cls_name, overrides) in DIFFUSERS.items():
+        ds.SAMPLERS.register(name, diffusers_sampler(cls_name, overrides, config), replace=True)
+
+
+def setting(target: str) -> tuple[Any, Any, Any]:
+    """(backbone, schedule or None, its schedule) of a target, with diffusers' samplers registered for it."""
+    model = "gmm-ring" if target == "ring" else "digits"
+    backbone, schedule = load_bench_model(model)
+    if model == "digits":
+        config = json.loads((model_path("digits") / "scheduler" / "scheduler_config.json").read_text())
+    else:  # the linear schedule the ring is sampled with, unclipped
+        config = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+                  "clip_sample": False}
+    register_diffusers(config)
+    return backbone, schedule, schedule or backbone.schedule
+
+
+def run(targets: list[str], budgets: list[int], num_samples: int) -> None:
+    for target in targets:
+        model = "gmm-ring" if target == "ring" else "digits"
+        backbone, schedule, _ = setting(target)
+        metric = make_metric("exact" if model == "gmm-ring" else "fd-digits", backbone, schedule)
+        cond = (lambda first, b: {"class_labels": torch.arange(first, first + b) % 10}) if target == "digits-cond" \
+            else None
+        for k in budgets:  # budget by budget, so that an interrupted run leaves whole columns
+            bench(backbone, samplers=OURS + list(DIFFUSERS), nfe=[k], metric=metric, out=OUT / target,
+                  num_samples=num_samples, batch_size=250 if model == "digits" else num_samples, seed=0,
+                  schedule=schedule, model_name=target, cond=cond, plots=False,
+                  on_cell=lambda r: print(f"{target} {r['sampler']} {r['options']} NFE {r['nfe']:g}: "
+                                          f"{r['value']:.4g} ± {r['stderr']:.2g}", flush=True))
+
+
+def label(row: dict[str, Any]) -> str:
+    """A cell's sampler with its options: ``unipc order=3``."""
+    options = json.loads(row["options"] or "{}")
+    return " ".join([row["sampler"], *(f"{k}={v}" for k, v in options.items())])
+
+
+def table(targets: list[str], budgets: list[int]) -> str:
+    """Markdown: per target and budget, the best diffsampler solver and the best diffusers scheduler."""
+    lines = ["| target | NFE | best diffsampler solver | value ± SE | best diffusers scheduler | value ± SE | "
+             "difference / SE |", "|---|---|---|---|---|---|---|"]
+    for target in targets:
+        _, _, sched = setting(target)
+        rows = read_results(OUT / target)
+        for k in budgets:
+            cell = []
+            for spec in OURS + list(DIFFUSERS):
+                name, options = parse_sampler_spec(spec)
+                n = ds.steps_for_nfe(name, sched, k, **options)
+                cell += [r for r in rows if r["sampler"] == name and json.loads(r["options"]) == options
+                         and r["steps"] == n]
+            best = {}
+            for side in ("ours", "diffusers"):
+                pick = [r for r in cell if r["sampler"].startswith("diffusers") == (side == "diffusers")]
+                best[side] = min(pick, key=lambda r: r["value"], default=None)
+            if not best["ours"] or not best["diffusers"]:
+                continue
+            a, b = best["ours"], best["diffusers"]
+            z = (b["value"] - a["value"]) / math.hypot(a["stderr"], b["stderr"])
+            lines.append(f"| {target} | {k} | {label(a)} ({a['steps']} steps) | {a['value']:.3g} ± {a['stderr']:.2g} "
+                         f"| {label(b)} ({b['steps']} steps) | {b['value']:.3g} ± {b['stderr']:.2g} | {z:+.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nfe", default="3,5,8,10,15,20,50")
+    ap.add_argument("--targets", default="ring,digits-uncond,digits-cond")
+    ap.add_argument("--num-samples", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--table", action="store_true", help="print the best-per-NFE table from the results")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    targets, budgets = args.targets.split(","), [int(v) for v in args.nfe.split(",")]
+    if args.table:
+        print(table(targets, budgets))
+    else:
+        run(targets, budgets, args.num_samples)
+
+
+if __name__ == "__main__":
+    main()
