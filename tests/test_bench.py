@@ -340,11 +340,11 @@ def test_log_ticks_label_every_range() -> None:
 
 @pytest.mark.parametrize("sampler,options,budget,steps", [
     ("ddim", {}, 7, 7), ("heun", {}, 10, 5), ("dpm-solver++-2s", {}, 4, 2), ("plms", {}, 8, 7), ("pndm", {}, 8, 2),
-    ("pndm", {}, 14, 5), ("pndm", {}, 3, None), ("pf-ode", {"method": "rk4"}, 10, 3),
+    ("pndm", {}, 14, 5), ("pndm", {}, 3, 1), ("pndm", {}, 1, None), ("pf-ode", {"method": "rk4"}, 10, 3),
     ("restart", {"restart_steps": 1}, 11, 5)])
 def test_steps_for_nfe(sampler: str, options: dict, budget: int, steps: int | None) -> None:
     """The most steps within the budget, against each sampler's documented cost: heun 2N − 1, plms N + 1,
-    pndm 4N for N ≤ 3 and N + 9 after, rk4 4N − 3, restart 2N − 1 + 2 once a grid level reaches σ ≈ 0.1."""
+    pndm 4N − 2 for N ≤ 3 and N + 9 after, rk4 4N − 3, restart 2N − 1 + 2 once a grid level reaches σ ≈ 0.1."""
     sched = ds.SCHEDULES.get("linear")()
     assert ds.steps_for_nfe(sampler, sched, budget, **options) == steps
     if steps is not None:

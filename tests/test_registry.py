@@ -75,7 +75,7 @@ def test_unknown_name_lists_known() -> None:
             reg.get("no-such-thing")
         assert isinstance(e.value, UnknownNameError)
         assert "'no-such-thing'" in str(e.value) and all(n in str(e.value) for n in reg.names())
-    with pytest.raises(UnknownNameError, match="unknown sampler 'dddim'; known: ddim, ddpm, dpm-solver\\+\\+"):
+    with pytest.raises(UnknownNameError, match="unknown sampler 'dddim'; known: ddim, ddpm, deis, dpm-solver\\+\\+"):
         ds.SAMPLERS.get("dddim")
 
 

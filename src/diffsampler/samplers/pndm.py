@@ -7,6 +7,8 @@ for equal steps, ε' = (55ε_i − 59ε_{i−1} + 37ε_{i−2} − 9ε_{i−3})/
 ``pndm``: the first three steps are pseudo Runge–Kutta (with m the midpoint of t_i and t_{i+1}):
 ε₁ = ε(x, t_i), ε₂ = ε(φ(x, ε₁, t_i, m), m), ε₃ = ε(φ(x, ε₂, t_i, m), m), ε₄ = ε(φ(x, ε₃, t_i, t_{i+1}), t_{i+1}),
 ε' = (ε₁ + 2ε₂ + 2ε₃ + ε₄)/6; NFE = N + 9 (4 per warm-up step).
+A warm-up step into t = 0, where ε is undefined (N ≤ 3 for pndm, N = 1 for plms), is the explicit midpoint
+rule ε' = ε(φ(x, ε₁, t_i, m), m) instead (2 evaluations).
 ``plms``: the first step is a pseudo improved Euler step, ε' = (ε(x_0, t_0) + ε(φ(x_0, ε, t_0, t_1), t_1))/2,
 the next two use the 2- and 3-step weights (3ε_i − ε_{i−1})/2 and (23ε_i − 16ε_{i−1} + 5ε_{i−2})/12; NFE = N + 1.
 Both are diffusers' ``PNDMScheduler`` (``skip_prk_steps`` False and True).
@@ -45,15 +47,18 @@ def _pseudo_numerical(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule
         a_s, a_u = ab[i], ab[i + 1]
         eps = eps_fn(x, times_like(grid[i], x))
         eps_hist = [eps] + eps_hist[:3]
-        if warmup == "prk" and i < 3:
+        if warmup == "prk" and i < 3 or warmup == "plms" and i == 0:
             mid = (grid[i] + grid[i + 1]) / 2
             a_m = schedule.alpha_bar(mid).item()
-            e2 = eps_fn(transfer(x, eps, a_s, a_m), times_like(mid, x))
-            e3 = eps_fn(transfer(x, e2, a_s, a_m), times_like(mid, x))
-            e4 = eps_fn(transfer(x, e3, a_s, a_u), times_like(grid[i + 1], x))
-            step_eps = (eps + 2 * e2 + 2 * e3 + e4) / 6
-        elif warmup == "plms" and i == 0:
-            step_eps = (eps + eps_fn(transfer(x, eps, a_s, a_u), times_like(grid[1], x))) / 2
+            if a_u >= 1:  # ε at t = 0 is undefined: the explicit midpoint rule instead
+                step_eps = eps_fn(transfer(x, eps, a_s, a_m), times_like(mid, x))
+            elif warmup == "prk":
+                e2 = eps_fn(transfer(x, eps, a_s, a_m), times_like(mid, x))
+                e3 = eps_fn(transfer(x, e2, a_s, a_m), times_like(mid, x))
+                e4 = eps_fn(transfer(x, e3, a_s, a_u), times_like(grid[i + 1], x))
+                step_eps = (eps + 2 * e2 + 2 * e3 + e4) / 6
+            else:
+                step_eps = (eps + eps_fn(transfer(x, eps, a_s, a_u), times_like(grid[1], x))) / 2
         else:
             step_eps = combined(eps_hist, len(eps_hist))
         x_new = transfer(x, step_eps, a_s, a_u)
@@ -65,7 +70,8 @@ def _pseudo_numerical(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule
 @SAMPLERS.register("pndm", spacing="leading")
 def pndm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
          callback: Callback | None = None) -> Tensor:
-    """PNDM: three pseudo Runge–Kutta steps, then 4-step pseudo linear multistep; NFE = steps + 9."""
+    """PNDM: three pseudo Runge–Kutta steps, then 4-step pseudo linear multistep; NFE = steps + 9 (4·steps − 2
+    for steps ≤ 3)."""
     return _pseudo_numerical(eps_fn, x, grid, schedule, callback, "prk")
 
 
