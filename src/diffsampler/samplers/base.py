@@ -26,7 +26,7 @@ from ..schedules import Schedule
 from ..tensors import bcast, times_like
 
 __all__ = ["SAMPLERS", "EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
-           "eps_pair", "report", "edm_denoiser", "sigmas_of", "churned"]
+           "eps_pair", "report", "edm_denoiser", "sigmas_of", "lambdas_of", "churned"]
 
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
@@ -94,6 +94,11 @@ def sigmas_of(grid: Tensor, schedule: Schedule) -> list[float]:
     sig = schedule.sigma(grid).tolist()
     sig[-1] = 0.0 if grid[-1] == 0 else sig[-1]
     return sig
+
+
+def lambdas_of(alpha_bars: list[float]) -> list[float]:
+    """λ = log(α/σ) = ½·log(ᾱ/(1−ᾱ)) of each ᾱ, with λ = ∞ where ᾱ = 1 (t = 0)."""
+    return [0.5 * (math.log(a) - math.log1p(-a)) if a < 1 else math.inf for a in alpha_bars]
 
 
 def churned(y: Tensor, sigma: float, steps: int, z: Tensor | None, s_churn: float, s_tmin: float, s_tmax: float,

@@ -21,7 +21,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, lambdas_of, report, times_like
 
 
 @SAMPLERS.register("dpm-solver++", spacing="logsnr")
@@ -32,7 +32,7 @@ def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
     ab = schedule.alpha_bar(grid).tolist()
     n = len(ab) - 1
-    lam = [0.5 * (math.log(a) - math.log1p(-a)) if a < 1 else math.inf for a in ab]
+    lam = lambdas_of(ab)
     ms: list[Tensor] = []  # data predictions, newest last
     hs: list[float] = []  # step sizes in λ, newest last
     for i in range(n):

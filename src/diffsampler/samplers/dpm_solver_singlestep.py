@@ -24,7 +24,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, lambdas_of, report, times_like
 
 
 def singlestep_orders(steps: int, order: int, lower_order_final: bool, ends_at_zero: bool) -> list[int]:
@@ -54,7 +54,7 @@ def dpm_solver_pp_singlestep(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: S
     if solver_type not in ("midpoint", "heun"):
         raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
     ab = schedule.alpha_bar(grid).tolist()
-    lam = [0.5 * (math.log(a) - math.log1p(-a)) if a < 1 else math.inf for a in ab]
+    lam = lambdas_of(ab)
     n = len(ab) - 1
     orders = singlestep_orders(n, order, lower_order_final, ab[-1] >= 1)
     ms: list[Tensor] = []

@@ -23,7 +23,7 @@ import numpy as np
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, lambdas_of, report, times_like
 
 
 def unipc_rhos(rs: list[float], h: float, variant: str) -> tuple[list[float], float]:
@@ -66,7 +66,7 @@ def unipc(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_s
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"variant must be 'bh1' or 'bh2', got {variant!r}")
     ab = schedule.alpha_bar(grid).tolist()
-    lam = [0.5 * (math.log(a) - math.log1p(-a)) if a < 1 else math.inf for a in ab]
+    lam = lambdas_of(ab)
     n = len(ab) - 1
     ms: list[Tensor] = []  # data predictions m_0 … m_i, newest last (at most `order` kept)
     x_prev, p_prev = x, 0
