@@ -11,11 +11,22 @@ with an Euler step into σ = 0. s_churn = 0 is the deterministic Heun sampler. k
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from torch import Tensor
 
 from ..schedules import Schedule
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_denoiser, report, sigmas_of
+
+
+def heun_step(D: Callable[[Tensor, float], Tensor], y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
+    """One Heun step of dy/dσ = (y − D(y; σ))/σ from σ = s to u (an Euler step into u = 0); returns (y_u, D(y; s))."""
+    d0 = D(y, s)
+    d = (y - d0) / s
+    if u == 0:
+        return y + (u - s) * d, d0
+    y2 = y + (u - s) * d
+    return y + (u - s) * (d + (y2 - D(y2, u)) / u) / 2, d0
 
 
 @SAMPLERS.register("heun", spacing="karras")
@@ -30,14 +41,6 @@ def heun(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
     for i in range(n):
         z = noise_sampler(y) if s_churn > 0 else None  # EDM's Alg. 2 draws ε_i at every step, as k-diffusion
         y, s_hat = churned(y, sig[i], n, z, s_churn, s_tmin, s_tmax, s_noise)
-        d0 = D(y, s_hat)
-        d = (y - d0) / s_hat
-        dt = sig[i + 1] - s_hat
-        if sig[i + 1] == 0:
-            y = y + dt * d
-        else:
-            y2 = y + dt * d
-            d2 = (y2 - D(y2, sig[i + 1])) / sig[i + 1]
-            y = y + dt * (d + d2) / 2
+        y, d0 = heun_step(D, y, s_hat, sig[i + 1])
         report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
     return y / math.sqrt(1 + sig[-1] ** 2)

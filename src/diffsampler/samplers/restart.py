@@ -18,12 +18,9 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
+from ..schedules.grids import karras_sigmas
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
-
-
-def karras_sigmas(n: int, lo: float, hi: float, rho: float = 7.0) -> list[float]:
-    """n + 1 levels from hi down to lo, equally spaced in σ^{1/ρ}."""
-    return [(hi ** (1 / rho) + k / n * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho for k in range(n + 1)]
+from .heun import heun_step
 
 
 @SAMPLERS.register("restart", spacing="karras")
@@ -41,23 +38,14 @@ def restart(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise
     sig = sigmas_of(grid, schedule)
     inner = [k for k in range(1, len(sig) - 1) if sig[k] > 0]
     j = min(inner, key=lambda k: abs(math.log(sig[k] / restart_min)), default=None)
-
-    def heun_step(y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
-        d0 = D(y, s)
-        d = (y - d0) / s
-        if u == 0:
-            return y + (u - s) * d, d0
-        y2 = y + (u - s) * d
-        return y + (u - s) * (d + (y2 - D(y2, u)) / u) / 2, d0
-
     y = x * math.sqrt(1 + sig[0] ** 2)
     for i in range(len(sig) - 1):
-        y, d0 = heun_step(y, sig[i], sig[i + 1])
+        y, d0 = heun_step(D, y, sig[i], sig[i + 1])
         if i + 1 == j and restart_max > sig[j]:
-            levels = karras_sigmas(restart_steps, sig[j], restart_max)
+            levels = karras_sigmas(restart_steps + 1, sig[j], restart_max).tolist()
             for _ in range(restarts):
                 y = y + s_noise * math.sqrt(restart_max**2 - sig[j] ** 2) * noise_sampler(y)
                 for s, u in zip(levels[:-1], levels[1:]):
-                    y, _ = heun_step(y, s, u)
+                    y, _ = heun_step(D, y, s, u)
         report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
     return y / math.sqrt(1 + sig[-1] ** 2)

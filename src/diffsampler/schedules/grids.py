@@ -23,7 +23,7 @@ from torch import Tensor
 from ..registry import Registry
 from .base import Schedule, as_time
 
-__all__ = ["SPACINGS", "make_grid", "check_grid"]
+__all__ = ["SPACINGS", "make_grid", "check_grid", "karras_sigmas"]
 
 Spacing = Callable[..., Tensor]
 SPACINGS: Registry[Spacing] = Registry("spacing", "spacings")
@@ -92,9 +92,13 @@ def karras(schedule: Schedule, steps: int, rho: float = 7.0, sigma_min: float | 
     """Karras et al. 2022: σ_k = (σ_max^{1/ρ} + k/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ in EDM σ = √((1−ᾱ)/ᾱ)."""
     lo = schedule.sigma(schedule.t_min).item() if sigma_min is None else sigma_min
     hi = schedule.sigma(1.0).item() if sigma_max is None else sigma_max
-    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
-    sig = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
-    return schedule.t_from_sigma(sig)
+    return schedule.t_from_sigma(karras_sigmas(steps, lo, hi, rho))
+
+
+def karras_sigmas(count: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """``count`` noise levels from σ_max down to σ_min, equally spaced in σ^{1/ρ} (Karras et al. 2022)."""
+    ramp = torch.linspace(0, 1, count, dtype=torch.float64)
+    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
 
 
 def check_grid(grid: Tensor) -> Tensor:
