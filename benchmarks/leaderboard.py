@@ -90,6 +90,12 @@ def setting(target: str) -> tuple[Any, Any, Any]:
     return backbone, schedule, schedule or backbone.schedule
 
 
+def show(target: str) -> Any:
+    """A bench ``on_cell`` that prints the finished cell on one line."""
+    return lambda r: print(f"{target} {r['sampler']} {r['options']} NFE {r['nfe']:g}: {r['value']:.4g} ± "
+                           f"{r['stderr']:.2g}", flush=True)
+
+
 def run(targets: list[str], budgets: list[int], num_samples: int) -> None:
     for target in targets:
         model = "gmm-ring" if target == "ring" else "digits"
@@ -101,8 +107,7 @@ def run(targets: list[str], budgets: list[int], num_samples: int) -> None:
             bench(backbone, samplers=OURS + list(DIFFUSERS), nfe=[k], metric=metric, out=OUT / target,
                   num_samples=num_samples, batch_size=250 if model == "digits" else num_samples, seed=0,
                   schedule=schedule, model_name=target, cond=cond, plots=False,
-                  on_cell=lambda r: print(f"{target} {r['sampler']} {r['options']} NFE {r['nfe']:g}: "
-                                          f"{r['value']:.4g} ± {r['stderr']:.2g}", flush=True))
+                  on_cell=show(target))
 
 
 def label(row: dict[str, Any]) -> str:

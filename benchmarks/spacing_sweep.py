@@ -16,7 +16,7 @@ import json
 import math
 
 import torch
-from leaderboard import HERE, OURS, setting
+from leaderboard import HERE, OURS, setting, show
 
 from diffsampler.bench import bench, parse_sampler_spec, read_results
 from diffsampler.metrics import make_metric
@@ -34,8 +34,7 @@ def run(targets: list[str], budgets: list[int], num_samples: int, spacings: list
                 bench(backbone, samplers=OURS, nfe=[k], metric=metric, out=OUT / target, num_samples=num_samples,
                       batch_size=250 if target != "ring" else num_samples, seed=0, schedule=schedule,
                       model_name=target, spacing=spacing, plots=False,
-                      on_cell=lambda r: print(f"{target} {r['sampler']} {r['options']} NFE {r['nfe']:g}: "
-                                              f"{r['value']:.4g} ± {r['stderr']:.2g}", flush=True))
+                      on_cell=show(target))
 
 
 def table(targets: list[str]) -> str:
