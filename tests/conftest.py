@@ -1,6 +1,11 @@
-"""Shared fixtures: small exact targets and a fixed nonlinear ε-model."""
+"""Shared fixtures: small exact targets, a fixed nonlinear ε-model, k-diffusion's sampling module."""
 
 from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
 
 import pytest
 import torch
@@ -33,3 +38,22 @@ def mixture() -> ds.GaussianMixture:
     """Three well-separated 2-D components with unequal weights and diagonal covariances."""
     return ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
                               variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+
+
+@pytest.fixture(scope="module")
+def k_sampling():
+    """k-diffusion's sampling module alone: its package __init__ and utils pull in torchvision and more,
+    of which sampling.py uses one helper, append_dims (stubbed here exactly as k-diffusion writes it)."""
+    root = importlib.util.find_spec("k_diffusion").submodule_search_locations[0]
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "k_diffusion" or k.startswith("k_diffusion.")}
+    package, utils = types.ModuleType("k_diffusion"), types.ModuleType("k_diffusion.utils")
+    package.__path__ = [root]
+    utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
+    package.utils = utils
+    sys.modules.update({"k_diffusion": package, "k_diffusion.utils": utils})
+    try:
+        yield importlib.import_module("k_diffusion.sampling")
+    finally:
+        for k in [k for k in sys.modules if k == "k_diffusion" or k.startswith("k_diffusion.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)

@@ -20,7 +20,7 @@ def test_unknown_names(tanh_eps) -> None:
         _ok(tanh_eps, sampler="nope")
     with pytest.raises(UnknownNameError, match="unknown schedule 'nope'; known: cosine, linear"):
         _ok(tanh_eps, schedule="nope")
-    with pytest.raises(UnknownNameError, match="unknown spacing 'nope'; known: karras"):
+    with pytest.raises(UnknownNameError, match="unknown spacing 'nope'; known: ays, beta, ddim-uniform"):
         _ok(tanh_eps, spacing="nope")
 
 

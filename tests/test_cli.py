@@ -156,7 +156,7 @@ def test_seed_and_batch_size_invariance(tiny, tmp_path) -> None:
 ERRORS = [
     (["--sampler", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
     (["--schedule", "nope"], "unknown --schedule 'nope'; accepted: cosine"),
-    (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: karras"),
+    (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: ays, beta, ddim-uniform, edm, exponential, karras"),
     (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: cfg, classifier"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),
@@ -257,3 +257,15 @@ def test_trained_unet_is_a_drop_in_copy_of_the_bundled_model(tmp_path) -> None:
     for args in (["--class", "none"], ["--guidance", "cfg"]):
         r = invoke("sample", "--model", out, "--steps", 2, "--n", 2, "--out", tmp_path / "t.png", *args)
         assert r.exit_code == 0, r.output
+
+
+def test_spacing_options_reach_the_grid(tiny, tmp_path) -> None:  # noqa: F811
+    """``--spacing-opt`` sets a spacing's option: the ays list for SDXL differs from SD 1's in the samples."""
+    outs = []
+    for model in ("sd1", "sdxl"):
+        out = tmp_path / f"{model}.safetensors"
+        r = invoke("sample", "--model", tiny / "tiny", "--sampler", "ddim", "--steps", 4, "--n", 2, "--spacing", "ays",
+                   "--spacing-opt", f"model={model}", "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+        outs.append(load_file(str(out))["samples"])
+    assert outs[0].shape == outs[1].shape and not torch.equal(outs[0], outs[1])

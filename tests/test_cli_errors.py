@@ -112,6 +112,10 @@ def test_broken_models_are_one_line(broken_models, tmp_path, monkeypatch, case, 
     (["--guidance-opt", "rescale=0.5"], "--guidance-opt needs --guidance"),
     (["--save-trajectory", "out.png"], "--save-trajectory 'out.png' is the --out file"),
     (["--n", str(10**12)], "need about"),
+    (["--spacing", "ays", "--spacing-opt", "nope=1"], "unknown option 'nope' for spacing 'ays'; accepted: model"),
+    (["--spacing", "karras", "--spacing-opt", "rho=abc"], "option 'rho' of spacing 'karras' takes a number"),
+    (["--spacing", "ays", "--spacing-opt", "model=svd"], "starts at σ = 700, above this schedule's σ_max"),
+    (["--spacing", "ays", "--spacing-opt", "model=sd3"], "unknown ays model 'sd3'; known: sd1, sdxl, svd"),
 ])
 def test_silently_accepted_input_is_refused(tiny, tmp_path, monkeypatch, args, message) -> None:  # noqa: F811
     monkeypatch.chdir(tmp_path)

@@ -8,11 +8,7 @@ relative), so against them the bound is 1e-6 of the output scale.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -22,25 +18,6 @@ import diffsampler as ds
 
 F64 = torch.float64
 B, STEPS = 6, 12
-
-
-@pytest.fixture(scope="module")
-def k_sampling():
-    """k-diffusion's sampling module alone: its package __init__ and utils pull in torchvision and more,
-    of which sampling.py uses one helper, append_dims (stubbed here exactly as k-diffusion writes it)."""
-    root = importlib.util.find_spec("k_diffusion").submodule_search_locations[0]
-    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "k_diffusion" or k.startswith("k_diffusion.")}
-    package, utils = types.ModuleType("k_diffusion"), types.ModuleType("k_diffusion.utils")
-    package.__path__ = [root]
-    utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
-    package.utils = utils
-    sys.modules.update({"k_diffusion": package, "k_diffusion.utils": utils})
-    try:
-        yield importlib.import_module("k_diffusion.sampling")
-    finally:
-        for k in [k for k in sys.modules if k == "k_diffusion" or k.startswith("k_diffusion.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,6 @@ def test_spacing_errors() -> None:
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="steps must be an integer ≥ 1"):
             ds.make_grid(s, bad, "leading")  # type: ignore[arg-type]
-    with pytest.raises(KeyError, match="unknown spacing 'nope'; known: karras, leading"):
+    with pytest.raises(KeyError, match="unknown spacing 'nope'; known: ays, beta, ddim-uniform, edm, exponential"):
         ds.make_grid(s, 10, "nope")
     assert ds.make_grid(s, 500, "karras").numel() == 501  # continuous spacings are not bound by T

@@ -190,6 +190,7 @@ class SampleArgs:
     spacing: str | None = None
     schedule: str | None = None
     opt: list[str] = field(default_factory=list)
+    spacing_opt: list[str] = field(default_factory=list)
     guidance: str | None = None
     scale: float | None = None
     guidance_opt: list[str] = field(default_factory=list)
@@ -220,6 +221,8 @@ def sample(
     schedule: Optional[str] = typer.Option(None, help="Noise schedule by name: overrides the model's; needed "
                                                       "when the model has no scheduler config (else linear)."),
     opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5)."),
+    spacing_opt: list[str] = typer.Option([], "--spacing-opt", help="Spacing option key=value, repeatable "
+                                          "(e.g. rho=5 for karras, model=sdxl for ays)."),
     guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
     scale: Optional[float] = typer.Option(None, help="Guidance scale (cfg: w, 1 = no guidance)."),
     guidance_opt: list[str] = typer.Option([], "--guidance-opt", help="Guidance option key=value, repeatable "
@@ -247,7 +250,7 @@ def sample(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Generate samples from a pretrained model and write them to --out."""
-    args = SampleArgs(model, sampler, steps, spacing, schedule, opt, guidance, scale, guidance_opt, class_,
+    args = SampleArgs(model, sampler, steps, spacing, schedule, opt, spacing_opt, guidance, scale, guidance_opt, class_,
                       classifier, n, batch_size, seed, device, dtype, out, save_trajectory, config, allow_pickle,
                       compile_, deterministic, overwrite, quiet)
     try:
@@ -322,6 +325,8 @@ def _sample(a: SampleArgs) -> None:
     if a.seed < 0:
         raise UsageError(f"--seed must be ≥ 0, got {a.seed}")
     options = parse_options(a.opt, "sampler", a.sampler, SAMPLERS.get(a.sampler))
+    spacing = a.spacing or SAMPLERS.meta(a.sampler)["spacing"]
+    spacing_options = parse_options(a.spacing_opt, "spacing", spacing, SPACINGS.get(spacing), "--spacing-opt")
     out, traj = _output_paths(a)
     dev = _device(a.device)
     dt = _dtype(a.dtype, dev)
@@ -334,7 +339,7 @@ def _sample(a: SampleArgs) -> None:
     guide = _build_guidance(a, labels)
     sched = SCHEDULES.get(a.schedule)() if a.schedule else None
     try:
-        time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing)
+        time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing, spacing_options)
     except ValueError as exc:  # the library names its keywords (steps=); here the flags are what the user typed
         raise UsageError(f"--steps {a.steps}" + (f" --spacing {a.spacing}" if a.spacing else "") +
                          f": {str(exc).replace(f'steps={a.steps} is', 'that is')}") from None
@@ -347,7 +352,8 @@ def _sample(a: SampleArgs) -> None:
         for first in range(0, a.n, a.batch_size):
             b = min(a.batch_size, a.n - first)
             cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
-            r = run(backbone, schedule=sched, sampler=a.sampler, steps=a.steps, spacing=a.spacing, shape=(b, *shape),
+            r = run(backbone, schedule=sched, sampler=a.sampler, steps=a.steps, spacing=a.spacing,
+                    spacing_options=spacing_options, shape=(b, *shape),
                     generator=generators(a.seed, b, start=first), guidance=guide, cond=cond, device=dev,
                     return_trajectory=traj is not None and first == 0, full_output=True,
                     deterministic=a.deterministic,

@@ -9,7 +9,13 @@ Index spacings (diffusers-compatible, on training indices i, t = (i+1)/T, N ≤ 
 ``leading`` i = k·⌊T/N⌋ + offset; ``trailing`` i = round(T − k·T/N) − 1;
 ``linspace`` i = round(linspace(0, T−1, N)); ``quadratic`` (DDIM) i = ⌊linspace(0, √(0.8T), N)²⌋.
 Continuous spacings: ``uniform`` in t on [0, 1]; ``logsnr`` uniform in λ between λ(1) and
-λ(1/T); ``karras`` σ_k = (σ_max^{1/ρ} + k/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7.
+λ(1/T); ``karras`` (alias ``edm``) σ_k = (σ_max^{1/ρ} + k/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7.
+
+The names k-diffusion and ComfyUI users know, each as its source defines it, in EDM σ = √((1−ᾱ)/ᾱ)
+between σ_min = σ(1/T) and σ_max = σ(1) (r_k = k/(N−1)): ``exponential`` log σ uniform;
+``polyexponential`` log σ_k = log σ_min + (1 − r_k)^ρ (log σ_max − log σ_min); ``kl-optimal``
+atan σ uniform; ``simple``, ``ddim-uniform`` and ``sgm-uniform`` (ComfyUI); ``beta`` (Beta(α, β)
+quantiles of the training indices); ``ays`` (the published Align Your Steps 10-step lists).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from torch import Tensor
 from ..registry import Registry
 from .base import Schedule, as_time
 
-__all__ = ["SPACINGS", "make_grid", "check_grid", "karras_sigmas"]
+__all__ = ["SPACINGS", "make_grid", "check_grid", "karras_sigmas", "AYS_SIGMAS"]
 
 Spacing = Callable[..., Tensor]
 SPACINGS: Registry[Spacing] = Registry("spacing", "spacings")
@@ -40,7 +46,7 @@ def _check_index_steps(schedule: Schedule, steps: int, spacing: str) -> None:
 
 
 @SPACINGS.register("leading")
-def leading(schedule: Schedule, steps: int, steps_offset: int = 0) -> Tensor:
+def leading(schedule: Schedule, steps: int, *, steps_offset: int = 0) -> Tensor:
     """Training indices k·⌊T/N⌋ + offset (diffusers' default for DDPM/DDIM)."""
     _check_index_steps(schedule, steps, "leading")
     idx = torch.arange(steps - 1, -1, -1) * (schedule.num_train_timesteps // steps) + steps_offset
@@ -69,7 +75,7 @@ def quadratic(schedule: Schedule, steps: int) -> Tensor:
     """DDIM's quadratic indices ⌊linspace(0, √(0.8T), N)²⌋, reversed (Song et al. 2021)."""
     _check_index_steps(schedule, steps, "quadratic")
     idx = (torch.linspace(0, math.sqrt(0.8 * schedule.num_train_timesteps), steps, dtype=torch.float64) ** 2)
-    return _indices(schedule, idx.floor().flip(0))
+    return _indices(schedule, _distinct(idx.floor().flip(0), f"'quadratic' with steps={steps}"))
 
 
 @SPACINGS.register("uniform")
@@ -86,12 +92,12 @@ def logsnr(schedule: Schedule, steps: int) -> Tensor:
     return schedule.t_from_log_snr(lam)
 
 
+@SPACINGS.register("edm")
 @SPACINGS.register("karras")
-def karras(schedule: Schedule, steps: int, rho: float = 7.0, sigma_min: float | None = None,
+def karras(schedule: Schedule, steps: int, *, rho: float = 7.0, sigma_min: float | None = None,
            sigma_max: float | None = None) -> Tensor:
     """Karras et al. 2022: σ_k = (σ_max^{1/ρ} + k/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ in EDM σ = √((1−ᾱ)/ᾱ)."""
-    lo = schedule.sigma(schedule.t_min).item() if sigma_min is None else sigma_min
-    hi = schedule.sigma(1.0).item() if sigma_max is None else sigma_max
+    lo, hi = _sigma_range(schedule, sigma_min, sigma_max)
     return schedule.t_from_sigma(karras_sigmas(steps, lo, hi, rho))
 
 
@@ -99,6 +105,135 @@ def karras_sigmas(count: int, sigma_min: float, sigma_max: float, rho: float = 7
     """``count`` noise levels from σ_max down to σ_min, equally spaced in σ^{1/ρ} (Karras et al. 2022)."""
     ramp = torch.linspace(0, 1, count, dtype=torch.float64)
     return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+
+
+def _distinct(idx: Tensor, what: str) -> Tensor:
+    """Decreasing training indices, or a one-line error where two steps fall on one index."""
+    same = (idx[1:] >= idx[:-1]).nonzero()
+    if len(same):
+        raise ValueError(f"spacing {what} puts two steps on training index {int(idx[same[0, 0]])}; use fewer steps")
+    return idx
+
+
+def _sigma_range(schedule: Schedule, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    """(σ_min, σ_max), the schedule's σ(1/T) and σ(1) where not given."""
+    lo = schedule.sigma(schedule.t_min).item() if sigma_min is None else sigma_min
+    hi = schedule.sigma(1.0).item() if sigma_max is None else sigma_max
+    return lo, hi
+
+
+@SPACINGS.register("exponential")
+def exponential(schedule: Schedule, steps: int, *, sigma_min: float | None = None,
+                sigma_max: float | None = None) -> Tensor:
+    """k-diffusion's ``get_sigmas_exponential``: log σ_k uniform from log σ_max to log σ_min."""
+    return polyexponential(schedule, steps, rho=1.0, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+@SPACINGS.register("polyexponential")
+def polyexponential(schedule: Schedule, steps: int, *, rho: float = 1.0, sigma_min: float | None = None,
+                    sigma_max: float | None = None) -> Tensor:
+    """k-diffusion's ``get_sigmas_polyexponential``: log σ_k = log σ_min + (1 − k/(N−1))^ρ·(log σ_max − log σ_min)."""
+    lo, hi = _sigma_range(schedule, sigma_min, sigma_max)
+    ramp = torch.linspace(1, 0, steps, dtype=torch.float64) ** rho
+    return _sigmas_to_t(schedule, (math.log(lo) + ramp * (math.log(hi) - math.log(lo))).exp(), "'polyexponential'")
+
+
+@SPACINGS.register("kl-optimal")
+def kl_optimal(schedule: Schedule, steps: int, *, sigma_min: float | None = None,
+               sigma_max: float | None = None) -> Tensor:
+    """Sabour et al. 2024 (ComfyUI ``kl_optimal``): σ_k = tan((1 − k/(N−1))·atan σ_max + k/(N−1)·atan σ_min)."""
+    lo, hi = _sigma_range(schedule, sigma_min, sigma_max)
+    r = torch.linspace(0, 1, steps, dtype=torch.float64)
+    return _sigmas_to_t(schedule, torch.tan((1 - r) * math.atan(hi) + r * math.atan(lo)), "'kl-optimal'")
+
+
+@SPACINGS.register("simple")
+def simple(schedule: Schedule, steps: int) -> Tensor:
+    """ComfyUI's ``simple``: training indices T − 1 − ⌊k·T/N⌋, k = 0 … N−1 (T/N in floating point, as there)."""
+    _check_index_steps(schedule, steps, "simple")
+    T = schedule.num_train_timesteps
+    return _indices(schedule, torch.tensor([T - 1 - int(k * (T / steps)) for k in range(steps)]))
+
+
+@SPACINGS.register("ddim-uniform")
+def ddim_uniform(schedule: Schedule, steps: int) -> Tensor:
+    """ComfyUI's ``ddim_uniform``: training indices 1 + k·⌊T/N⌋, k = N−1 … 0 (``leading`` with offset 1).
+
+    Where 1 + N·⌊T/N⌋ < T (N = 3, 6, 7, … at T = 1000), ComfyUI walks one step more, from
+    1 + N·⌊T/N⌋; here a grid keeps its N steps.
+    """
+    T = schedule.num_train_timesteps
+    if steps > T - 1:
+        raise ValueError(f"steps={steps} is more than the schedule's {T} training steps less one "
+                         f"(spacing 'ddim-uniform' starts at training index 1)")
+    return _indices(schedule, 1 + torch.arange(steps - 1, -1, -1) * (T // steps))
+
+
+def _training_log_sigmas(schedule: Schedule) -> Tensor:
+    return schedule.sigma(schedule.index_to_t(torch.arange(schedule.num_train_timesteps, dtype=torch.float64))).log()
+
+
+@SPACINGS.register("sgm-uniform")
+def sgm_uniform(schedule: Schedule, steps: int) -> Tensor:
+    """ComfyUI's ``sgm_uniform``: fractional training indices linspace(T−1, 0, N+1)[:N], log σ linear between knots."""
+    log_sigmas = _training_log_sigmas(schedule)
+    u = torch.linspace(schedule.num_train_timesteps - 1, 0, steps + 1, dtype=torch.float64)[:-1]
+    lo = u.floor().long()
+    hi = u.ceil().long()
+    w = u - lo
+    return _sigmas_to_t(schedule, ((1 - w) * log_sigmas[lo] + w * log_sigmas[hi]).exp(), "'sgm-uniform'")
+
+
+@SPACINGS.register("beta")
+def beta(schedule: Schedule, steps: int, *, alpha: float = 0.6, beta: float = 0.6) -> Tensor:
+    """Lee et al. 2024 (ComfyUI ``beta``): training indices rint((T−1)·F⁻¹(1 − k/N)), F the Beta(α, β) CDF."""
+    from scipy.stats import beta as beta_dist
+
+    if not (alpha > 0 and beta > 0):
+        raise ValueError(f"spacing 'beta' needs alpha > 0 and beta > 0, got alpha={alpha}, beta={beta}")
+    T = schedule.num_train_timesteps
+    q = 1 - torch.arange(steps, dtype=torch.float64) / steps
+    idx = torch.from_numpy(beta_dist.ppf(q.numpy(), alpha, beta)).mul(T - 1).round()
+    return _indices(schedule, _distinct(idx, f"'beta' (alpha={alpha}, beta={beta}) with steps={steps}"))
+
+
+AYS_SIGMAS: dict[str, tuple[float, ...]] = {
+    "sd1": (14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
+            0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582),
+    "sdxl": (14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
+             0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582),
+    "svd": (700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002),
+}
+
+
+@SPACINGS.register("ays")
+def ays(schedule: Schedule, steps: int, *, model: str = "sd1") -> Tensor:
+    """Align Your Steps (Sabour et al. 2024): the published 10-step σ list of ``model`` (sd1, sdxl, svd).
+
+    For N ≠ 10 the 11 levels are interpolated log-linearly to N + 1 (as the paper's code does); the
+    last level is replaced by σ = 0, the grid's end.
+    """
+    if model not in AYS_SIGMAS:
+        raise ValueError(f"unknown ays model {model!r}; known: {', '.join(AYS_SIGMAS)}")
+    levels = torch.tensor(AYS_SIGMAS[model], dtype=torch.float64)
+    if steps + 1 != len(levels):
+        xs = torch.linspace(0, 1, len(levels), dtype=torch.float64)
+        new = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+        pos = (new * (len(levels) - 1)).clamp(max=len(levels) - 1 - 1e-12)
+        k = pos.floor().long()
+        w = (new - xs[k]) / (xs[k + 1] - xs[k])
+        logs = levels.log().flip(0)  # ascending, as the reference interpolates
+        levels = ((1 - w) * logs[k] + w * logs[k + 1]).exp().flip(0)
+    return _sigmas_to_t(schedule, levels[:-1], f"ays (model {model!r})")
+
+
+def _sigmas_to_t(schedule: Schedule, sigmas: Tensor, name: str) -> Tensor:
+    """Times of σ levels; a level above σ(1) by more than rounding is an error naming the range."""
+    top = schedule.sigma(1.0).item()
+    if sigmas.max().item() > top * (1 + 1e-9):
+        raise ValueError(f"spacing {name} starts at σ = {sigmas.max().item():.6g}, above this schedule's "
+                         f"σ_max = {top:.6g}; it is meant for another model")
+    return schedule.t_from_sigma(sigmas).clamp(max=1.0)
 
 
 def check_grid(grid: Tensor) -> Tensor:
