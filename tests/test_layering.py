@@ -1,7 +1,7 @@
 """The package's layers, read from its imports: no arrow climbs back.
 
 neutral helpers (registry, tensors, errors, options) ← schedules ← samplers, guidance, backbones
-← sampling ← data and models (data, classifier; images, bundled) ← metrics ← the app (bench,
+← sampling ← tuning ← data and models (data, classifier; images, bundled) ← metrics ← the app (bench,
 training, cli). Only cli.py imports the app modules.
 """
 
@@ -19,6 +19,7 @@ LAYERS = [  # each may import its own room and the rooms of the layers before it
     {"schedules"},
     {"samplers", "guidance", "backbones"},
     {"sampling"},
+    {"tuning"},
     {"data", "classifier"},
     {"images", "bundled"},
     {"metrics"},

@@ -221,13 +221,14 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
           nfe: list[int] | None = None,
           num_samples: int = 500, batch_size: int = 100, seed: int = 0, shape: tuple[int, ...] | None = None,
           schedule: Any = None, model_name: str = "model", cond: Callable[[int, int], dict] | None = None,
-          guidance: Any = None, spacing: str | None = None, device: str | torch.device = "cpu",
+          guidance: Any = None, spacing: str | None = None, grid: Any = None, device: str | torch.device = "cpu",
           dtype: torch.dtype = torch.float32,
           on_cell: Callable[[dict[str, Any]], None] | None = None, plots: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included.
 
     ``nfe`` instead of ``steps``: each sampler takes the most steps that cost at most that many network
     evaluations per sample (``steps_for_nfe``); a budget below one step's cost is skipped.
+    ``grid`` (a ``TunedGrid``) instead: every sampler walks its times.
 
     Launched as several processes, each draws a contiguous share of the samples (sample i still
     from generator (seed, i), so the samples equal a single process's); the main process gathers
@@ -235,9 +236,12 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
     """
     out = Path(out)
     specs = [(s, *parse_sampler_spec(s)) for s in samplers]
+    if grid is not None:
+        steps, nfe = [grid.steps], None
     if (steps is None) == (nfe is None):
         raise ValueError("pass either steps or nfe")
     counts, budgets = (steps if steps is not None else nfe), nfe
+    times = grid.times if grid is not None else None
     if not counts or any(int(n) < 1 for n in counts):
         raise ValueError(f"{'steps' if nfe is None else 'nfe'} must be integers ≥ 1, got {counts}")
     if num_samples < 2 or batch_size < 1:
@@ -269,7 +273,8 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
         c = cond(first, b) if cond else {}
         gens = generators(seed, b, start=first)
         x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
-        return sample(backbone, schedule=schedule, sampler=name, steps=n, spacing=spacing, x_T=x_T, generator=gens,
+        return sample(backbone, schedule=schedule, sampler=name, steps=n, spacing=spacing, grid=times, x_T=x_T,
+                      generator=gens,
                       guidance=guidance, cond=c, full_output=True, **options), x_T, c
 
     warm = False
@@ -283,7 +288,8 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
 
     for spec, name, options in specs:
         for n in step_counts(name, options):
-            opts = {**options, **({"spacing": spacing} if spacing else {})}
+            opts = {**options, **({"spacing": spacing} if spacing else {}),
+                    **({"grid": "tuned " + ",".join(f"{t:.4g}" for t in grid.grid)} if grid is not None else {})}
             row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
                                    "steps": int(n), "metric": metric.name, "num_samples": num_samples,
                                    "batch_size": batch_size, "seed": seed, "device": dev.type, "processes": world,

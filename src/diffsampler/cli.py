@@ -191,6 +191,8 @@ class SampleArgs:
     schedule: str | None = None
     opt: list[str] = field(default_factory=list)
     spacing_opt: list[str] = field(default_factory=list)
+    grid: Path | None = None
+    force: bool = False
     guidance: str | None = None
     scale: float | None = None
     guidance_opt: list[str] = field(default_factory=list)
@@ -223,6 +225,9 @@ def sample(
     opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5)."),
     spacing_opt: list[str] = typer.Option([], "--spacing-opt", help="Spacing option key=value, repeatable "
                                           "(e.g. rho=5 for karras, model=sdxl for ays)."),
+    grid: Optional[Path] = typer.Option(None, help="A grid file from tune-grid: its times instead of --steps and "
+                                                   "--spacing."),
+    force: bool = typer.Option(False, help="Use a --grid tuned for another model, schedule or sampler (a warning)."),
     guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
     scale: Optional[float] = typer.Option(None, help="Guidance scale (cfg: w, 1 = no guidance)."),
     guidance_opt: list[str] = typer.Option([], "--guidance-opt", help="Guidance option key=value, repeatable "
@@ -250,7 +255,8 @@ def sample(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Generate samples from a pretrained model and write them to --out."""
-    args = SampleArgs(model, sampler, steps, spacing, schedule, opt, spacing_opt, guidance, scale, guidance_opt, class_,
+    args = SampleArgs(model, sampler, steps, spacing, schedule, opt, spacing_opt, grid, force, guidance, scale,
+                      guidance_opt, class_,
                       classifier, n, batch_size, seed, device, dtype, out, save_trajectory, config, allow_pickle,
                       compile_, deterministic, overwrite, quiet)
     try:
@@ -277,6 +283,26 @@ def _output_paths(a: SampleArgs) -> tuple[Path, Path | None]:
         raise UsageError(f"--save-trajectory {a.save_trajectory!r} is the --out file: name another")
     check_writable(traj)
     return out, traj
+
+
+def _tuned_grid(path: Path | None, schedule: Any, model: str, sampler: str, force: bool) -> Any:
+    """The times of a --grid file, checked against the model, schedule and sampler (a warning with --force)."""
+    import warnings
+
+    from .tuning import load_grid
+
+    if path is None:
+        return None
+    tuned = load_grid(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            tuned.check(schedule, model, sampler, force)
+        except ValueError as exc:
+            raise UsageError(f"--grid {str(path)!r}: {exc}") from None
+    for w in caught:
+        typer.echo(f"warning: --grid {str(path)!r}: {w.message}", err=True)
+    return tuned.times
 
 
 def _check_memory(n: int, shape: tuple[int, ...]) -> None:
@@ -338,8 +364,12 @@ def _sample(a: SampleArgs) -> None:
     labels = parse_classes(a.class_, a.n, backbone.num_classes)
     guide = _build_guidance(a, labels)
     sched = SCHEDULES.get(a.schedule)() if a.schedule else None
+    times = _tuned_grid(a.grid, sched or backbone.schedule, a.model, a.sampler, a.force)
+    if times is not None:
+        a.steps = times.numel() - 1
     try:
-        time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing, spacing_options)
+        if times is None:
+            time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing, spacing_options)
     except ValueError as exc:  # the library names its keywords (steps=); here the flags are what the user typed
         raise UsageError(f"--steps {a.steps}" + (f" --spacing {a.spacing}" if a.spacing else "") +
                          f": {str(exc).replace(f'steps={a.steps} is', 'that is')}") from None
@@ -353,7 +383,7 @@ def _sample(a: SampleArgs) -> None:
             b = min(a.batch_size, a.n - first)
             cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
             r = run(backbone, schedule=sched, sampler=a.sampler, steps=a.steps, spacing=a.spacing,
-                    spacing_options=spacing_options, shape=(b, *shape),
+                    spacing_options=spacing_options, grid=times, shape=(b, *shape),
                     generator=generators(a.seed, b, start=first), guidance=guide, cond=cond, device=dev,
                     return_trajectory=traj is not None and first == 0, full_output=True,
                     deterministic=a.deterministic,
@@ -415,6 +445,9 @@ def bench_(
     nfe: Optional[str] = typer.Option(None, help="Comma-separated NFE budgets instead of --steps: each sampler takes "
                                                  "the most steps within the budget."),
     spacing: Optional[str] = typer.Option(None, help="Time spacing for every sampler; each one's default if left out."),
+    grid: Optional[Path] = typer.Option(None, help="A grid file from tune-grid: every sampler walks its times "
+                                                   "(instead of --steps)."),
+    force: bool = typer.Option(False, help="Use a --grid tuned for another model, schedule or sampler (a warning)."),
     num_samples: int = typer.Option(500, help="Samples per cell."),
     metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error, fid (or fid-64, fid-192, fid-768)."),
     out: Path = typer.Option(Path("bench"), help="Folder for results.csv, results.json and the plots."),
@@ -460,6 +493,15 @@ def bench_(
             dev = _device(f"cuda:{os.environ['LOCAL_RANK']}")
         dt = _dtype(dtype, dev)
         backbone, schedule = load_bench_model(model, dev, None if str(dt) == "torch.float32" else dt)
+        tuned = None
+        if grid is not None:
+            from .tuning import load_grid
+
+            if nfe is not None or spacing is not None:
+                raise UsageError("--grid sets the times: leave out --nfe and --spacing")
+            for spec in specs:
+                _tuned_grid(grid, schedule or backbone.schedule, model, parse_sampler_spec(spec)[0], force)
+            tuned = load_grid(grid)
         if compile_:
             backbone.compile()
         given = {"weights": fid_weights, "ref": fid_ref}
@@ -473,7 +515,7 @@ def bench_(
         counts = {"steps": step_list} if nfe is None else {"nfe": step_list}
         rows = bench(backbone, samplers=specs, **counts, metric=m, out=out, num_samples=num_samples,
                      batch_size=batch_size, seed=seed, schedule=schedule, model_name=model,
-                     spacing=spacing,
+                     spacing=spacing, grid=tuned,
                      device=dev, dtype=dt, on_cell=echo)
         if not quiet and rows:
             typer.echo(f"{len(rows)} cells in {out / 'results.csv'}")
@@ -524,6 +566,64 @@ def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or cl
         info = (train_unet if what == "unet" else train_classifier)(out, **kwargs, seed=seed)
         typer.echo(json.dumps(info))
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        _fail(exc, debug)
+
+
+@app.command("tune-grid")
+def tune_grid_(
+    model: str = typer.Option("digits", help="Bundled model name, local diffusers folder, hub id, or an analytic "
+                                             "target: gmm-ring."),
+    sampler: str = typer.Option("dpm-solver++", help="The sampler the grid is for."),
+    nfe: int = typer.Option(10, help="Network evaluations per sample: the sampler's steps at this cost."),
+    opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable."),
+    guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
+    scale: Optional[float] = typer.Option(None, help="Guidance scale."),
+    guidance_opt: list[str] = typer.Option([], "--guidance-opt", help="Guidance option key=value, repeatable."),
+    class_: Optional[str] = typer.Option(None, "--class", help="Class label(s) as for sample; all by default for "
+                                                                "class-conditional models, none for unconditional."),
+    classifier: Optional[Path] = typer.Option(None, help="Classifier folder for --guidance classifier."),
+    schedule: Optional[str] = typer.Option(None, help="Noise schedule by name, overriding the model's."),
+    batch: int = typer.Option(128, help="Samples the grid is tuned on."),
+    fine_steps: int = typer.Option(100, help="Steps of the reference PF-ODE solution: the candidate times."),
+    seed: int = typer.Option(1_000_003, help="Seed of the tuning batch (keep it apart from the seeds you score on)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("grid.json"), help="The grid file (JSON)."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Find the --nfe grid on which --sampler follows the model's PF-ODE most closely; write it to --out."""
+    try:
+        from .tuning import tune_grid
+
+        SAMPLERS.get(sampler)
+        if schedule is not None:
+            SCHEDULES.get(schedule)
+        for flag, value, low in (("--nfe", nfe, 1), ("--batch", batch, 1), ("--fine-steps", fine_steps, 2)):
+            if value < low:
+                raise UsageError(f"{flag} must be ≥ {low}, got {value}")
+        if out.suffix.lower() != ".json" or out.is_dir():
+            raise UsageError(f"--out {str(out)!r} must be a .json file")
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+        options = parse_options(opt, "sampler", sampler, SAMPLERS.get(sampler))
+        a = SampleArgs(model=model, sampler=sampler, schedule=schedule, guidance=guidance, scale=scale,
+                       guidance_opt=guidance_opt, class_=class_, classifier=classifier, n=batch)
+        dev = _device(device)
+        from .bench import load_bench_model
+
+        backbone, analytic_schedule = load_bench_model(model, dev)
+        labels = parse_classes(class_, batch, getattr(backbone, "num_classes", None))
+        guide = _build_guidance(a, labels)
+        tuned = tune_grid(backbone, sampler=sampler, nfe=nfe,
+                          schedule=SCHEDULES.get(schedule)() if schedule else analytic_schedule,
+                          model_name=model, options=options, batch=batch, seed=seed, fine_steps=fine_steps,
+                          guidance=guide, cond={} if labels is None else {"class_labels": labels.to(dev)})
+        tuned.save(out)
+        typer.echo(f"{sampler}, {tuned.steps} steps (NFE {nfe}): distance to the PF-ODE {tuned.distance:.4g} on the "
+                   f"tuned grid, {tuned.default_distance:.4g} on {tuned.default_spacing} | {tuned.seconds:.0f}s | "
+                   f"wrote {out}")
+    except typer.Exit:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
 
 

@@ -164,7 +164,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
 
     ``x_T`` or ``shape`` (with ``generator``, a list of per-sample generators, or ``seed``) gives
     the start; ``spacing`` (with ``spacing_options``) and ``steps``, or an explicit ``grid`` of
-    decreasing times, the grid;
+    decreasing times (or a ``TunedGrid`` from ``tune_grid``), the grid;
     other keywords are the sampler's options (``eta=0.5``). ``clip`` bounds x̂_0 to [−clip, clip]
     (``None``: the backbone's default, e.g. a diffusers scheduler's ``clip_sample``; ``False``: off).
     Per-sample generators make sample i's noise independent of the batch; the network's kernels
@@ -180,6 +180,9 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     bound = _clip_bound(clip, backbone.clip)
 
     if grid is not None:
+        if hasattr(grid, "check") and hasattr(grid, "times"):  # a TunedGrid: refuses another schedule or sampler
+            grid.check(sched, sampler=name)
+            grid = grid.times
         times = check_grid(torch.as_tensor(grid, dtype=torch.float64))
         steps = times.numel() - 1
     else:

@@ -1,0 +1,187 @@
+r"""``tune_grid``: the N-step time grid that brings a sampler closest to a tight PF-ODE solution.
+
+Method (GITS, Chen et al. 2024): from x_T of a small batch, solve the PF-ODE on a fine grid of M
+times (DPM-Solver++(3M), uniform in λ by default), keeping x_i and x̂_0(x_i) at each fine time.
+The cost of jumping from fine time i to j in one step is the mean square distance of the DDIM step
+x̂_j = α_j·x̂_0(x_i) + σ_j·ε̂_i, ε̂_i = (x_i − α_i·x̂_0(x_i))/σ_i, to the reference x_j: free, since
+ε at x_i is already known. Dynamic programming picks the N jumps from t = 1 to t = 0 of least total
+cost. The local cost is a first-order step's whatever the sampler: the grid is scored afterwards
+with the sampler itself, against the default spacing, on the same batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .sampling import generators, sample, steps_for_nfe, time_grid
+from .schedules import Schedule, check_grid, make_grid
+
+__all__ = ["TunedGrid", "tune_grid", "load_grid", "jump_costs", "cheapest_path"]
+
+FORMAT = "diffsampler-grid/1"
+
+
+def schedule_fingerprint(schedule: Schedule) -> list[float]:
+    """log-SNR at five times and T: equal for equal schedules, different for any two built-in ones."""
+    probes = (1.0, 0.75, 0.5, 0.25, schedule.t_min)
+    return [float(schedule.num_train_timesteps)] + [round(float(schedule.log_snr(t)), 9) for t in probes]
+
+
+@dataclass
+class TunedGrid:
+    """A tuned time grid with what it was tuned for; ``save`` and ``load_grid`` keep it as JSON."""
+
+    grid: list[float]
+    model: str
+    sampler: str
+    options: dict[str, Any]
+    nfe: int
+    schedule: list[float]
+    distance: float
+    default_distance: float
+    default_spacing: str
+    fine_steps: int
+    batch: int
+    seed: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def times(self) -> Tensor:
+        return check_grid(torch.tensor(self.grid, dtype=torch.float64))
+
+    @property
+    def steps(self) -> int:
+        return len(self.grid) - 1
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON file, whole or not at all."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
+        tmp.replace(path)
+
+    def check(self, schedule: Schedule, model: str | None = None, sampler: str | None = None,
+              force: bool = False) -> None:
+        """A ValueError (a warning with ``force``) when the grid was tuned for another schedule, model or sampler."""
+        problems = []
+        if schedule_fingerprint(schedule) != self.schedule:
+            problems.append("another schedule")
+        if model is not None and Path(str(model)).name != Path(self.model).name:
+            problems.append(f"model {self.model!r}, not {model!r}")
+        if sampler is not None and sampler != self.sampler:
+            problems.append(f"sampler {self.sampler!r}, not {sampler!r}")
+        if problems:
+            message = f"the grid was tuned for {' and '.join(problems)}"
+            if not force:
+                raise ValueError(message + " (--force, or force=True, uses it anyway)")
+            warnings.warn(message, stacklevel=2)
+
+
+def load_grid(path: str | Path) -> TunedGrid:
+    """Read a grid file written by ``tune_grid`` (``diffsampler tune-grid``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"grid file {str(path)!r}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"grid file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+        raise ValueError(f"grid file {str(path)!r} is not a {FORMAT} file")
+    try:
+        tuned = TunedGrid(**data)
+        tuned.times  # noqa: B018  (validates the times)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"grid file {str(path)!r}: {exc}") from None
+    return tuned
+
+
+def jump_costs(xs: Tensor, x0s: Tensor, grid: Tensor, schedule: Schedule) -> Tensor:
+    """C[i, j] (i < j): mean square distance of the DDIM step from reference x_i to t_j, to reference x_j."""
+    m = grid.numel() - 1
+    alpha, std = schedule.alpha(grid).tolist(), schedule.std(grid).tolist()
+    flat_x, flat_x0 = xs.flatten(1).double(), x0s.flatten(1).double()
+    cost = torch.full((m + 1, m + 1), math.inf, dtype=torch.float64)
+    for i in range(m):
+        eps = (flat_x[i] - alpha[i] * flat_x0[i]) / std[i]
+        a, s = torch.tensor(alpha[i + 1:], dtype=torch.float64), torch.tensor(std[i + 1:], dtype=torch.float64)
+        jumped = a[:, None] * flat_x0[i] + s[:, None] * eps  # [m − i, B·D]
+        cost[i, i + 1:] = (jumped - flat_x[i + 1:]).pow(2).mean(1)
+    return cost
+
+
+def cheapest_path(cost: Tensor, steps: int) -> list[int]:
+    """The indices 0 = k_0 < k_1 < … < k_N = M minimising Σ C[k_n, k_{n+1}] (dynamic programming)."""
+    m = cost.shape[0] - 1
+    if not 1 <= steps <= m:
+        raise ValueError(f"steps={steps} must lie in 1…{m}, the fine grid's steps")
+    best = torch.full((steps + 1, m + 1), math.inf, dtype=torch.float64)
+    came = torch.zeros((steps + 1, m + 1), dtype=torch.long)
+    best[0, 0] = 0.0
+    for n in range(1, steps + 1):
+        total = best[n - 1][:, None] + cost  # [from, to]
+        best[n], came[n] = total.min(0)
+    path = [m]
+    for n in range(steps, 0, -1):
+        path.append(int(came[n, path[-1]]))
+    return path[::-1]
+
+
+def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, schedule: Schedule | None = None,
+              model_name: str = "model", options: dict[str, Any] | None = None, batch: int = 128,
+              seed: int = 1_000_003, fine_steps: int = 100, fine_spacing: str = "logsnr", guidance: Any = None,
+              cond: dict[str, Any] | None = None, shape: tuple[int, ...] | None = None) -> TunedGrid:
+    """The grid of ``sampler``'s step count at ``nfe`` that follows the PF-ODE from the same x_T most closely.
+
+    ``seed`` draws the tuning batch: keep it apart from the seeds a grid is scored on.
+    """
+    from .backbones import as_backbone
+
+    options = dict(options or {})
+    start = time.perf_counter()
+    backbone = as_backbone(model, None)
+    sched = schedule or backbone.schedule
+    if sched is None:
+        raise ValueError("no schedule: pass schedule= or a backbone that brings its own")
+    if fine_steps < 2:
+        raise ValueError(f"fine_steps must be ≥ 2, got {fine_steps}")
+    steps = steps_for_nfe(sampler, sched, nfe, **options)
+    if steps is None:
+        raise ValueError(f"nfe={nfe} is less than one step of sampler {sampler!r} costs")
+    if steps > fine_steps:
+        raise ValueError(f"nfe={nfe} gives {steps} steps, more than fine_steps={fine_steps}: raise fine_steps")
+    shape = tuple(shape or backbone.sample_shape)
+    gens = generators(seed, batch)
+    x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(backbone.device)
+    fine = make_grid(sched, fine_steps, fine_spacing)
+    ref = sample(backbone, schedule=sched, sampler="dpm-solver++", order=3, grid=fine, x_T=x_T, guidance=guidance,
+                 cond=cond, return_trajectory=True)
+    cost = jump_costs(ref.trajectory, ref.denoised, fine, sched)
+    path = cheapest_path(cost, steps)
+    tuned = fine[path]
+    target = ref.samples.double()
+
+    def distance(grid: Tensor) -> float:
+        x = sample(backbone, schedule=sched, sampler=sampler, grid=grid, x_T=x_T, generator=generators(seed, batch),
+                   guidance=guidance, cond=cond, **options)
+        return float((x.double() - target).pow(2).flatten(1).mean(1).mean().sqrt())
+
+    default = time_grid(sampler, sched, steps, None)
+    from .samplers import SAMPLERS
+
+    return TunedGrid(grid=tuned.tolist(), model=str(model_name), sampler=sampler, options=options, nfe=nfe,
+                     schedule=schedule_fingerprint(sched), distance=distance(tuned),
+                     default_distance=distance(default), default_spacing=SAMPLERS.meta(sampler)["spacing"],
+                     fine_steps=fine_steps, batch=batch, seed=seed, seconds=round(time.perf_counter() - start, 1),
+                     extra={"fine_spacing": fine_spacing, "dp_cost": float(sum(cost[a, b] for a, b in
+                                                                               zip(path, path[1:])))})

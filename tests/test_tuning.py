@@ -1,0 +1,131 @@
+"""tune_grid: the dynamic programme against brute force, the jump costs against the DDIM sampler, the grid
+file and its checks, and the command line (tune-grid, sample --grid, bench --grid)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import diffsampler as ds
+from diffsampler.cli import app
+from diffsampler.tuning import cheapest_path, jump_costs, load_grid, tune_grid
+
+from .test_cli import tiny  # noqa: F401  (the tiny class-conditional pipeline)
+
+runner = CliRunner()
+F64 = torch.float64
+
+
+def invoke(*args) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("steps", [1, 2, 3, 5])
+def test_cheapest_path_is_the_brute_force_minimum(seed: int, steps: int) -> None:
+    m = 8
+    cost = torch.rand(m + 1, m + 1, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    cost = torch.where(torch.ones_like(cost).triu(1).bool(), cost, torch.full_like(cost, float("inf")))
+    total = lambda p: sum(cost[a, b].item() for a, b in zip(p, p[1:]))  # noqa: E731
+    best = min(([0, *mid, m] for mid in itertools.combinations(range(1, m), steps - 1)), key=total)
+    path = cheapest_path(cost, steps)
+    assert path[0] == 0 and path[-1] == m and len(path) == steps + 1
+    assert total(path) == pytest.approx(total(best), rel=1e-12)
+
+
+def test_jump_costs_are_ddim_steps_from_the_reference(mixture) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    fine = ds.make_grid(s, 12, "logsnr")
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ref = ds.sample(mixture, schedule=s, sampler="dpm-solver++", order=3, grid=fine, x_T=x_T, return_trajectory=True)
+    cost = jump_costs(ref.trajectory, ref.denoised, fine, s)
+    for i, j in ((0, 12), (3, 7), (5, 6), (10, 12)):
+        jumped = ds.sample(mixture, schedule=s, sampler="ddim", grid=fine[[i, j]] if j < 12 else
+                           torch.cat([fine[i:i + 1], torch.zeros(1, dtype=F64)]), x_T=ref.trajectory[i])
+        expected = (jumped - ref.trajectory[j]).pow(2).mean().item()
+        assert cost[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert torch.isinf(cost[7, 3]) and torch.isinf(cost[4, 4])
+
+
+def test_tuned_grid_beats_the_default_spacing_and_is_cut_from_the_fine_grid(mixture) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    tuned = tune_grid(mixture, sampler="ddim", nfe=4, schedule=s, batch=256, fine_steps=60, model_name="gmm")
+    fine = ds.make_grid(s, 60, "logsnr").tolist()
+    assert tuned.steps == 4 and tuned.grid[0] == fine[0] and tuned.grid[-1] == 0.0
+    assert set(tuned.grid) <= set(fine)
+    assert tuned.distance < 0.95 * tuned.default_distance
+    heun = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30)
+    assert heun.steps == 5 and heun.nfe == 9  # heun's 2N − 1 evaluations
+
+
+def test_grid_files_round_trip_and_refuse_another_model_schedule_or_sampler(mixture, tmp_path) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    tuned = tune_grid(mixture, sampler="dpm-solver++", nfe=5, schedule=s, batch=16, fine_steps=20, model_name="gmm")
+    tuned.save(tmp_path / "g.json")
+    back = load_grid(tmp_path / "g.json")
+    assert back == tuned and torch.equal(back.times, torch.tensor(tuned.grid, dtype=F64))
+    back.check(s, "gmm", "dpm-solver++")
+    for args, message in (((ds.SCHEDULES.get("cosine")(), None, None), "another schedule"),
+                          ((s, "digits", None), "model 'gmm', not 'digits'"),
+                          ((s, None, "ddim"), "sampler 'dpm-solver++', not 'ddim'")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            back.check(*args)
+        with pytest.warns(UserWarning, match=re.escape(message)):
+            back.check(*args, force=True)
+    x = ds.sample(mixture, schedule=s, sampler="dpm-solver++", grid=back, shape=(4, 2), seed=0, full_output=True)
+    assert x.nfe == 5 and torch.equal(x.grid, back.times)
+    with pytest.raises(ValueError, match=re.escape("tuned for sampler 'dpm-solver++', not 'ddim'")):
+        ds.sample(mixture, schedule=s, sampler="ddim", grid=back, shape=(4, 2), seed=0)
+    (tmp_path / "bad.json").write_text("{nope")
+    (tmp_path / "other.json").write_text(json.dumps({"grid": [1, 0]}))
+    data = json.loads((tmp_path / "g.json").read_text())
+    (tmp_path / "up.json").write_text(json.dumps({**data, "grid": [0.5, 0.7, 0.0]}))
+    for name, message in (("missing.json", "no such file"), ("bad.json", "is not JSON"),
+                          ("other.json", "is not a diffsampler-grid/1 file"),
+                          ("up.json", "grid times must be strictly decreasing")):
+        with pytest.raises(ValueError, match=message):
+            load_grid(tmp_path / name)
+
+
+def test_tune_grid_cli_writes_a_grid_that_sample_and_bench_use(tiny, tmp_path) -> None:  # noqa: F811
+    model = tiny / "tiny"
+    r = invoke("tune-grid", "--model", model, "--sampler", "dpm-solver++", "--nfe", 3, "--batch", 4,
+               "--fine-steps", 10, "--out", tmp_path / "g.json")
+    assert r.exit_code == 0, r.output
+    assert "dpm-solver++, 3 steps (NFE 3): distance to the PF-ODE" in r.output
+    tuned = load_grid(tmp_path / "g.json")
+    assert tuned.steps == 3 and tuned.model == str(model) and tuned.batch == 4
+    r = invoke("sample", "--model", model, "--grid", tmp_path / "g.json", "--n", 3, "--out", tmp_path / "s.png")
+    assert r.exit_code == 0 and "3 steps" in r.output and "NFE 3 per sample" in r.output, r.output
+    r = invoke("sample", "--model", model, "--sampler", "ddim", "--grid", tmp_path / "g.json", "--n", 3, "--out",
+               tmp_path / "t.png")
+    assert r.exit_code == 2 and "the grid was tuned for sampler 'dpm-solver++', not 'ddim'" in r.output
+    assert not (tmp_path / "t.png").exists()
+    r = invoke("sample", "--model", model, "--sampler", "ddim", "--grid", tmp_path / "g.json", "--force", "--n", 3,
+               "--out", tmp_path / "t.png", "--quiet")
+    assert r.exit_code == 0 and "warning:" in r.output and (tmp_path / "t.png").exists()
+    r = invoke("bench", "--model", model, "--samplers", "dpm-solver++", "--grid", tmp_path / "g.json", "--metric",
+               "ode-error", "--num-samples", 4, "--out", tmp_path / "bench")
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert len(rows) == 1 and rows[0]["steps"] == 3 and "tuned" in rows[0]["options"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--nfe", "0"], "--nfe must be ≥ 1, got 0"),
+    (["--out", "grid.txt"], "--out 'grid.txt' must be a .json file"),
+    (["--out", "nowhere/grid.json"], "folder 'nowhere' does not exist"),
+    (["--sampler", "nope"], "unknown --sampler 'nope'"),
+    (["--sampler", "pndm", "--nfe", "1"], "nfe=1 is less than one step of sampler 'pndm' costs"),
+    (["--opt", "nope=1"], "unknown option 'nope' for sampler 'dpm-solver++'"),
+])
+def test_tune_grid_bad_input_is_one_line(tmp_path, monkeypatch, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = invoke("tune-grid", "--model", "gmm-ring", "--batch", 4, "--fine-steps", 10, *args)
+    assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert list(tmp_path.iterdir()) == []
