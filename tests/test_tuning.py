@@ -59,8 +59,12 @@ def test_tuned_grid_beats_the_default_spacing_and_is_cut_from_the_fine_grid(mixt
     assert tuned.steps == 4 and tuned.grid[0] == fine[0] and tuned.grid[-1] == 0.0
     assert set(tuned.grid) <= set(fine)
     assert tuned.distance < 0.95 * tuned.default_distance
-    heun = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30)
+    heun = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30, refine=0)
     assert heun.steps == 5 and heun.nfe == 9  # heun's 2N − 1 evaluations
+    refined = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30, refine=2,
+                        refine_batch=32)
+    assert refined.distance < heun.distance and refined.extra["refine"] == 2
+    assert tuned.extra["refine"] == 0  # ddim's step is the step the costs measure
 
 
 def test_grid_files_round_trip_and_refuse_another_model_schedule_or_sampler(mixture, tmp_path) -> None:
@@ -123,6 +127,7 @@ def test_tune_grid_cli_writes_a_grid_that_sample_and_bench_use(tiny, tmp_path) -
     (["--sampler", "nope"], "unknown --sampler 'nope'"),
     (["--sampler", "pndm", "--nfe", "1"], "nfe=1 is less than one step of sampler 'pndm' costs"),
     (["--opt", "nope=1"], "unknown option 'nope' for sampler 'dpm-solver++'"),
+    (["--refine", "-1"], "--refine must be ≥ 0, got -1"),
 ])
 def test_tune_grid_bad_input_is_one_line(tmp_path, monkeypatch, args, message) -> None:
     monkeypatch.chdir(tmp_path)

@@ -585,6 +585,8 @@ def tune_grid_(
     schedule: Optional[str] = typer.Option(None, help="Noise schedule by name, overriding the model's."),
     batch: int = typer.Option(128, help="Samples the grid is tuned on."),
     fine_steps: int = typer.Option(100, help="Steps of the reference PF-ODE solution: the candidate times."),
+    refine: Optional[int] = typer.Option(None, help="Sweeps of coordinate descent on the sampler's own distance "
+                                                    "(default: 1, or 0 for ddim and euler)."),
     seed: int = typer.Option(1_000_003, help="Seed of the tuning batch (keep it apart from the seeds you score on)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("grid.json"), help="The grid file (JSON)."),
@@ -597,7 +599,8 @@ def tune_grid_(
         SAMPLERS.get(sampler)
         if schedule is not None:
             SCHEDULES.get(schedule)
-        for flag, value, low in (("--nfe", nfe, 1), ("--batch", batch, 1), ("--fine-steps", fine_steps, 2)):
+        for flag, value, low in (("--nfe", nfe, 1), ("--batch", batch, 1), ("--fine-steps", fine_steps, 2),
+                                 ("--refine", 0 if refine is None else refine, 0)):
             if value < low:
                 raise UsageError(f"{flag} must be ≥ {low}, got {value}")
         if out.suffix.lower() != ".json" or out.is_dir():
@@ -616,6 +619,7 @@ def tune_grid_(
         tuned = tune_grid(backbone, sampler=sampler, nfe=nfe,
                           schedule=SCHEDULES.get(schedule)() if schedule else analytic_schedule,
                           model_name=model, options=options, batch=batch, seed=seed, fine_steps=fine_steps,
+                          refine=refine,
                           guidance=guide, cond={} if labels is None else {"class_labels": labels.to(dev)})
         tuned.save(out)
         typer.echo(f"{sampler}, {tuned.steps} steps (NFE {nfe}): distance to the PF-ODE {tuned.distance:.4g} on the "
