@@ -157,7 +157,7 @@ ERRORS = [
     (["--sampler", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
     (["--schedule", "nope"], "unknown --schedule 'nope'; accepted: cosine"),
     (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: ays, beta, ddim-uniform, edm, exponential, karras"),
-    (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: cfg, classifier"),
+    (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: apg, cfg, cfg-zero-star, classifier, dynamic-thresholding"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
@@ -269,3 +269,12 @@ def test_spacing_options_reach_the_grid(tiny, tmp_path) -> None:  # noqa: F811
         assert r.exit_code == 0, r.output
         outs.append(load_file(str(out))["samples"])
     assert outs[0].shape == outs[1].shape and not torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("args,nfe", [(["--guidance", "apg", "--scale", "2", "--guidance-opt", "momentum=-0.5"], 6),
+                                      (["--guidance", "cfg-zero-star", "--scale", "2"], 6),
+                                      (["--guidance", "dynamic-thresholding", "--guidance-opt", "percentile=0.9",
+                                        "--class", "none"], 3)])
+def test_new_guidance_from_the_command_line(tiny, tmp_path, args, nfe: int) -> None:  # noqa: F811
+    r = invoke("sample", "--model", tiny / "tiny", "--steps", 3, "--n", 3, "--out", tmp_path / "g.png", *args)
+    assert r.exit_code == 0 and f"NFE {nfe} per sample" in r.output, r.output

@@ -18,7 +18,7 @@ import typer
 from .backbones import BACKBONES
 from .guidance import GUIDANCE
 from .metrics import METRICS
-from .options import check_options, parse_pairs
+from .options import accepted_options, check_options, parse_pairs
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
 from .schedules import SCHEDULES, SPACINGS
@@ -145,10 +145,12 @@ def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
         raise UnknownNameError("guidance", a.guidance, GUIDANCE.names())
     if a.classifier is not None and "classifier" not in meta["cli_models"]:
         raise UsageError(f"--classifier is for --guidance classifier, not --guidance {a.guidance}")
-    if labels is None:
+    if labels is None and meta["labels"]:
         raise UsageError(f"--guidance {a.guidance} needs --class (one class, or a list, one per sample)")
     kwargs = parse_options(a.guidance_opt, "guidance", a.guidance, cls, "--guidance-opt", keyword_only=False)
     if a.scale is not None:
+        if "scale" not in (accepted_options(cls, keyword_only=False) or ["scale"]):
+            raise UsageError(f"--scale: guidance {a.guidance!r} has no scale")
         kwargs["scale"] = a.scale
     for option, default in meta["cli_models"].items():  # options the guidance declares to be models
         kwargs[option] = _model_option(option, a.classifier if option == "classifier" else None, default)
@@ -408,7 +410,8 @@ def _sample(a: SampleArgs) -> None:
     if not a.quiet:
         what = ("unconditional" if labels is None else f"classes 0–{backbone.num_classes - 1} in turn"
                 if a.class_ is None or a.class_.strip().lower() == "all" else f"class {a.class_}")
-        g = f", guidance {a.guidance} (scale {guide.scale:g})" if guide is not None else ""
+        g = "" if guide is None else f", guidance {a.guidance}" + (
+            f" (scale {guide.scale:g})" if hasattr(guide, "scale") else "")
         typer.echo(f"model {a.model} | sampler {a.sampler}, {a.steps} steps{g} | {what} | NFE {nfe:g} per sample | "
                    f"seed {a.seed} | {a.n} samples in {seconds:.1f}s on {dev} | wrote {out}")
 

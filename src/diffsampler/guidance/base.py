@@ -24,8 +24,9 @@ class Guidance(Protocol):
 
 
 # cli: built by ``--guidance NAME`` (compose takes other guidances, so only Python builds it);
-# cli_models: options the command line fills with a model, from a folder or the bundled one named
-GUIDANCE: Registry[Any] = Registry("guidance", "guidance", meta={"cli": True, "cli_models": {}})
+# cli_models: options the command line fills with a model, from a folder or the bundled one named;
+# labels: whether it needs class labels (--class)
+GUIDANCE: Registry[Any] = Registry("guidance", "guidance", meta={"cli": True, "cli_models": {}, "labels": True})
 
 
 def check_scale(name: str, scale: float) -> float:

@@ -55,13 +55,20 @@ class CFG:
         both[self.label_key] = torch.cat([y, torch.full_like(y, int(null))])
         return both
 
+    def combine(self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule,
+                state: dict[str, Any]) -> Tensor:
+        """The guided ε from the conditional and unconditional ones; ``state`` lives for one sampling run."""
+        return e_u + self.scale * (e_c - e_u)
+
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
+        state: dict[str, Any] = {}
+
         def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
             on = inside(t, self.interval)
             if not bool(on.any()):
                 return eps(x, t, **{k: v for k, v in cond.items() if k != NEGATIVE_KEY})
             e_c, e_u = eps(torch.cat([x, x]), torch.cat([t, t]), **self._halves(x, cond, backbone)).chunk(2)
-            g = e_u + self.scale * (e_c - e_u)
+            g = self.combine(e_c, e_u, x, t, schedule, state)
             if self.rescale > 0:
                 dims = list(range(1, x.dim()))
                 ratio = e_c.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True).clamp_min(1e-12)

@@ -1,0 +1,107 @@
+"""APG, CFG-Zero* and dynamic thresholding against diffusers' guiders and schedulers, and closed forms on the
+exact class-conditional mixture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normalized_guidance
+from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_scale
+
+import diffsampler as ds
+from diffsampler.guidance import CFG
+from diffsampler.guidance.apg import APG
+from diffsampler.guidance.cfg_zero_star import CFGZeroStar
+from diffsampler.guidance.thresholding import DynamicThresholding, dynamic_threshold
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def setting(mixture):
+    s = ds.SCHEDULES.get("linear")()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 2, generator=g, dtype=F64) * 2
+    t = torch.tensor([0.95, 0.7, 0.5, 0.3, 0.1, 0.02], dtype=F64)
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
+    eps = lambda x, t, **c: mixture.eps(x, t, s, **c)  # noqa: E731
+    return mixture, s, x, t, y, eps
+
+
+def _x0(x, e, s, t):
+    return (x - s.std(t)[:, None] * e) / s.alpha(t)[:, None]
+
+
+@pytest.mark.parametrize("space", ["eps", "x0"])
+def test_apg_is_diffusers_normalized_guidance(setting, space: str) -> None:
+    mixture, s, x, t, y, eps = setting
+    guided = APG(scale=4.0, eta=0.3, norm_threshold=1.5, momentum=-0.5, space=space)(eps, s, mixture)
+    buffer = MomentumBuffer(-0.5)
+    for k in range(3):  # the momentum carries over successive evaluations
+        xk = x * (1 - 0.2 * k)
+        e_c, e_u = mixture.eps(xk, t, s, class_labels=y), mixture.eps(xk, t, s)
+        if space == "eps":
+            expected = normalized_guidance(e_c, e_u, 4.0, buffer, 0.3, 1.5)
+        else:
+            d = normalized_guidance(_x0(xk, e_c, s, t), _x0(xk, e_u, s, t), 4.0, buffer, 0.3, 1.5)
+            expected = (xk - s.alpha(t)[:, None] * d) / s.std(t)[:, None]
+        torch.testing.assert_close(guided(xk, t, class_labels=y), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("space", ["eps", "x0"])
+def test_apg_without_its_knobs_is_cfg_and_at_scale_one_the_exact_conditional(setting, space: str) -> None:
+    mixture, s, x, t, y, eps = setting
+    plain = APG(scale=3.5, eta=1.0, space=space)(eps, s, mixture)(x, t, class_labels=y)
+    torch.testing.assert_close(plain, CFG(scale=3.5)(eps, s, mixture)(x, t, class_labels=y), rtol=1e-10, atol=1e-10)
+    one = APG(scale=1.0, eta=0.0, norm_threshold=0.5, space=space)(eps, s, mixture)(x, t, class_labels=y)
+    diff = (mixture.eps(x, t, s, class_labels=y) - one).abs().max()  # w = 1: D_u + Δ∥·0 + Δ⊥ ≠ D_c unless η = 1
+    exact = APG(scale=1.0, eta=1.0, space=space)(eps, s, mixture)(x, t, class_labels=y)
+    torch.testing.assert_close(exact, mixture.eps(x, t, s, class_labels=y), rtol=1e-10, atol=1e-10)
+    assert diff > 1e-6  # the projection changes the update: the test above would notice a no-op
+
+
+def test_cfg_zero_star_is_diffusers_formula_and_zero_init_keeps_x0_at_zero(setting) -> None:
+    mixture, s, x, t, y, eps = setting
+    e_c, e_u = mixture.eps(x, t, s, class_labels=y), mixture.eps(x, t, s)
+    star = cfg_zero_star_scale(e_c.flatten(1), e_u.flatten(1))
+    expected = e_u * star + 5.0 * (e_c - e_u * star)
+    guided = CFGZeroStar(scale=5.0)(eps, s, mixture)
+    torch.testing.assert_close(guided(x, t, class_labels=y), expected, rtol=1e-6, atol=1e-6)  # s* in float32 there
+    torch.testing.assert_close(CFGZeroStar(scale=1.0)(eps, s, mixture)(x, t, class_labels=y), e_c,
+                               rtol=1e-12, atol=1e-12)
+    zero = CFGZeroStar(scale=5.0, zero_init_steps=1)(eps, s, mixture)
+    first = zero(x, t, class_labels=y)
+    torch.testing.assert_close(_x0(x, first, s, t), torch.zeros_like(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(zero(x, t, class_labels=y), first)  # the same time again: still the first
+    torch.testing.assert_close(zero(x, t * 0.9, class_labels=y), guided(x, t * 0.9, class_labels=y))
+
+
+@pytest.mark.parametrize("p,max_value", [(0.995, 1.0), (0.9, 2.5), (0.5, 10.0)])
+def test_dynamic_threshold_is_diffusers(p: float, max_value: float) -> None:
+    x0 = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64) * 1.7
+    ref = DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=p, sample_max_value=max_value)
+    torch.testing.assert_close(dynamic_threshold(x0, p, max_value), ref._threshold_sample(x0), rtol=0, atol=1e-15)
+
+
+def test_dynamic_thresholding_wraps_any_eps(setting) -> None:
+    mixture, s, x, t, y, eps = setting
+    e = CFG(scale=4.0)(eps, s, mixture)
+    thr = DynamicThresholding(0.75, max_value=2.0)(e, s, mixture)(x, t, class_labels=y)
+    x0 = _x0(x, e(x, t, class_labels=y), s, t)
+    torch.testing.assert_close(_x0(x, thr, s, t), dynamic_threshold(x0, 0.75, 2.0), rtol=1e-9, atol=1e-9)
+    late = DynamicThresholding(0.75, max_value=2.0, interval=(0.0, 0.4))(e, s, mixture)(x, t, class_labels=y)
+    torch.testing.assert_close(late[:3], e(x, t, class_labels=y)[:3])  # t > 0.4: left alone
+    torch.testing.assert_close(late[3:], thr[3:])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: APG(space="v"), "apg space must be x0 or eps, got 'v'"),
+    (lambda: APG(norm_threshold=-1.0), "apg norm_threshold must be ≥ 0"),
+    (lambda: CFGZeroStar(zero_init_steps=-1), "zero_init_steps must be an integer ≥ 0, got -1"),
+    (lambda: DynamicThresholding(percentile=0.0), "percentile must lie in \\(0, 1\\], got 0.0"),
+    (lambda: DynamicThresholding(max_value=0.5), "max_value must be ≥ 1, got 0.5"),
+])
+def test_bad_options_are_one_line_errors(make, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
