@@ -258,7 +258,7 @@ def test_bench_command(tmp_path) -> None:
     assert "4 cells" in r.output and (tmp_path / "b" / "results.csv").is_file()
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.strip() == f"4 cells in {tmp_path / 'b' / 'results.csv'}"
-    for bad, msg in ((["--metric", "psnr"], "unknown --metric 'psnr'; accepted: exact, fd-digits"),
+    for bad, msg in ((["--metric", "psnr"], "unknown --metric 'psnr'; accepted: accuracy-digits, coverage"),
                      (["--samplers", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
                      (["--samplers", "ddim:etaa=1"], "unknown option 'etaa' for sampler 'ddim'"),
                      (["--steps", "a,b"], "--steps 'a,b' must be comma-separated integers"),

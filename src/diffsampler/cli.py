@@ -452,7 +452,8 @@ def bench_(
                                                    "(instead of --steps)."),
     force: bool = typer.Option(False, help="Use a --grid tuned for another model, schedule or sampler (a warning)."),
     num_samples: int = typer.Option(500, help="Samples per cell."),
-    metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error, fid (or fid-64, fid-192, fid-768)."),
+    metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error, fid, kid, precision, … "
+                                                  "(diffsampler list metrics)."),
     out: Path = typer.Option(Path("bench"), help="Folder for results.csv, results.json and the plots."),
     batch_size: int = typer.Option(100, help="Samples per batch."),
     seed: int = typer.Option(0, help="Seed; every cell uses the same x_T."),

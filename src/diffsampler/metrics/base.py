@@ -16,7 +16,8 @@ __all__ = ["METRICS", "Metric", "MetricFactory", "bootstrap", "fd_metric", "clas
 
 @dataclass
 class Metric:
-    """A named quality measure: ``score(samples, labels, x_T) -> (value, stderr, extra)``; lower is better."""
+    """A named quality measure: ``score(samples, labels, x_T) -> (value, stderr, extra)``; lower is better
+    unless its registration says ``higher=True``."""
 
     name: str
     score: Callable[[Tensor, Tensor | None, Tensor], tuple[float, float, dict[str, float]]]
@@ -25,7 +26,8 @@ class Metric:
 
 
 MetricFactory = Callable[..., Metric]  # factory(backbone, schedule, **options) -> Metric
-METRICS: Registry[MetricFactory] = Registry("metric", "metrics", meta={"label": None})
+# label: the axis label; higher: whether higher values are better (most metrics: lower is)
+METRICS: Registry[MetricFactory] = Registry("metric", "metrics", meta={"label": None, "higher": False})
 
 
 def bootstrap(fn: Callable[[Tensor], float], n: int, rounds: int = 10, seed: int = 0) -> float:

@@ -2,7 +2,9 @@ r"""FID: the Fréchet distance of Inception-v3 features (the TF 2015-12-05 weigh
 
 Images in [−1, 1] become uint8, 3 channels, 299×299 by TF 1.x bilinear resizing, then (u − 128)/128.
 ``fid`` reads the 2048-d pool3 features; ``fid-768``, ``fid-192`` and ``fid-64`` torch-fidelity's
-earlier layers (spatial means), which need far fewer samples.
+earlier layers (spatial means), which need far fewer samples. ``sfid`` (Nash et al. 2021, as
+guided-diffusion's evaluator defines it): the first 7 channels of ``mixed_6/conv`` at every one of
+its 17×17 positions, 2023-d.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import Tensor
 from .base import METRICS, Metric, fd_metric
 from .frechet import gaussian_stats
 
-__all__ = ["inception_weights", "inception", "resize_tf1", "fid_features", "reference_stats", "FID_DIMS"]
+__all__ = ["inception_weights", "inception", "spatial_inception", "resize_tf1", "fid_features", "reference_stats",
+           "reference_features", "FID_DIMS"]
 
 
 FID_DIMS = {64: "pool0", 192: "pool1", 768: "mixed_7", 2048: None}  # the layers torch-fidelity reads
@@ -53,6 +56,25 @@ def inception(weights: str | Path | None = None, dims: int = 2048) -> Callable[[
     if FID_DIMS[dims] is not None:
         net = _truncated(net, FID_DIMS[dims])
     return lambda x: fid_features(net, x)
+
+
+def spatial_inception(weights: str | Path | None = None) -> Callable[[Tensor], Tensor]:
+    """sFID's features of images in [−1, 1]: channels 0–6 of ``mixed_6/conv`` (17×17), flattened to 2023-d."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        net = torch.jit.load(str(inception_weights(weights)), map_location="cpu").eval()
+    layers = getattr(getattr(net, "net", None), "layers", None)
+    names = [n for n, _ in layers.named_children()] if layers is not None else []
+    if "mixed_6" not in names or not hasattr(layers.mixed_6, "conv"):
+        raise ValueError("these Inception weights do not expose mixed_6/conv, which sFID reads")
+    stages = [getattr(layers, n) for n in names[:names.index("mixed_6")]]
+
+    def features(u: Tensor) -> Tensor:
+        for stage in stages:
+            u = stage(u)
+        return layers.mixed_6.conv(u)[:, :7].permute(0, 2, 3, 1)  # NHWC, as the TF evaluator flattens it
+
+    return lambda x: fid_features(features, x)
 
 
 def _truncated(net: Any, last: str) -> Callable[[Tensor], Tensor]:
@@ -107,17 +129,36 @@ def reference_stats(ref: str | Path, features: Callable[[Tensor], Tensor]) -> tu
         with np.load(path) as d:
             return torch.from_numpy(d["mu"]).double(), torch.from_numpy(d["sigma"]).double()
     if path.is_dir():
-        from PIL import Image
-
-        from ..data import from_uint8
-
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if len(files) < 2:
-            raise ValueError(f"reference folder {str(path)!r} holds fewer than 2 images")
-        imgs = [torch.from_numpy(np.array(Image.open(f))) for f in files]
-        x = torch.stack([i[None] if i.dim() == 2 else i.permute(2, 0, 1) for i in imgs])
-        return gaussian_stats(features(from_uint8(x)))
+        return gaussian_stats(features(_load_images(path)))
     raise ValueError(f"reference {str(ref)!r} is neither an .npz with mu and sigma nor a folder of images")
+
+
+def reference_features(name: str, ref: str | None, backbone: Any, features: Callable[[Tensor], Tensor]) -> Tensor:
+    """Features of the reference images: a folder of images, or the held-out digits for a digits model."""
+    if ref is None:
+        if backbone.sample_shape != (1, 28, 28):
+            raise ValueError(f"metric {name!r} needs --fid-ref, a folder of images")
+        from ..data import load_digits
+
+        return features(load_digits("test")[0]).double()
+    path = Path(ref)
+    if not path.is_dir():
+        raise ValueError(f"metric {name!r} needs the reference images themselves: --fid-ref must be a folder of "
+                         f"images, got {ref!r}")
+    return features(_load_images(path)).double()
+
+
+def _load_images(path: Path) -> Tensor:
+    import numpy as np
+    from PIL import Image
+
+    from ..data import from_uint8
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if len(files) < 2:
+        raise ValueError(f"reference folder {str(path)!r} holds fewer than 2 images")
+    imgs = [torch.from_numpy(np.array(Image.open(f))) for f in files]
+    return from_uint8(torch.stack([i[None] if i.dim() == 2 else i.permute(2, 0, 1) for i in imgs]))
 
 
 def _fid(dims: int) -> Callable[..., Metric]:
@@ -134,6 +175,20 @@ def _fid(dims: int) -> Callable[..., Metric]:
         return fd_metric(name, features, reference_stats(ref, features))
 
     return factory
+
+
+@METRICS.register("sfid", label="sFID")
+def sfid(backbone: Any, schedule: Any = None, *, weights: str | None = None, ref: str | None = None) -> Metric:
+    """sFID against ``ref`` (a folder of images, or an .npz with mu and sigma of these features); digits models:
+    the held-out digits."""
+    features = spatial_inception(weights)
+    if ref is None:
+        if backbone.sample_shape != (1, 28, 28):
+            raise ValueError("metric 'sfid' needs --fid-ref (a folder of images, or an .npz with mu and sigma)")
+        from ..data import load_digits
+
+        return fd_metric("sfid", features, gaussian_stats(features(load_digits("test")[0])))
+    return fd_metric("sfid", features, reference_stats(ref, features))
 
 
 for _dims in (2048, 768, 192, 64):
