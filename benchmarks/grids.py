@@ -1,0 +1,116 @@
+"""Named spacings against the tuned grid: which grid serves each sampler best at 4–10 NFE.
+
+    python benchmarks/grids.py [--samplers ddim,dpm-solver++,unipc] [--nfe 4,5,6,8,10]
+                               [--targets ring,digits-uncond,digits-cond] [--spacings all] [--num-samples 500]
+                               [--threads N] [--table]
+
+Targets as in ``leaderboard.py``. For each target, sampler and NFE: every named spacing, and the grid
+``tune_grid`` finds for it (128 samples from seed 1 000 003, disjoint from the scored samples of seed 0;
+cached in benchmarks/results/grids/<target>/tuned/). Results go to benchmarks/results/grids/<target>/
+(resumable); ``--table`` prints the best named spacing beside the tuned grid, in SE units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from typing import Any
+
+import torch
+from leaderboard import HERE, setting, show
+
+import diffsampler as ds
+from diffsampler.bench import bench, read_results
+from diffsampler.metrics import make_metric
+from diffsampler.tuning import load_grid, tune_grid
+
+OUT = HERE / "results" / "grids"
+
+
+def _cond(target: str) -> Any:
+    return (lambda first, b: {"class_labels": torch.arange(first, first + b) % 10}) if target == "digits-cond" \
+        else None
+
+
+def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int) -> Any:
+    """The tuned grid of (target, sampler, nfe), tuned once and kept as JSON."""
+    path = OUT / target / "tuned" / f"{sampler}-{nfe}.json"
+    if path.exists():
+        return load_grid(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cond = _cond(target)
+    start = time.perf_counter()
+    grid = tune_grid(backbone, sampler=sampler, nfe=nfe, schedule=schedule, model_name=target,
+                     cond=cond(0, 128) if cond else None)
+    grid.extra["wall_s"] = round(time.perf_counter() - start, 1)
+    grid.save(path)
+    print(f"{target} {sampler} NFE {nfe}: tuned in {grid.extra['wall_s']}s, distance {grid.distance:.4g} "
+          f"(default {grid.default_distance:.4g})", flush=True)
+    return grid
+
+
+def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: list[str], num_samples: int) -> None:
+    for target in targets:
+        backbone, schedule, sched = setting(target)
+        metric = make_metric("exact" if target == "ring" else "fd-digits", backbone, schedule)
+        common = dict(metric=metric, out=OUT / target, num_samples=num_samples, seed=0, schedule=schedule,
+                      batch_size=250 if target != "ring" else num_samples, model_name=target, cond=_cond(target),
+                      plots=False, on_cell=show(target))
+        for k in budgets:
+            for sampler in samplers:
+                grid = tuned_for(target, backbone, sched, sampler, k)
+                bench(backbone, samplers=[sampler], grid=grid, **common)
+                for spacing in spacings:
+                    try:
+                        bench(backbone, samplers=[sampler], nfe=[k], spacing=spacing, **common)
+                    except ValueError as exc:  # a spacing that does not fit this schedule (ays for another σ_max)
+                        print(f"{target} {sampler} NFE {k} {spacing}: {exc}", flush=True)
+
+
+def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
+    lines = ["| target | sampler | NFE | best named spacing | value ± SE | tuned grid | difference / SE |",
+             "|---|---|---|---|---|---|---|"]
+    for target in targets:
+        _, _, sched = setting(target)
+        rows = read_results(OUT / target)
+        for sampler in samplers:
+            for k in budgets:
+                n = ds.steps_for_nfe(sampler, sched, k)
+                cells = [r for r in rows if r["sampler"] == sampler and r["steps"] == n]
+                named = [r for r in cells if "spacing" in json.loads(r["options"])]
+                tuned = [r for r in cells if "grid" in json.loads(r["options"])]
+                if not named or not tuned:
+                    continue
+                a, b = min(named, key=lambda r: r["value"]), tuned[0]
+                z = (a["value"] - b["value"]) / math.hypot(a["stderr"], b["stderr"])
+                spacing = json.loads(a["options"])["spacing"]
+                lines.append(f"| {target} | {sampler} | {k} | {spacing} | {a['value']:.3g} ± {a['stderr']:.2g} | "
+                             f"{b['value']:.3g} ± {b['stderr']:.2g} | {z:+.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samplers", default="ddim,dpm-solver++,unipc")
+    ap.add_argument("--nfe", default="4,5,6,8,10")
+    ap.add_argument("--targets", default="ring,digits-uncond,digits-cond")
+    ap.add_argument("--spacings", default="all")
+    ap.add_argument("--num-samples", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--table", action="store_true")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    targets, samplers = a.targets.split(","), a.samplers.split(",")
+    budgets = [int(v) for v in a.nfe.split(",")]
+    spacings = ds.SPACINGS.names() if a.spacings == "all" else a.spacings.split(",")
+    if a.table:
+        print(table(targets, samplers, budgets))
+    else:
+        run(targets, samplers, budgets, spacings, a.num_samples)
+
+
+if __name__ == "__main__":
+    main()
