@@ -8,6 +8,7 @@ import torch
 import diffsampler as ds
 from diffsampler.guidance import CFG, ClassifierGuidance, Compose
 from diffsampler.guidance.apg import APG
+from diffsampler.guidance.autoguidance import AutoGuidance
 from diffsampler.guidance.cfg_zero_star import CFGZeroStar
 from diffsampler.guidance.thresholding import DynamicThresholding
 
@@ -79,8 +80,14 @@ CASES = {"cfg": lambda m, s: CFG(scale=2.0, rescale=0.5, interval=(0.2, 0.9)),
                                                                              pass_labels=True)]),
          "apg": lambda m, s: APG(scale=2.0, norm_threshold=1.0, momentum=-0.5),
          "cfg-zero-star": lambda m, s: CFGZeroStar(scale=2.0, zero_init_steps=1),
-         "dynamic-thresholding": lambda m, s: Compose([CFG(scale=2.0), DynamicThresholding(0.9, max_value=3.0)])}
-DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding"}  # one doubled batch per evaluation
+         "dynamic-thresholding": lambda m, s: Compose([CFG(scale=2.0), DynamicThresholding(0.9, max_value=3.0)]),
+         "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0)}
+DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding", "autoguidance"}  # two networks a step
+
+
+def weaker(mixture: ds.GaussianMixture) -> ds.GaussianMixture:
+    """The same mixture with every variance doubled: a blurrier model of the same data."""
+    return ds.GaussianMixture(means=mixture.means, weights=mixture.weights, variances=2 * mixture.variances)
 
 
 def test_cases_cover_every_guidance() -> None:

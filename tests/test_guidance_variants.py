@@ -12,6 +12,7 @@ from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_s
 import diffsampler as ds
 from diffsampler.guidance import CFG
 from diffsampler.guidance.apg import APG
+from diffsampler.guidance.autoguidance import AutoGuidance
 from diffsampler.guidance.cfg_zero_star import CFGZeroStar
 from diffsampler.guidance.thresholding import DynamicThresholding, dynamic_threshold
 
@@ -95,7 +96,29 @@ def test_dynamic_thresholding_wraps_any_eps(setting) -> None:
     torch.testing.assert_close(late[3:], thr[3:])
 
 
+def test_autoguidance_interpolates_between_the_weak_and_the_full_model(setting) -> None:
+    mixture, s, x, t, y, eps = setting
+    weak = ds.GaussianMixture(means=mixture.means, weights=mixture.weights, variances=2 * mixture.variances)
+    full, blurred = mixture.eps(x, t, s, class_labels=y), weak.eps(x, t, s, class_labels=y)
+    for w in (0.0, 1.0, 2.5):
+        r = ds.sample(mixture, schedule=s, sampler="ddim", steps=4, x_T=x, cond={"class_labels": y},
+                      guidance=AutoGuidance(weak, scale=w), full_output=True)
+        assert r.nfe == 8  # the weak network counts
+    calls = []
+
+    def counted(x, t, _backbone=None, **c):
+        calls.append(_backbone)
+        return (mixture if _backbone is None else _backbone).eps(x, t, s, **c)
+
+    guided = AutoGuidance(weak, scale=2.5)(counted, s, mixture)(x, t, class_labels=y)
+    torch.testing.assert_close(guided, blurred + 2.5 * (full - blurred), rtol=1e-12, atol=1e-12)
+    assert calls == [None, weak]
+    same = AutoGuidance(mixture, scale=4.0)(counted, s, mixture)(x, t, class_labels=y)
+    torch.testing.assert_close(same, full, rtol=1e-12, atol=1e-12)  # a model guided by itself is itself
+
+
 @pytest.mark.parametrize("make,message", [
+    (lambda: AutoGuidance(object()), "weak must be a backbone"),
     (lambda: APG(space="v"), "apg space must be x0 or eps, got 'v'"),
     (lambda: APG(norm_threshold=-1.0), "apg norm_threshold must be ≥ 0"),
     (lambda: CFGZeroStar(zero_init_steps=-1), "zero_init_steps must be an integer ≥ 0, got -1"),
@@ -103,5 +126,5 @@ def test_dynamic_thresholding_wraps_any_eps(setting) -> None:
     (lambda: DynamicThresholding(max_value=0.5), "max_value must be ≥ 1, got 0.5"),
 ])
 def test_bad_options_are_one_line_errors(make, message) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         make()

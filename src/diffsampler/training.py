@@ -23,7 +23,7 @@ from torch import Tensor
 from .data import load_digits
 from .schedules import SCHEDULES
 
-__all__ = ["digits_unet", "train_unet", "train_classifier", "NULL_LABEL"]
+__all__ = ["digits_unet", "train_unet", "train_classifier", "export_checkpoint", "NULL_LABEL"]
 
 NULL_LABEL = 10
 
@@ -118,12 +118,15 @@ CHECKPOINT = "checkpoint.pt"
 @torch.enable_grad()  # whatever grad mode the caller is in
 def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, p_uncond: float = 0.2,
                ema: float = 0.999, ema_warmup: bool = True, min_snr: float | None = 5.0, seed: int = 0,
-               log_every: int = 100, checkpoint_every: int = 250, command: str | None = None) -> dict[str, Any]:
+               log_every: int = 100, checkpoint_every: int = 250, command: str | None = None,
+               keep_at: tuple[int, ...] = ()) -> dict[str, Any]:
     """Train the digits ε-model and save it as a diffusers pipeline folder (unet/ + scheduler/).
 
     Loss: min(SNR_t, γ)/SNR_t · ‖ε − ε_θ(x_t, t, y)‖² with the label dropped to the null label with
     probability ``p_uncond``. Every ``checkpoint_every`` steps, and on Ctrl-C, ``out/checkpoint.pt`` holds
     the state; a later call with the same settings resumes from it and ends with the same weights.
+    At each step in ``keep_at`` the EMA weights so far are saved as a pipeline in ``out/step-<k>/``
+    (an earlier, weaker model of the same run: autoguidance's).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -191,6 +194,8 @@ def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, 
                 for pa, pm in zip(avg.parameters(), acc.unwrap_model(model).parameters()):
                     pa.lerp_(pm.detach().cpu(), 1 - decay)
             losses.append(loss.item())
+            if step + 1 in keep_at and acc.is_main_process:
+                _save_pipeline(out / f"step-{step + 1}", avg)
             if (step + 1) % checkpoint_every == 0 and step + 1 < iters:
                 save_checkpoint(step + 1)
             progress.step(sum(losses[-log_every:]) / len(losses[-log_every:]))
@@ -205,6 +210,15 @@ def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, 
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     ckpt.unlink(missing_ok=True)
     return info
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> int:
+    """Save the EMA weights of a training checkpoint as a pipeline folder; returns its step."""
+    state = torch.load(Path(checkpoint), weights_only=True)
+    unet = digits_unet()
+    unet.load_state_dict(state["avg"])
+    _save_pipeline(Path(out), unet)
+    return int(state["step"])
 
 
 def _save_pipeline(out: Path, unet: Any) -> None:

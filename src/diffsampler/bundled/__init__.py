@@ -2,9 +2,10 @@
 
 ``digits``: the default model, a class-conditional ε-model of 28×28 MNIST digits (null label 10,
 so one network serves conditional, unconditional and classifier-free guided sampling).
-``digits-classifier``: ``noisy/``, p(y | x_t, t) for classifier guidance, and ``clean/``, whose
-penultimate features define the Fréchet distance of this domain (``fd-digits``), with the
-reference statistics of the held-out digits in ``fd_reference.safetensors``.
+``digits-weak``: the same training run's EMA weights at step 1500 of 5000, the weaker model
+autoguidance guides ``digits`` with. ``digits-classifier``: ``noisy/``, p(y | x_t, t) for
+classifier guidance, and ``clean/``, whose penultimate features define the Fréchet distance of
+this domain (``fd-digits``), with the reference statistics of the held-out digits in ``fd_reference.safetensors``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = ["BUNDLED", "DEFAULT_MODEL", "model_path", "load_model", "load_classif
 
 HERE = Path(__file__).parent
 BUNDLED: dict[str, str] = {"digits": "class-conditional 28×28 MNIST ε-model (UNet2DModel, 1.1 M parameters)",
+                           "digits-weak": "the digits model's training run at step 1500 of 5000 (autoguidance's weak "
+                                          "model)",
                            "digits-classifier": "noise-conditional and clean digit classifiers (fd-digits features)"}
 DEFAULT_MODEL = "digits"
 

@@ -12,9 +12,12 @@ from ..registry import Registry
 from ..schedules import Schedule
 from ..tensors import check_labels
 
-__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "check_scale", "check_interval", "inside", "labels_of"]
+__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "MODEL_KEY", "check_scale", "check_interval", "inside", "labels_of"]
 
 CondEpsFn = Callable[..., Tensor]
+# a conditioning key the counted ε-function of ``sample`` reads: evaluate this backbone instead of the sampled
+# one (autoguidance's weak model), counted as a network evaluation like any other
+MODEL_KEY = "_backbone"
 
 
 class Guidance(Protocol):

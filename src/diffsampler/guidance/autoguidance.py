@@ -1,0 +1,41 @@
+r"""Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself").
+
+    ε̂ = ε_weak + w·(ε − ε_weak)
+
+with ε_weak from a weaker model of the same family and conditioning (an earlier checkpoint or a
+smaller net of the same training run). Both networks count as evaluations: NFE is two per step.
+w = 1 is the model itself, w = 0 the weak model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..schedules import Schedule
+from ..tensors import bcast
+from .base import GUIDANCE, MODEL_KEY, check_interval, check_scale, inside
+
+
+@GUIDANCE.register("autoguidance", cli_models={"weak": "digits-weak"}, labels=False)
+class AutoGuidance:
+    """ε_weak + w(ε − ε_weak), ε_weak from a weaker model with the same conditioning."""
+
+    def __init__(self, weak: Any, scale: float = 2.0, interval: tuple[float, float] | None = None) -> None:
+        if not hasattr(weak, "eps"):
+            raise TypeError(f"weak must be a backbone (with .eps), e.g. ds.bundled.load_model('digits-weak'); "
+                            f"got {type(weak).__name__}")
+        self.weak, self.scale, self.interval = weak, check_scale("autoguidance", scale), check_interval(interval)
+
+    def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
+        def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+            e = eps(x, t, **cond)
+            on = inside(t, self.interval)
+            if not bool(on.any()):
+                return e
+            e_w = eps(x, t, **{**cond, MODEL_KEY: self.weak})
+            return torch.where(bcast(on, x).bool(), e_w + self.scale * (e - e_w), e)
+
+        return guided
