@@ -157,7 +157,7 @@ ERRORS = [
     (["--sampler", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
     (["--schedule", "nope"], "unknown --schedule 'nope'; accepted: cosine"),
     (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: ays, beta, ddim-uniform, edm, exponential, karras"),
-    (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: apg, cfg, cfg-zero-star"),
+    (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: apg, autoguidance, cfg"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
