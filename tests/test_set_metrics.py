@@ -90,6 +90,7 @@ def test_digit_metrics_on_real_digits() -> None:
         make_metric("accuracy-digits", bb).score(x, None, x)
 
 
+@pytest.mark.slow  # Inception at 299×299 on the 500 reference digits and 200 more: minutes on 2 CPU cores
 def test_sfid_reads_the_first_branch_of_mixed_6_and_the_network_s_own_path() -> None:
     """mixed_6 concatenates [conv, tower, tower_1, tower_2]: its first 7 channels are sFID's; and the stages up to
     pool3 in order are the network itself (its pool3 output is FID's)."""
