@@ -160,6 +160,8 @@ ERRORS = [
     (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: apg, autoguidance, cfg"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),
+    (["--guidance", "cfg-pp", "--class", "1", "--sampler", "heun"],
+     "sampler 'heun' cannot re-noise with a second ε, which this guidance needs; samplers that can: ddim"),
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
     (["--class", "x"], "--class 'x' must be an integer"),
     (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
@@ -273,6 +275,7 @@ def test_spacing_options_reach_the_grid(tiny, tmp_path) -> None:  # noqa: F811
 
 @pytest.mark.parametrize("args,nfe", [(["--guidance", "apg", "--scale", "2", "--guidance-opt", "momentum=-0.5"], 6),
                                       (["--guidance", "cfg-zero-star", "--scale", "2"], 6),
+                                      (["--guidance", "cfg-pp", "--scale", "0.5", "--sampler", "unipc"], 6),
                                       (["--guidance", "dynamic-thresholding", "--guidance-opt", "percentile=0.9",
                                         "--class", "none"], 3)])
 def test_new_guidance_from_the_command_line(tiny, tmp_path, args, nfe: int) -> None:  # noqa: F811

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ import diffsampler as ds
 from diffsampler.guidance import CFG, ClassifierGuidance, Compose
 from diffsampler.guidance.apg import APG
 from diffsampler.guidance.autoguidance import AutoGuidance
+from diffsampler.guidance.cfg_pp import CFGPP
 from diffsampler.guidance.cfg_zero_star import CFGZeroStar
 from diffsampler.guidance.thresholding import DynamicThresholding
 
@@ -81,8 +84,9 @@ CASES = {"cfg": lambda m, s: CFG(scale=2.0, rescale=0.5, interval=(0.2, 0.9)),
          "apg": lambda m, s: APG(scale=2.0, norm_threshold=1.0, momentum=-0.5),
          "cfg-zero-star": lambda m, s: CFGZeroStar(scale=2.0, zero_init_steps=1),
          "dynamic-thresholding": lambda m, s: Compose([CFG(scale=2.0), DynamicThresholding(0.9, max_value=3.0)]),
-         "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0)}
-DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding", "autoguidance"}  # two networks a step
+         "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0),
+         "cfg-pp": lambda m, s: Compose([CFGPP(scale=0.8), DynamicThresholding(0.9, max_value=3.0)])}
+DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding", "autoguidance", "cfg-pp"}
 
 
 def weaker(mixture: ds.GaussianMixture) -> ds.GaussianMixture:
@@ -100,6 +104,11 @@ def test_guidance_sampler_matrix(mixture, guidance: str, sampler: str) -> None:
     s = ds.SCHEDULES.get("linear")()
     plain = ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
                       cond={"class_labels": torch.tensor([0, 1, 2, 0])}, full_output=True)
+    if guidance == "cfg-pp" and not ds.SAMPLERS.meta(sampler)["renoise"]:
+        with pytest.raises(ValueError, match=re.escape(f"sampler '{sampler}' cannot re-noise with a second ε")):
+            ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
+                      guidance=CASES[guidance](mixture, s), cond={"class_labels": torch.tensor([0, 1, 2, 0])})
+        return
     r = ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
                   guidance=CASES[guidance](mixture, s), cond={"class_labels": torch.tensor([0, 1, 2, 0])},
                   full_output=True)

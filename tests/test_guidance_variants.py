@@ -1,7 +1,9 @@
-"""APG, CFG-Zero* and dynamic thresholding against diffusers' guiders and schedulers, and closed forms on the
+"""APG, CFG-Zero*, CFG++ and dynamic thresholding against diffusers' guiders and schedulers, and closed forms on the
 exact class-conditional mixture."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -10,11 +12,13 @@ from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normal
 from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_scale
 
 import diffsampler as ds
-from diffsampler.guidance import CFG
+from diffsampler.guidance import CFG, Compose
 from diffsampler.guidance.apg import APG
 from diffsampler.guidance.autoguidance import AutoGuidance
+from diffsampler.guidance.cfg_pp import CFGPP
 from diffsampler.guidance.cfg_zero_star import CFGZeroStar
 from diffsampler.guidance.thresholding import DynamicThresholding, dynamic_threshold
+from diffsampler.sampling import time_grid
 
 F64 = torch.float64
 
@@ -115,6 +119,99 @@ def test_autoguidance_interpolates_between_the_weak_and_the_full_model(setting) 
     assert calls == [None, weak]
     same = AutoGuidance(mixture, scale=4.0)(counted, s, mixture)(x, t, class_labels=y)
     torch.testing.assert_close(same, full, rtol=1e-12, atol=1e-12)  # a model guided by itself is itself
+
+
+def _cfgpp_ddim_reference(mixture, s, grid, x, y, lam, clip=None):
+    """The official ``ddim_cfg++`` loop: x̂_0 from ε_u + λ(ε_c − ε_u), re-noised with ε_u."""
+    ab = s.alpha_bar(grid)
+    for i in range(grid.numel() - 1):
+        t = grid[i].repeat(x.shape[0])
+        e_c, e_u = mixture.eps(x, t, s, class_labels=y), mixture.eps(x, t, s)
+        x0 = (x - (1 - ab[i]).sqrt() * (e_u + lam * (e_c - e_u))) / ab[i].sqrt()
+        x0 = x0 if clip is None else x0.clamp(-clip, clip)
+        x = ab[i + 1].sqrt() * x0 + (1 - ab[i + 1]).sqrt() * e_u
+    return x
+
+
+def _cfgpp_2m_reference(mixture, s, grid, x, y, lam):
+    """ComfyUI's ``sample_dpmpp_2m_cfg_pp`` in EDM's σ, on D(y; σ) = y − σ·ε and the unconditional D_u."""
+    sig = s.sigma(grid).tolist()[:-1] + [0.0]
+    z, old_u = x * (1 + sig[0] ** 2) ** 0.5, None
+    for i in range(len(sig) - 1):
+        xs, t = z / (1 + sig[i] ** 2) ** 0.5, s.t_from_sigma(torch.tensor(sig[i], dtype=F64)).repeat(x.shape[0])
+        e_c, e_u = mixture.eps(xs, t, s, class_labels=y), mixture.eps(xs, t, s)
+        d, d_u = z - sig[i] * (e_u + lam * (e_c - e_u)), z - sig[i] * e_u
+        h = (math.inf if sig[i + 1] == 0 else -math.log(sig[i + 1])) + math.log(sig[i])
+        if old_u is None or sig[i + 1] == 0:
+            mix = -math.exp(-h) * d_u
+        else:
+            r = (math.log(sig[i - 1]) - math.log(sig[i])) / h
+            mix = -math.exp(-h) * d_u - math.expm1(-h) / (2 * r) * (d - old_u)
+        z, old_u = d + mix + math.exp(-h) * z, d_u
+    return z
+
+
+@pytest.fixture
+def cfgpp_run(mixture):
+    s = ds.SCHEDULES.get("linear")()
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=F64) * 1.0
+    y = torch.arange(64) % 3
+
+    def run(sampler, guidance=None, steps=8, spacing="trailing", **kw):
+        cond = {"class_labels": y} if guidance is not None else {}
+        return ds.sample(mixture, schedule=s, sampler=sampler, steps=steps, spacing=spacing, x_T=x,
+                         guidance=guidance, cond=cond, **kw)
+
+    return mixture, s, x, y, run
+
+
+@pytest.mark.parametrize("clip", [None, 1.5])
+def test_cfgpp_ddim_is_the_official_loop(cfgpp_run, clip) -> None:
+    mixture, s, x, y, run = cfgpp_run
+    grid = time_grid("ddim", s, 8, "trailing")
+    expected = _cfgpp_ddim_reference(mixture, s, grid, x, y, 0.7, clip)
+    got = run("ddim", CFGPP(scale=0.7), clip=clip if clip else False)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    cfg = run("ddim", CFG(scale=0.7))
+    assert (got - cfg).abs().max() > 1e-3  # re-noising with ε_u is not CFG at the same scale
+
+
+@pytest.mark.parametrize("sampler,opts", [("euler", {}), ("euler-ancestral", {"eta": 0.0}),
+                                          ("dpm-solver++", {"order": 1}), ("unipc", {"order": 1, "corrector": False})])
+def test_cfgpp_first_order_steps_are_the_ddim_step(cfgpp_run, sampler: str, opts) -> None:
+    mixture, s, x, y, run = cfgpp_run
+    expected = _cfgpp_ddim_reference(mixture, s, time_grid("ddim", s, 8, "trailing"), x, y, 0.7)
+    torch.testing.assert_close(run(sampler, CFGPP(scale=0.7), **opts), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_cfgpp_dpm_solver_2m_is_comfyui_dpmpp_2m_cfg_pp(cfgpp_run) -> None:
+    mixture, s, x, y, run = cfgpp_run
+    grid = time_grid("dpm-solver++", s, 8, "logsnr")
+    expected = _cfgpp_2m_reference(mixture, s, grid, x, y, 0.6)
+    torch.testing.assert_close(run("dpm-solver++", CFGPP(scale=0.6), spacing="logsnr"), expected,
+                               rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sampler,opts", [("ddim", {"eta": 0.5}), ("euler", {}), ("euler-ancestral", {}),
+                                          ("dpm-solver++", {"order": 3}), ("unipc", {"order": 3})])
+def test_cfgpp_at_scale_zero_is_unconditional_sampling(cfgpp_run, sampler: str, opts) -> None:
+    mixture, s, x, y, run = cfgpp_run
+    plain = run(sampler, None, seed=None, generator=ds.generators(5, 64), **opts)
+    zero = run(sampler, CFGPP(scale=0.0), generator=ds.generators(5, 64), **opts)
+    torch.testing.assert_close(zero, plain, rtol=1e-10, atol=1e-10)
+    guided = run(sampler, CFGPP(scale=0.8), generator=ds.generators(5, 64), **opts)
+    hit = (mixture.posterior(guided).argmax(1) == y).double().mean()
+    assert hit > (mixture.posterior(plain).argmax(1) == y).double().mean() + 0.2  # guidance moves samples to y
+
+
+def test_cfgpp_composes_with_thresholding_only(cfgpp_run) -> None:
+    mixture, s, x, y, run = cfgpp_run
+    thr = run("ddim", Compose([CFGPP(scale=0.7), DynamicThresholding(0.9, max_value=2.0)]), full_output=True)
+    assert thr.nfe == 16
+    plain = run("ddim", CFGPP(scale=0.7))
+    assert (thr.samples - plain).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="compose: AutoGuidance cannot wrap a guidance that re-noises"):
+        run("ddim", Compose([CFGPP(scale=0.7), AutoGuidance(mixture, scale=1.0)]))
 
 
 @pytest.mark.parametrize("make,message", [

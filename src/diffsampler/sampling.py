@@ -88,19 +88,31 @@ def take_rows(cond: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
 class ClippedEps:
     """ε of a clipped prediction: ε' = (x − α·clip(x̂_0, ±bound))/√(1−ᾱ), with x̂_0 = (x − √(1−ᾱ)·ε)/α.
 
-    ``pair`` also hands back the network's own ε, for samplers that re-noise with it.
+    ``pair`` re-noises with the clipped ε too, or with the network's own ε where ``raw`` asks for it;
+    an inner paired ε (CFG++) keeps its own re-noising ε.
     """
 
     def __init__(self, eps: EpsFn, schedule: Schedule, bound: float) -> None:
         self.eps, self.schedule, self.bound = eps, schedule, bound
+        if hasattr(eps, "pair"):
+            self.pair = self._pair_of_pair
 
-    def pair(self, x: Tensor, t: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        e = self.eps(x, t, rows=rows)
+    def _clip(self, x: Tensor, t: Tensor, e: Tensor) -> Tensor:
         alpha, std = bcast(self.schedule.alpha(t), x), bcast(self.schedule.std(t), x)
-        return (x - alpha * ((x - std * e) / alpha).clamp(-self.bound, self.bound)) / std, e
+        return (x - alpha * ((x - std * e) / alpha).clamp(-self.bound, self.bound)) / std
+
+    def pair(self, x: Tensor, t: Tensor, rows: Tensor | None = None, raw: bool = False) -> tuple[Tensor, Tensor]:
+        e = self.eps(x, t, rows=rows)
+        clipped = self._clip(x, t, e)
+        return clipped, (e if raw else clipped)
+
+    def _pair_of_pair(self, x: Tensor, t: Tensor, rows: Tensor | None = None,
+                      raw: bool = False) -> tuple[Tensor, Tensor]:
+        e, e_r = self.eps.pair(x, t, rows=rows)
+        return self._clip(x, t, e), e_r
 
     def __call__(self, x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
-        return self.pair(x, t, rows)[0]
+        return self._clip(x, t, self.eps(x, t, rows=rows))
 
 
 def finite(x: Tensor) -> bool:
@@ -173,7 +185,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     in any batch (slower). Returns the samples, or a ``SampleResult`` with NFE (and the trajectory)
     when ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
     """
-    name, fn, _ = _sampler(sampler)
+    name, fn, meta = _sampler(sampler)
     check_options("sampler", name, fn, options)
     backbone = as_backbone(model, prediction_type)
     sched = _schedule(schedule, backbone.schedule)
@@ -221,16 +233,21 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
         return int(n) if n.is_integer() else n
 
     eps_c = counted if guidance is None else guidance(counted, sched, backbone)
+    call = getattr(eps_c, "pair", eps_c)  # a paired guidance (CFG++) returns (ε, ε to re-noise with)
+    paired = call is not eps_c
+    if paired and not meta["renoise"]:
+        able = [s for s in SAMPLERS.names() if SAMPLERS.meta(s)["renoise"]]
+        raise ValueError(f"sampler {name!r} cannot re-noise with a second ε, which this guidance needs; "
+                         f"samplers that can: {', '.join(able)}")
 
-    def evaluate(x: Tensor, t: Tensor, rows: Tensor | None) -> Tensor:
+    def evaluate(x: Tensor, t: Tensor, rows: Tensor | None) -> Any:
         if not deterministic:
-            return eps_c(x, t, **(cond if rows is None else take_rows(cond, rows, batch)))
+            return call(x, t, **(cond if rows is None else take_rows(cond, rows, batch)))
         index = torch.arange(batch, device=x.device) if rows is None else rows
-        return torch.cat([eps_c(x[i:i + 1], t[i:i + 1], **take_rows(cond, index[i:i + 1], batch))
-                          for i in range(x.shape[0])])
+        parts = [call(x[i:i + 1], t[i:i + 1], **take_rows(cond, index[i:i + 1], batch)) for i in range(x.shape[0])]
+        return tuple(torch.cat(p) for p in zip(*parts)) if paired else torch.cat(parts)
 
-    def eps_fn(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
-        out = evaluate(x, t, rows)
+    def checked(out: Tensor, x: Tensor, t: Tensor) -> Tensor:
         if out.shape != x.shape:
             raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
         if not finite(out):
@@ -239,6 +256,16 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
                              f"of {steps}, network call {calls})")
         return out
 
+    def eps_fn(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
+        out = evaluate(x, t, rows)
+        return checked(out[0] if paired else out, x, t)
+
+    def eps_pair_fn(x: Tensor, t: Tensor, rows: Tensor | None = None, raw: bool = False) -> tuple[Tensor, Tensor]:
+        e, e_r = evaluate(x, t, rows)
+        return checked(e, x, t), checked(e_r, x, t)
+
+    if paired:
+        eps_fn.pair = eps_pair_fn  # type: ignore[attr-defined]
     run_eps: EpsFn = eps_fn if bound is None else ClippedEps(eps_fn, sched, bound)
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []

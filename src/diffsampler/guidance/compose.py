@@ -1,4 +1,6 @@
-"""Composition of guidances: ``Compose([inner, …, outer])`` wraps ε with each in turn."""
+"""Composition of guidances: ``Compose([inner, …, outer])`` wraps ε with each in turn.
+
+A guidance that wraps a paired ε (CFG++) must keep its ``pair``; one that would drop it is an error."""
 
 from __future__ import annotations
 
@@ -19,5 +21,8 @@ class Compose:
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         for g in self.guidances:
-            eps = g(eps, schedule, backbone)
+            inner, eps = eps, g(eps, schedule, backbone)
+            if hasattr(inner, "pair") and not hasattr(eps, "pair"):
+                raise ValueError(f"compose: {type(g).__name__} cannot wrap a guidance that re-noises with a second "
+                                 "ε (cfg-pp); of the built-in guidances only dynamic-thresholding can")
         return eps

@@ -3,7 +3,8 @@ r"""Dynamic thresholding (Saharia et al. 2022, Imagen) of x̂_0, as a wrapper ar
     s = max(1, min(quantile_p(|x̂_0|), max_value)) per sample;   x̂_0 ← clip(x̂_0, −s, s) / s
 
 then ε̂ = (x − α·x̂_0)/√(1−ᾱ). The same formula as diffusers' schedulers' ``thresholding=True``
-(``dynamic_thresholding_ratio`` = p, ``sample_max_value``).
+(``dynamic_thresholding_ratio`` = p, ``sample_max_value``). Around CFG++ it thresholds the
+denoising ε and keeps the re-noising one.
 """
 
 from __future__ import annotations
@@ -39,10 +40,19 @@ class DynamicThresholding:
         self.percentile, self.max_value, self.interval = float(percentile), float(max_value), check_interval(interval)
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
-        def thresholded(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-            e = eps(x, t, **cond)
+        def apply(x: Tensor, t: Tensor, e: Tensor) -> Tensor:
             alpha, std = bcast(schedule.alpha(t), x).to(x.dtype), bcast(schedule.std(t), x).to(x.dtype)
             x0 = dynamic_threshold((x - std * e) / alpha, self.percentile, self.max_value)
             return torch.where(bcast(inside(t, self.interval), x).bool(), (x - alpha * x0) / std, e)
 
+        def thresholded(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+            return apply(x, t, eps(x, t, **cond))
+
+        inner = getattr(eps, "pair", None)
+        if inner is not None:  # CFG++: threshold the denoising ε, keep the re-noising one
+            def pair(x: Tensor, t: Tensor, **cond: Any) -> tuple[Tensor, Tensor]:
+                e, e_r = inner(x, t, **cond)
+                return apply(x, t, e), e_r
+
+            thresholded.pair = pair  # type: ignore[attr-defined]
         return thresholded

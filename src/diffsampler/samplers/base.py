@@ -9,8 +9,12 @@ A sampler that evaluates only some rows of its batch (an adaptive solver whose s
 at different times) calls ``eps_fn(x[rows], t[rows], rows=rows)``: ``rows`` are indices into
 the batch it was given, so that per-sample conditioning follows the rows evaluated.
 
-Where x̂_0 is transformed (clipping), the ε that gives x̂_0 and the ε that re-noises can differ;
-``eps_pair(eps_fn, x, t)`` returns both, and is (ε, ε) for a plain ε-function.
+The ε that gives x̂_0 and the ε a step re-noises with can differ: CFG++ denoises with the guided ε
+and re-noises with the unconditional one. Such an ε-function has a ``pair(x, t, rows=None,
+raw=False)`` method, and ``eps_pair(eps_fn, x, t)`` returns both ((ε, ε) for a plain one). A
+sampler that uses the second one declares ``renoise=True`` at registration; ``sample`` refuses a
+paired ε-function for the others. ``raw=True`` asks a clipped ε-function to re-noise with the
+network's own ε (diffusers' DDIM convention) instead of the clipped one.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ..schedules import Schedule
 from ..tensors import bcast, times_like
 
 __all__ = ["SAMPLERS", "EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
-           "eps_pair", "report", "edm_denoiser", "sigmas_of", "lambdas_of", "churned"]
+           "eps_pair", "renoised", "report", "edm_denoiser", "edm_pair", "sigmas_of", "lambdas_of", "churned"]
 
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
@@ -41,14 +45,16 @@ class Sampler(Protocol):
     (``@SAMPLERS.register(name, spacing=…, discrete=…)``, or ``@declare(…)`` for a plugin):
     ``spacing``, the time spacing it walks when none is asked for (default ``"trailing"``), and
     ``discrete``, true when it is defined on training indices only, so that it takes at most T
-    steps on a discrete schedule (default false).
+    steps on a discrete schedule (default false); and ``renoise``, true when it re-noises with the
+    second ε of ``eps_pair`` (default false).
     """
 
     def __call__(self, eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
                  noise_sampler: NoiseSampler, callback: Callback | None = None, **options: Any) -> Tensor: ...
 
 
-SAMPLERS: Registry[Sampler] = Registry("sampler", "samplers", meta={"spacing": "trailing", "discrete": False})
+SAMPLERS: Registry[Sampler] = Registry("sampler", "samplers", meta={"spacing": "trailing", "discrete": False,
+                                                                        "renoise": False})
 
 
 def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) -> NoiseSampler:
@@ -80,11 +86,19 @@ def edm_denoiser(eps_fn: EpsFn, schedule: Schedule) -> Callable[[Tensor, float],
     Above the schedule's σ_max (EDM's churn can go there) the model is asked at t = 1, as k-diffusion's
     wrappers of discrete models do; the input is still scaled by the σ asked for.
     """
+    pair = edm_pair(eps_fn, schedule)
+    return lambda y, sigma: pair(y, sigma)[0]
 
-    def denoised(y: Tensor, sigma: float) -> Tensor:
+
+def edm_pair(eps_fn: EpsFn, schedule: Schedule) -> Callable[[Tensor, float], tuple[Tensor, Tensor | None]]:
+    """(D(y; σ), ε_r − ε) as ``edm_denoiser``, with the difference of the re-noising ε of a paired
+    ε-function (CFG++), or None where they are the same."""
+
+    def denoised(y: Tensor, sigma: float) -> tuple[Tensor, Tensor | None]:
         x = y / math.sqrt(1 + sigma * sigma)
         t = schedule.t_from_sigma(sigma).clamp(0.0, 1.0)
-        return y - sigma * eps_fn(x, times_like(t, x))
+        e, e_r = eps_pair(eps_fn, x, times_like(t, x))
+        return y - sigma * e, (None if e_r is e else e_r - e)
 
     return denoised
 
@@ -115,13 +129,19 @@ def churned(y: Tensor, sigma: float, steps: int, z: Tensor | None, s_churn: floa
     return y + s_noise * math.sqrt(s_hat**2 - sigma**2) * z, s_hat
 
 
-def eps_pair(eps_fn: EpsFn, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """(ε giving x̂_0, ε to re-noise with): equal unless the ε-function transforms x̂_0 (clipping)."""
+def eps_pair(eps_fn: EpsFn, x: Tensor, t: Tensor, raw: bool = False) -> tuple[Tensor, Tensor]:
+    """(ε giving x̂_0, ε to re-noise with): the same tensor unless the ε-function is paired (CFG++), or
+    clipped and ``raw`` asks for the network's own ε."""
     pair = getattr(eps_fn, "pair", None)
     if pair is None:
         e = eps_fn(x, t)
         return e, e
-    return pair(x, t)
+    return pair(x, t, raw=raw)
+
+
+def renoised(x: Tensor, m: Tensor, m_r: Tensor, alpha: float) -> Tensor:
+    """x_s as a step re-noising with the second ε sees it: α·x̂_0 + σ·ε_r = x + α·(x̂_0 − x̂_0,r)."""
+    return x if m_r is m else x + alpha * (m - m_r)
 
 
 def report(callback: Callback | None, i: int, grid: Tensor, x: Tensor, denoised: Tensor | Callable[[], Tensor]) -> None:

@@ -8,7 +8,8 @@ From s to u:  σ = η·√((1−ᾱ_u)/(1−ᾱ_s))·√(1 − ᾱ_s/ᾱ_u),
 ``use_clipped_model_output=True`` (the default, as guided-diffusion) takes ε' = ε re-derived from
 the clipped x̂_0, so the step is the DDIM step of the clipped prediction, as every other sampler
 here sees it; ``False`` keeps the network's own ε, as diffusers' ``DDIMScheduler`` and
-``DDIMPipeline`` do by default. Without clipping both are the same.
+``DDIMPipeline`` do by default. Without clipping both are the same. A paired ε (CFG++) re-noises
+with its second ε, the unconditional one.
 With ``set_alpha_to_one=False`` the last step ends at the first training knot instead of ᾱ = 1
 (diffusers' ``set_alpha_to_one``). NFE = N.
 """
@@ -21,7 +22,7 @@ from ..schedules import Schedule
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, eps_pair, report, times_like
 
 
-@SAMPLERS.register("ddim", discrete=True)
+@SAMPLERS.register("ddim", discrete=True, renoise=True)
 def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
          callback: Callback | None = None, eta: float = 0.0, set_alpha_to_one: bool = True,
          use_clipped_model_output: bool = True) -> Tensor:
@@ -33,8 +34,7 @@ def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
         ab[-1] = schedule.alpha_bar(schedule.t_min).item()
     for i in range(len(ab) - 1):
         a_s, a_u = ab[i], ab[i + 1]
-        eps, eps_model = eps_pair(eps_fn, x, times_like(grid[i], x))
-        renoise = eps if use_clipped_model_output else eps_model
+        eps, renoise = eps_pair(eps_fn, x, times_like(grid[i], x), raw=not use_clipped_model_output)
         sigma = eta * ((1 - a_u) / (1 - a_s) * (1 - a_s / a_u)) ** 0.5
         x0 = denoise(x, eps, a_s)
         x_new = (a_u**0.5 * x0).add_(renoise, alpha=max(1 - a_u - sigma**2, 0.0) ** 0.5)

@@ -12,7 +12,9 @@ UniP-p uses the p − 1 previous predictions; UniC-p, once m_u is known at the p
 step with m_u added (r = 1) and replaces x_u, raising the order by one for no extra evaluation. The
 corrector's p is the order of the predictor it corrects; the last sample is not corrected (NFE = N).
 Warm-up and ``lower_order_final`` follow diffusers' ``UniPCMultistepScheduler``: step i has order
-min(order, i + 1, N − i). A step into t = 0 (h = ∞) is x_u = m_s.
+min(order, i + 1, N − i). A step into t = 0 (h = ∞) is x_u = m_s. With a paired ε (CFG++) the step's
+own m₀ is the guided x̂_0, x_s is re-noised with ε_r (x_s ← α_s·m₀ + σ_s·ε_r), and every other node
+is a re-noising x̂_0, as ``dpm-solver++`` does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, lambdas_of, report, times_like
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, eps_pair, lambdas_of, renoised, report, times_like
 
 
 def unipc_rhos(rs: list[float], h: float, variant: str) -> tuple[list[float], float]:
@@ -56,7 +58,7 @@ def unipc_update(x: Tensor, a_s: float, a_u: float, lam_s: float, lam_u: float, 
     return out
 
 
-@SAMPLERS.register("unipc", spacing="karras")
+@SAMPLERS.register("unipc", spacing="karras", renoise=True)
 def unipc(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
           callback: Callback | None = None, order: int = 2, variant: str = "bh2", corrector: bool = True,
           lower_order_final: bool = True) -> Tensor:
@@ -68,17 +70,19 @@ def unipc(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_s
     ab = schedule.alpha_bar(grid).tolist()
     lam = lambdas_of(ab)
     n = len(ab) - 1
-    ms: list[Tensor] = []  # data predictions m_0 … m_i, newest last (at most `order` kept)
-    x_prev, p_prev = x, 0
+    ms: list[Tensor] = []  # the re-noising data predictions m_0 … m_i, newest last (at most `order` kept)
+    x_prev, m_prev, p_prev = x, x, 0
     for i in range(n):
-        m = denoise(x, eps_fn(x, times_like(grid[i], x)), ab[i])
+        e, e_r = eps_pair(eps_fn, x, times_like(grid[i], x))
+        m = denoise(x, e, ab[i])
+        m_r = m if e_r is e else denoise(x, e_r, ab[i])
         if corrector and i > 0:  # UniC-p on the step just taken, with m_i
             older = [(ms[-1 - k], lam[i - 1 - k]) for k in range(1, p_prev)]
-            x = unipc_update(x_prev, ab[i - 1], ab[i], lam[i - 1], lam[i], ms[-1], older + [(m, lam[i])], variant)
-        ms = (ms + [m])[-order:]
+            x = unipc_update(x_prev, ab[i - 1], ab[i], lam[i - 1], lam[i], m_prev, older + [(m_r, lam[i])], variant)
+        ms = (ms + [m_r])[-order:]
         p = min(order, i + 1, n - i if lower_order_final else order)
-        x_prev, p_prev = x, p
-        x = unipc_update(x, ab[i], ab[i + 1], lam[i], lam[i + 1], m,
+        x_prev, m_prev, p_prev = renoised(x, m, m_r, ab[i] ** 0.5), m, p
+        x = unipc_update(x_prev, ab[i], ab[i + 1], lam[i], lam[i + 1], m,
                          [(ms[-1 - k], lam[i - k]) for k in range(1, p)], variant)
         report(callback, i, grid, x, m)
     return x
