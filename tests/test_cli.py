@@ -276,6 +276,8 @@ def test_spacing_options_reach_the_grid(tiny, tmp_path) -> None:  # noqa: F811
 @pytest.mark.parametrize("args,nfe", [(["--guidance", "apg", "--scale", "2", "--guidance-opt", "momentum=-0.5"], 6),
                                       (["--guidance", "cfg-zero-star", "--scale", "2"], 6),
                                       (["--guidance", "cfg-pp", "--scale", "0.5", "--sampler", "unipc"], 6),
+                                      (["--guidance", "pag", "--class", "none", "--guidance-opt", "layers=mid"], 6),
+                                      (["--guidance", "pag", "--guidance-opt", "cfg_scale=2"], 9),
                                       (["--guidance", "dynamic-thresholding", "--guidance-opt", "percentile=0.9",
                                         "--class", "none"], 3)])
 def test_new_guidance_from_the_command_line(tiny, tmp_path, args, nfe: int) -> None:  # noqa: F811

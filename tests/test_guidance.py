@@ -13,6 +13,7 @@ from diffsampler.guidance.apg import APG
 from diffsampler.guidance.autoguidance import AutoGuidance
 from diffsampler.guidance.cfg_pp import CFGPP
 from diffsampler.guidance.cfg_zero_star import CFGZeroStar
+from diffsampler.guidance.pag import PAG
 from diffsampler.guidance.thresholding import DynamicThresholding
 
 F64 = torch.float64
@@ -85,7 +86,8 @@ CASES = {"cfg": lambda m, s: CFG(scale=2.0, rescale=0.5, interval=(0.2, 0.9)),
          "cfg-zero-star": lambda m, s: CFGZeroStar(scale=2.0, zero_init_steps=1),
          "dynamic-thresholding": lambda m, s: Compose([CFG(scale=2.0), DynamicThresholding(0.9, max_value=3.0)]),
          "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0),
-         "cfg-pp": lambda m, s: Compose([CFGPP(scale=0.8), DynamicThresholding(0.9, max_value=3.0)])}
+         "cfg-pp": lambda m, s: Compose([CFGPP(scale=0.8), DynamicThresholding(0.9, max_value=3.0)]),
+         "pag": lambda m, s: PAG(scale=2.0)}  # needs attention layers: tests/test_pag.py runs it with every sampler
 DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding", "autoguidance", "cfg-pp"}
 
 
@@ -104,6 +106,10 @@ def test_guidance_sampler_matrix(mixture, guidance: str, sampler: str) -> None:
     s = ds.SCHEDULES.get("linear")()
     plain = ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
                       cond={"class_labels": torch.tensor([0, 1, 2, 0])}, full_output=True)
+    if guidance == "pag":
+        with pytest.raises(ValueError, match="pag needs a diffusers UNet with self-attention layers"):
+            ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, guidance=PAG())
+        return
     if guidance == "cfg-pp" and not ds.SAMPLERS.meta(sampler)["renoise"]:
         with pytest.raises(ValueError, match=re.escape(f"sampler '{sampler}' cannot re-noise with a second ε")):
             ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
