@@ -4,4 +4,5 @@
 # table and guidance.png. Resumable: run it again to finish an interrupted run.
 set -euo pipefail
 cd "$(dirname "$0")"
+mkdir -p results/guidance
 python guidance.py "$@" | tee results/guidance/table.md
