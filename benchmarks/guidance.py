@@ -38,9 +38,8 @@ from diffsampler.metrics import make_metric
 
 OUT = Path(__file__).parent / "results" / "guidance"
 CELLS = OUT / "cells.json"
-SCALES = {"none": (1.0,), "cfg": (1.5, 2.0, 3.0, 4.0), "cfg-pp": (0.4, 0.6, 0.8, 1.0), "apg": (2.0, 3.0, 5.0),
-          "cfg-zero-star": (1.5, 2.0, 3.0), "pag": (0.5, 1.0, 2.0), "autoguidance": (1.5, 2.0, 3.0),
-          "classifier": (1.0, 3.0)}
+SCALES = {"none": (1.0,), "cfg": (1.5, 2.0, 3.0), "cfg-pp": (0.4, 0.7, 1.0), "apg": (2.0, 4.0),
+          "cfg-zero-star": (1.5, 2.5), "pag": (1.0, 2.0), "autoguidance": (1.5, 2.5), "classifier": (1.0, 3.0)}
 UNCONDITIONAL = ("none", "autoguidance", "pag")
 
 

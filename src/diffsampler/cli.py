@@ -133,6 +133,14 @@ def _dtype(name: str, device):
 
 
 def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
+    if a.guidance is None and a.prompt is not None:  # text-to-image: CFG on the prompt, as diffusers' pipelines
+        from .guidance import CFG
+
+        w = 7.5 if a.scale is None else a.scale
+        try:
+            return None if w == 1 else CFG(scale=w)
+        except ValueError as exc:
+            raise UsageError(f"--scale: {exc}") from None
     if a.guidance is None:
         for flag, value in (("--scale", a.scale), ("--guidance-opt", a.guidance_opt or None),
                             ("--classifier", a.classifier)):
@@ -145,7 +153,7 @@ def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
         raise UnknownNameError("guidance", a.guidance, GUIDANCE.names())
     if a.classifier is not None and "classifier" not in meta["cli_models"]:
         raise UsageError(f"--classifier is for --guidance classifier, not --guidance {a.guidance}")
-    if labels is None and meta["labels"]:
+    if labels is None and meta["labels"] and a.prompt is None:
         raise UsageError(f"--guidance {a.guidance} needs --class (one class, or a list, one per sample)")
     kwargs = parse_options(a.guidance_opt, "guidance", a.guidance, cls, "--guidance-opt", keyword_only=False)
     if a.scale is not None:
@@ -216,6 +224,10 @@ class SampleArgs:
     deterministic: bool = False
     overwrite: bool = False
     quiet: bool = False
+    prompt: str | None = None
+    negative_prompt: str = ""
+    height: int | None = None
+    width: int | None = None
 
 
 @app.command()
@@ -257,13 +269,19 @@ def sample(
                                                    "sample is bitwise the same for any --batch-size (slower)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    prompt: Optional[str] = typer.Option(None, help="Text prompt, for a text-to-image pipeline folder (CFG with "
+                                                    "--scale, default 7.5)."),
+    negative_prompt: str = typer.Option("", help="Negative prompt: CFG's unconditional text."),
+    height: Optional[int] = typer.Option(None, help="Image height of a text-to-image pipeline (a multiple of its "
+                                                    "VAE factor)."),
+    width: Optional[int] = typer.Option(None, help="Image width of a text-to-image pipeline."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Generate samples from a pretrained model and write them to --out."""
     args = SampleArgs(model, sampler, steps, spacing, schedule, opt, spacing_opt, grid, force, guidance, scale,
                       guidance_opt, class_,
                       classifier, n, batch_size, seed, device, dtype, out, save_trajectory, config, allow_pickle,
-                      compile_, deterministic, overwrite, quiet)
+                      compile_, deterministic, overwrite, quiet, prompt, negative_prompt, height, width)
     try:
         _sample(args)
     except typer.Exit:
@@ -340,6 +358,28 @@ def _load(a: SampleArgs, dev: Any, dt: Any) -> Any:
     return backbone
 
 
+def _text(a: SampleArgs, backbone: Any) -> dict[str, Any] | None:
+    """The encoded --prompt (one sample's worth) of a text-to-image pipeline, sized by --height/--width."""
+    from .backbones.pipeline import TextToImage
+
+    if not isinstance(backbone, TextToImage):
+        for flag, value in (("--prompt", a.prompt), ("--height", a.height), ("--width", a.width),
+                            ("--negative-prompt", a.negative_prompt or None)):
+            if value is not None:
+                raise UsageError(f"{flag} is for text-to-image pipelines (a folder with unet, vae, text_encoder, "
+                                 f"tokenizer and scheduler); --model {a.model!r} is not one")
+        return None
+    if a.prompt is None:
+        raise UsageError(f"--model {a.model!r} is a text-to-image pipeline: pass --prompt")
+    if a.class_ is not None:
+        raise UsageError("--class is for class-conditional models; this one takes --prompt")
+    try:
+        backbone.resize(a.height, a.width)
+    except ValueError as exc:
+        raise UsageError(f"--height/--width: {exc}") from None
+    return backbone.encode_prompt(a.prompt, a.negative_prompt, 1)
+
+
 def _sample(a: SampleArgs) -> None:
     import torch
 
@@ -362,6 +402,7 @@ def _sample(a: SampleArgs) -> None:
     dev = _device(a.device)
     dt = _dtype(a.dtype, dev)
     backbone = _load(a, dev, dt)
+    text = _text(a, backbone)
     shape = backbone.sample_shape
     _check_memory(a.n, shape)
     if a.compile:
@@ -387,16 +428,21 @@ def _sample(a: SampleArgs) -> None:
         for first in range(0, a.n, a.batch_size):
             b = min(a.batch_size, a.n - first)
             cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
+            if text is not None:
+                cond = {k: v.expand(b, *v.shape[1:]) for k, v in text.items()}
             r = run(backbone, schedule=sched, sampler=a.sampler, steps=a.steps, spacing=a.spacing,
                     spacing_options=spacing_options, grid=times, shape=(b, *shape),
                     generator=generators(a.seed, b, start=first), guidance=guide, cond=cond, device=dev,
                     return_trajectory=traj is not None and first == 0, full_output=True,
                     deterministic=a.deterministic,
                     callback=(lambda info: bar.advance(task)) if bar is not None else None, **options)
-            xs.append(r.samples.float().cpu())
+            xs.append(r.samples.float().cpu() if text is None else backbone.decode(r.samples))
             nfe = r.nfe
             if first == 0 and r.denoised is not None:
                 path = r.denoised[:, : min(b, 4)]
+                if text is not None:
+                    path = backbone.decode(path.flatten(0, 1)).reshape(*path.shape[:2], -1, a.height or
+                                                                       backbone.height, a.width or backbone.width)
     x = torch.cat(xs)
     seconds = time.perf_counter() - start
     nrow = 10 if backbone.num_classes == 10 and a.n % 10 == 0 else None
@@ -411,9 +457,10 @@ def _sample(a: SampleArgs) -> None:
             staged.file(traj, lambda p: write_png(p, grid))
         staged.commit()
     if not a.quiet:
-        what = ("unconditional" if labels is None else f"classes 0–{backbone.num_classes - 1} in turn"
+        what = (f"prompt {a.prompt!r}" if text is not None else "unconditional" if labels is None
+                else f"classes 0–{backbone.num_classes - 1} in turn"
                 if a.class_ is None or a.class_.strip().lower() == "all" else f"class {a.class_}")
-        g = "" if guide is None else f", guidance {a.guidance}" + (
+        g = "" if guide is None else f", guidance {a.guidance or 'cfg'}" + (
             f" (scale {guide.scale:g})" if hasattr(guide, "scale") else "")
         typer.echo(f"model {a.model} | sampler {a.sampler}, {a.steps} steps{g} | {what} | NFE {nfe:g} per sample | "
                    f"seed {a.seed} | {a.n} samples in {seconds:.1f}s on {dev} | wrote {out}")

@@ -214,15 +214,22 @@ class DiffusersBackbone(Backbone):
     @classmethod
     def from_pretrained(cls, source: str | Path, *, config: str | Path | dict[str, Any] | None = None,
                         allow_pickle: bool = False, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, prediction_type: str | None = None) -> "DiffusersBackbone":
-        """Load from a pipeline or model folder, a weights file (+ ``config``), or a hub id."""
+                        dtype: torch.dtype | None = None, prediction_type: str | None = None,
+                        text: bool = True) -> "DiffusersBackbone":
+        """Load from a pipeline or model folder, a weights file (+ ``config``), or a hub id. A text-to-image
+        pipeline folder gives a ``TextToImage`` (its VAE, tokenizer and text encoder too) unless ``text=False``."""
+        from .pipeline import TextToImage, is_pipeline
+
         path = Path(source)
+        if not path.exists() and isinstance(source, str) and source.count("/") == 1 \
+                and not source.startswith((".", "/", "~")):
+            path = cls._hub_snapshot(source, allow_pickle)
+        if text and path.is_dir() and is_pipeline(path):
+            return TextToImage.from_folder(path, allow_pickle, prediction_type, device, dtype)
         if path.is_file():
             unet, sched_cfg, extra = cls._from_file(path, config, allow_pickle)
         elif path.is_dir():
             unet, sched_cfg, extra = cls._from_folder(path, allow_pickle)
-        elif isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/", "~")):
-            unet, sched_cfg, extra = cls._from_folder(cls._hub_snapshot(source, allow_pickle), allow_pickle)
         else:
             raise ModelLoadError(f"model {str(source)!r} not found: not a file, a folder, or a hub id (org/name)")
         schedule = DiscreteSchedule.from_diffusers(sched_cfg) if sched_cfg is not None else None
@@ -260,8 +267,10 @@ class DiffusersBackbone(Backbone):
     def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
         from huggingface_hub import snapshot_download
 
-        patterns = ["model_index.json", "*.json", "*.safetensors", "unet/*.json", "unet/*.safetensors",
-                    "scheduler/*.json"] + (["*.bin", "unet/*.bin"] if allow_pickle else [])
+        parts = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+        patterns = ["model_index.json", "*.json", "*.safetensors", *(f"{p}/*.json" for p in parts),
+                    *(f"{p}/*.safetensors" for p in parts), "tokenizer/*.txt"] + \
+            (["*.bin", *(f"{p}/*.bin" for p in parts)] if allow_pickle else [])
         try:
             return Path(snapshot_download(repo_id, allow_patterns=patterns))
         except Exception as exc:

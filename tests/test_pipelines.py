@@ -1,0 +1,157 @@
+"""Latent text-to-image pipelines: a tiny random Stable Diffusion pipeline, built offline, sampled by diffsampler
+and by diffusers' own StableDiffusionPipeline on the same prompt, latents and scheduler."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from typer.testing import CliRunner
+
+import diffsampler as ds
+from diffsampler.backbones import DiffusersBackbone
+from diffsampler.backbones.pipeline import TextToImage
+from diffsampler.cli import app
+from diffsampler.guidance import CFG
+
+PROMPTS = ["a photo of 2 cats", "a dog, 3"]
+
+
+def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer over single characters (no merges), written by the test."""
+    chars = string.ascii_lowercase + string.digits + ".,"
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory) -> Path:
+    """A Stable Diffusion 1.x-layout pipeline folder with tiny random components (VAE factor 2)."""
+    root = tmp_path_factory.mktemp("pipelines")
+    tok = tiny_tokenizer(root / "vocab")
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                                        num_attention_heads=2, max_position_embeddings=16, projection_dim=8,
+                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                        pad_token_id=tok.eos_token_id))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
+                                cross_attention_dim=8, attention_head_dim=2)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
+                        norm_num_groups=4, sample_size=16)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler,
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(root / "sd")
+    return root / "sd"
+
+
+@pytest.fixture(scope="module")
+def pipe(sd: Path) -> StableDiffusionPipeline:
+    p = StableDiffusionPipeline.from_pretrained(sd)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_loads_as_a_text_to_image_backbone(sd: Path, pipe) -> None:
+    bb = DiffusersBackbone.from_pretrained(sd)
+    assert isinstance(bb, TextToImage) and bb.factor == 2 and bb.sample_shape == (4, 8, 8)
+    assert bb.resize(24, 32).sample_shape == (4, 12, 16)
+    cond = bb.encode_prompt(PROMPTS, "blurry")
+    ref, neg = pipe.encode_prompt(PROMPTS, torch.device("cpu"), 1, True, ["blurry"] * 2)
+    torch.testing.assert_close(cond["encoder_hidden_states"], ref, rtol=0, atol=0)
+    torch.testing.assert_close(cond["negative_encoder_hidden_states"], neg, rtol=0, atol=0)
+    assert not isinstance(DiffusersBackbone.from_pretrained(sd, text=False), TextToImage)
+
+
+# diffusers' Euler with trailing spacing starts from σ_max·z where the exact marginal, and ours, is √(1+σ_max²)·z
+# (in σ's coordinates): its x_T is ours scaled by σ_max/√(1+σ_max²)
+CASES = {"ddim": (lambda c: c, dict(sampler="ddim", spacing="leading", spacing_options={"steps_offset": 1},
+                                     set_alpha_to_one=False)),
+         "dpm-solver++": (lambda c: DPMSolverMultistepScheduler.from_config(c, timestep_spacing="trailing"),
+                          dict(sampler="dpm-solver++", spacing="trailing")),
+         "euler": (lambda c: EulerDiscreteScheduler.from_config(c, timestep_spacing="trailing"),
+                   dict(sampler="euler", spacing="trailing"))}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_latents_and_images_equal_the_diffusers_pipeline(sd: Path, pipe, name: str) -> None:
+    make, ours = CASES[name]
+    original = pipe.scheduler
+    pipe.scheduler = make(original.config) if name != "ddim" else original
+    bb = DiffusersBackbone.from_pretrained(sd).resize(16, 16)
+    lat = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    x_T = lat
+    if name == "euler":
+        s_max = pipe.scheduler.init_noise_sigma.item()
+        x_T = lat * s_max / (1 + s_max**2) ** 0.5
+    kw = dict(negative_prompt=["blurry"] * 2, num_inference_steps=5, guidance_scale=3.0, height=16, width=16,
+              latents=lat)
+    try:
+        ref = pipe(PROMPTS, output_type="latent", **kw).images
+        img = pipe(PROMPTS, output_type="pt", **kw).images
+    finally:
+        pipe.scheduler = original
+    got = ds.sample(bb, steps=5, x_T=x_T, guidance=CFG(scale=3.0), cond=bb.encode_prompt(PROMPTS, "blurry"), **ours)
+    assert _rel(got, ref) < 1e-4
+    assert _rel((bb.decode(got) / 2 + 0.5).clamp(0, 1), img) < 1e-4
+
+
+runner = CliRunner()
+
+
+def test_cli_writes_the_images(sd: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cats.png"
+    r = runner.invoke(app, ["sample", "--model", str(sd), "--prompt", "a photo of 2 cats", "--negative-prompt", "dog",
+                            "--steps", "3", "--n", "2", "--height", "16", "--width", "24", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "prompt 'a photo of 2 cats'" in r.output and "NFE 6 per sample" in r.output
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.size[1] >= 16
+    folder = tmp_path / "each"
+    r = runner.invoke(app, ["sample", "--model", str(sd), "--prompt", "a cat", "--scale", "1", "--steps", "2",
+                            "--n", "2", "--out", str(folder)])
+    assert r.exit_code == 0 and "NFE 2 per sample" in r.output and len(list(folder.glob("*.png"))) == 2
+
+
+def test_cli_bad_input_is_one_line(sd: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(sd, broken)
+    shutil.rmtree(broken / "vae")
+    cases = [(["--model", str(sd), "--prompt", "a cat", "--height", "15"],
+              "--height/--width: height 15 is not a positive multiple of the VAE factor 2"),
+             (["--model", str(sd)], "is a text-to-image pipeline: pass --prompt"),
+             (["--model", "digits", "--prompt", "a cat"], "--prompt is for text-to-image pipelines"),
+             (["--model", str(broken), "--prompt", "a cat"], "lacks vae: a text-to-image pipeline needs")]
+    for args, message in cases:
+        out = tmp_path / "never.png"
+        r = runner.invoke(app, ["sample", *args, "--steps", "2", "--n", "1", "--out", str(out)])
+        assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert not out.exists()
