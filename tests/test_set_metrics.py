@@ -90,8 +90,8 @@ def test_digit_metrics_on_real_digits() -> None:
         make_metric("accuracy-digits", bb).score(x, None, x)
 
 
-@pytest.mark.slow  # Inception at 299×299 on the 500 reference digits and 200 more: minutes on 2 CPU cores
-def test_sfid_reads_the_first_branch_of_mixed_6_and_the_network_s_own_path() -> None:
+@pytest.mark.slow  # Inception at 299×299 on 3 × 64 digits: a minute or two on 2 CPU cores
+def test_sfid_reads_the_first_branch_of_mixed_6_and_the_network_s_own_path(tmp_path) -> None:
     """mixed_6 concatenates [conv, tower, tower_1, tower_2]: its first 7 channels are sFID's; and the stages up to
     pool3 in order are the network itself (its pool3 output is FID's)."""
     import warnings
@@ -115,7 +115,11 @@ def test_sfid_reads_the_first_branch_of_mixed_6_and_the_network_s_own_path() -> 
     block = fid_features(lambda u: through("mixed_6")(u)[:, :7].permute(0, 2, 3, 1), x)
     torch.testing.assert_close(spatial_inception()(x), block, rtol=0, atol=0)
     torch.testing.assert_close(fid_features(lambda u: through("pool2")(u), x), inception()(x), rtol=1e-6, atol=1e-6)
-    bb = ds.bundled.load_model("digits")
-    real = make_metric("sfid", bb).score(load_digits("train")[0][:100], None, x)
-    noise = make_metric("sfid", bb).score(torch.rand(100, 1, 28, 28) * 2 - 1, None, x)
+    from PIL import Image
+
+    for i, digit in enumerate(load_digits("test")[0][:64]):  # a reference folder, as --fid-ref reads one
+        Image.fromarray(((digit[0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()).save(tmp_path / f"{i}.png")
+    metric = make_metric("sfid", ds.bundled.load_model("digits"), ref=str(tmp_path))
+    real = metric.score(load_digits("train")[0][:64], None, x)
+    noise = metric.score(torch.rand(64, 1, 28, 28) * 2 - 1, None, x)
     assert 0 < real[0] < noise[0] / 3 and real[1] > 0
