@@ -128,13 +128,16 @@ runner = CliRunner()
 def test_cli_writes_the_images(sd: Path, tmp_path: Path) -> None:
     out = tmp_path / "cats.png"
     r = runner.invoke(app, ["sample", "--model", str(sd), "--prompt", "a photo of 2 cats", "--negative-prompt", "dog",
-                            "--steps", "3", "--n", "2", "--height", "16", "--width", "24", "--out", str(out)])
+                            "--steps", "3", "--n", "2", "--height", "16", "--width", "24", "--out", str(out),
+                            "--save-trajectory", str(tmp_path / "path.png")])
     assert r.exit_code == 0, r.output
     assert "prompt 'a photo of 2 cats'" in r.output and "NFE 6 per sample" in r.output
     from PIL import Image
 
     with Image.open(out) as im:
         assert im.mode == "RGB" and im.size[1] >= 16
+    with Image.open(tmp_path / "path.png") as im:  # the decoded x̂_0 of every step, not latents
+        assert im.mode == "RGB" and im.size[1] >= 2 * 16
     folder = tmp_path / "each"
     r = runner.invoke(app, ["sample", "--model", str(sd), "--prompt", "a cat", "--scale", "1", "--steps", "2",
                             "--n", "2", "--out", str(folder)])

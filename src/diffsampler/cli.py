@@ -441,8 +441,8 @@ def _sample(a: SampleArgs) -> None:
             if first == 0 and r.denoised is not None:
                 path = r.denoised[:, : min(b, 4)]
                 if text is not None:
-                    path = backbone.decode(path.flatten(0, 1)).reshape(*path.shape[:2], -1, a.height or
-                                                                       backbone.height, a.width or backbone.width)
+                    path = backbone.decode(path.flatten(0, 1)).reshape(*path.shape[:2], -1, backbone.height,
+                                                                       backbone.width)
     x = torch.cat(xs)
     seconds = time.perf_counter() - start
     nrow = 10 if backbone.num_classes == 10 and a.n % 10 == 0 else None

@@ -40,7 +40,6 @@ class TextToImage(DiffusersBackbone):
         self.vae, self.tokenizer = vae.eval().requires_grad_(False), tokenizer
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.height = self.width = None
         self.resize(height, width)
 
     def resize(self, height: int | None, width: int | None) -> "TextToImage":
@@ -120,7 +119,7 @@ class TextToImage(DiffusersBackbone):
             raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: a text-to-image pipeline needs "
                                  f"{', '.join(COMPONENTS)}")
         base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
-                                                 device=device, dtype=dtype, text=False)
+                                                 text=False)
         safe = None if allow_pickle else True
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # one line per component read is noise on a command line
@@ -136,5 +135,4 @@ class TextToImage(DiffusersBackbone):
         finally:
             if bars:
                 transformers.utils.logging.enable_progress_bar()
-        out = cls(base, vae, tokenizer, text_encoder)
-        return out.to(device, dtype) if dtype is not None else out.to(device)
+        return cls(base, vae, tokenizer, text_encoder).to(device, dtype)
