@@ -213,6 +213,14 @@ def distributed(device: torch.device) -> Any:
     return PartialState(cpu=device.type == "cpu")
 
 
+def end_distributed() -> None:
+    """Destroy the process group if one is up: a gloo group left to interpreter exit can abort the process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _shard(n: int, rank: int, world: int) -> range:
     return range(rank * n // world, (rank + 1) * n // world)
 

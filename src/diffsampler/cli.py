@@ -577,6 +577,11 @@ def bench_(
         raise
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
+    finally:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from .bench import end_distributed
+
+            end_distributed()
 
 
 def _relaunch(n: int) -> int:
