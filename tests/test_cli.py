@@ -148,7 +148,10 @@ def test_seed_and_batch_size_invariance(tiny, tmp_path) -> None:
         return load_file(str(out))["samples"]
 
     a, b = run(5, 0), run(2, 0)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # another batch size picks other kernels, whose reductions (~10³ terms) round ε differently by ~1e-6; the first
+    # step's x̂₀ = (x − √(1−ᾱ)·ε)/√ᾱ multiplies that by 1/√ᾱ_T (≈ 155 on this linear schedule), later steps less
+    tol = 1e-6 / ds.SCHEDULES.get("linear")().alpha(1.0).item()
+    torch.testing.assert_close(a, b, rtol=0, atol=tol)
     assert torch.equal(a, run(5, 0))
     assert not torch.allclose(a, run(5, 1))
 
