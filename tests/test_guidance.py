@@ -24,8 +24,8 @@ def bayes_classifier(mixture: ds.GaussianMixture, schedule):
 
     def classify(x: torch.Tensor, t_model: torch.Tensor) -> torch.Tensor:
         t = schedule.index_to_t(t_model.double())
-        logits, _, _ = mixture._log_resp_and_score(x.reshape(x.shape[0], -1).double(), schedule.alpha_bar(t), None)
-        return logits
+        return mixture._posterior_terms(x.reshape(x.shape[0], -1).double(), schedule.alpha(t), schedule.std(t) ** 2,
+                                        None)[0]
 
     return classify
 

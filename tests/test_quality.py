@@ -33,6 +33,11 @@ def test_mixture_statistics(mixture, sampler: str, options: dict) -> None:
     gen = torch.Generator().manual_seed(3)  # one stream for the batch: per-sample streams are slow for 6000 tiny rows
     x = ds.sample(mixture, schedule="linear", sampler=sampler, shape=(N, 2), generator=gen, dtype=torch.float64,
                   **options)
+    assert_mixture(mixture, x)
+
+
+def assert_mixture(mixture: ds.GaussianMixture, x: torch.Tensor) -> None:
+    """N samples x match the mixture's weights, means and variances (and its covariance)."""
     assert torch.isfinite(x).all()
     label = mixture.posterior(x).argmax(1)
     for k in range(mixture.num_components):

@@ -22,8 +22,10 @@ def test_invariants(name: str) -> None:
     s = ds.SCHEDULES.get(name)()
     t = torch.linspace(0, 1, 2001, dtype=F64)
     assert s.alpha_bar(0.0).item() == 1.0
-    lam = s.log_snr(t[1:])
+    lam = s.log_snr(t[1:-1])
     assert torch.all(torch.isfinite(lam)) and torch.all(lam[1:] < lam[:-1]), "log-SNR must fall strictly"
+    end = s.log_snr(1.0).item()  # finite, or −∞ where the schedule reaches zero SNR (rectified flow)
+    assert end < lam[-1].item() and (math.isfinite(end) or s.alpha_bar(1.0).item() == 0)
     ab = s.alpha_bar(t)
     torch.testing.assert_close(s.alpha(t) ** 2, ab)
     torch.testing.assert_close(s.std(t) ** 2, 1 - ab)
@@ -88,8 +90,24 @@ def test_from_diffusers_config_variants() -> None:
     np.testing.assert_allclose(s.betas.numpy(), betas)
     with pytest.raises(ValueError, match="'karras'.*supported: linear"):
         DiscreteSchedule.from_diffusers({"beta_schedule": "karras"})
-    with pytest.raises(ValueError, match="rescale_betas_zero_snr"):
-        DiscreteSchedule.from_diffusers({"beta_schedule": "linear", "rescale_betas_zero_snr": True})
+    flow = DiscreteSchedule.from_diffusers({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0})
+    assert type(flow).__name__ == "RectifiedFlow" and flow.shift == 3.0
+
+
+def test_zero_terminal_snr_is_diffusers_rescale() -> None:
+    """rescale_betas_zero_snr (Lin et al. 2024) gives diffusers' betas, ᾱ_T = 0 exactly, and a continuous ᾱ(t)."""
+    from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr
+
+    s = DiscreteSchedule.from_diffusers({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+                                         "rescale_betas_zero_snr": True})
+    plain = ds.SCHEDULES.get("scaled-linear")()
+    np.testing.assert_allclose(s.betas.numpy(), rescale_zero_terminal_snr(plain.betas).numpy(), rtol=1e-12)
+    assert s.alpha_bar(1.0).item() == 0.0 and s.log_snr(1.0).item() == -math.inf
+    assert s.alpha_bar(s.t_min).item() == pytest.approx(plain.alpha_bar(plain.t_min).item(), rel=1e-12)
+    t = torch.tensor([1 - 0.7 / 1000, 1 - 0.2 / 1000], dtype=torch.float64)  # inside the last segment
+    ab_prev = s.alpha_bar(1 - 1 / 1000).item()
+    torch.testing.assert_close(s.alpha_bar(t), ab_prev * torch.tensor([0.7, 0.2], dtype=torch.float64))
+    torch.testing.assert_close(s.t_from_log_snr(s.log_snr(t)), t)
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])

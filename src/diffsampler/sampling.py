@@ -15,6 +15,7 @@ from .guidance import Guidance
 from .options import check_options
 from .registry import declared_meta
 from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler, Sampler, noise_from
+from .samplers.base import times_like
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
 
@@ -121,6 +122,15 @@ def finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)))
 
 
+def zero_snr_step(x: Tensor, denoised: Tensor, alpha_bar_next: float) -> Tensor:
+    """The first step from zero SNR, where ε = x exactly: DDIM's x_s = √ᾱ_s·x̂_0 + √(1−ᾱ_s)·x.
+
+    There x̂_0 = E[x_0] does not depend on x, so the deterministic and the ancestral step (fresh noise
+    for x) give the same distribution; every sampler takes this step, then walks the rest of the grid.
+    """
+    return torch.add(x * math.sqrt(1 - alpha_bar_next), denoised, alpha=math.sqrt(alpha_bar_next))
+
+
 def _step_of(grid: Tensor, t: float) -> int:
     """The step (1-based) whose interval [t_{i+1}, t_i] holds t."""
     return max(1, min(int((grid >= t - 1e-12).sum()), grid.numel() - 1))
@@ -128,14 +138,15 @@ def _step_of(grid: Tensor, t: float) -> int:
 
 def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None,
               spacing_options: dict[str, Any] | None = None) -> Tensor:
-    """The grid ``sample`` walks for ``steps`` steps: ``spacing``, or the sampler's default, then t = 0."""
+    """The grid ``sample`` walks for ``steps`` steps: ``spacing``, or the schedule family's default (karras on VE,
+    shifted-uniform on rectified flow), or the sampler's, then t = 0."""
     name, _, meta = _sampler(sampler)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
     if meta["discrete"] and schedule.discrete and steps > schedule.num_train_timesteps:
         raise ValueError(f"steps={steps} is more than the schedule's {schedule.num_train_timesteps} training "
                          f"steps, the most sampler {name!r} can take")
-    return make_grid(schedule, steps, spacing or meta["spacing"], **(spacing_options or {}))
+    return make_grid(schedule, steps, spacing or schedule.default_spacing or meta["spacing"], **(spacing_options or {}))
 
 
 def steps_for_nfe(sampler: str | Sampler, schedule: Schedule, nfe: int, spacing: str | None = None,
@@ -156,7 +167,11 @@ def steps_for_nfe(sampler: str | Sampler, schedule: Schedule, nfe: int, spacing:
             return torch.zeros_like(x)
 
         grid = time_grid(sampler, schedule, n, spacing)
-        fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like, **options)
+        if schedule.alpha_bar(grid[0]).item() == 0:  # sample's own first step from zero SNR
+            calls, grid = 1, grid[1:]
+        if grid.numel() > 1:
+            fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like,
+               **options)
         if calls > nfe:
             break
         best = n
@@ -208,24 +223,32 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
         n = x_T.shape[0] if x_T is not None else (shape[0] if shape else 0)
         generator = generators(seed, n)
     draw = noise_sampler or noise_from(generator)
+    vp = sched.variance_preserving
     if x_T is None:
         if shape is None:
             raise ValueError("pass x_T or shape")
         dev = torch.device(device) if device is not None else backbone.device
-        x_T = draw(torch.empty(tuple(shape), dtype=dtype or torch.float32, device=dev))
-    elif dtype is not None or device is not None:
-        x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)
+        x_start = draw(torch.empty(tuple(shape), dtype=dtype or torch.float32, device=dev))
+        x_T = x_start if vp else x_start * sched.scale(times[0]).item()
+    else:
+        if dtype is not None or device is not None:
+            x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)
+        x_start = x_T if vp else x_T / sched.scale(times[0]).item()
     if not finite(x_T):
         raise ValueError("x_T holds NaN or infinite values")
 
     cond = dict(cond or {})
     batch, rows_done, calls = x_T.shape[0], 0, 0
 
+    predict = "eps"  # "denoised" for the first step from zero SNR, where ε cannot tell x̂_0
+
     def counted(x: Tensor, t: Tensor, _backbone: Any = None, **c: Any) -> Tensor:
-        """ε of the backbone (or of ``_backbone``, a guidance's second network), counted per sample."""
+        """ε of the backbone (or of ``_backbone``, a guidance's second network) at the model's x = s(t)·x_vp,
+        counted per sample."""
         nonlocal rows_done, calls
         rows_done, calls = rows_done + x.shape[0], calls + 1
-        return (backbone if _backbone is None else _backbone).eps(x, t, sched, **c)
+        model_x = x if vp else x * bcast(sched.scale(t), x).to(x.dtype)
+        return getattr(backbone if _backbone is None else _backbone, predict)(model_x, t, sched, **c)
 
     def nfe() -> int | float:
         """Network evaluations per sample: a doubled (guided) batch counts twice."""
@@ -270,17 +293,42 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []
 
+    first = 0  # steps taken before the sampler's own: 1 where the grid starts at zero SNR
+
     def on_step(info: dict[str, Any]) -> None:
         info["nfe"] = nfe()
+        info["i"] += first
+        if not vp:  # rk45 reports no t_next, and its t per sample
+            t = info["t_next"] if info["t_next"] is not None else info["t"]
+            info["x"] = info["x"] * bcast(sched.scale(t), info["x"])
         if return_trajectory:
             xs.append(info["x"].detach().cpu())
             x0s.append(info["denoised"].detach().cpu())
         if callback is not None:
             callback(info)
 
+    report_to = on_step if (callback or return_trajectory) else None
+    x = x_start
     with torch.no_grad():
-        x0 = fn(run_eps, x_T, times, sched, noise_sampler=draw,
-                callback=on_step if (callback or return_trajectory) else None, **options)
+        if sched.alpha_bar(times[0]).item() == 0:
+            if guidance is not None and not getattr(guidance, "linear", False):
+                raise ValueError(f"{type(guidance).__name__} guidance mixes ε non-linearly, and at zero SNR (t = "
+                                 f"{times[0].item():g}) ε = x says nothing of x̂_0; use cfg (rescale 0), pag or "
+                                 "autoguidance, or start the grid below zero SNR")
+            predict = "denoised"
+            out = evaluate(x, times_like(times[0], x), None)
+            predict = "eps"
+            m = checked(out[0] if paired else out, x, times[0])
+            if bound is not None:
+                m = m.clamp(-bound, bound)
+            x = zero_snr_step(x, m, sched.alpha_bar(times[1]).item())
+            first = 1
+            if report_to is not None:
+                report_to({"i": 0, "t": times[0].item(), "t_next": times[1].item(), "x": x, "denoised": m})
+        x0 = x if times.numel() - first < 2 else fn(run_eps, x, times[first:], sched, noise_sampler=draw,
+                                                   callback=report_to, **options)
+    if not vp and times[-1] > 0:
+        x0 = x0 * sched.scale(times[-1]).item()
     if not finite(x0):
         raise ValueError(f"sampler {name!r} produced NaN or infinite values from finite model outputs")
     if not (full_output or return_trajectory):

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ModelLoadError
 from ..registry import Registry
-from .base import PREDICTION_TYPES, Backbone, CallableBackbone, to_epsilon
+from .base import PREDICTION_TYPES, Backbone, CallableBackbone, convert, to_epsilon
 from .diffusers_unet import DiffusersBackbone
 from .empirical import Empirical
 from .gaussian_mixture import GaussianMixture
@@ -29,4 +29,4 @@ def as_backbone(model: Any, prediction_type: str | None = None) -> Backbone:
 
 __all__ = ["BACKBONES", "Backbone", "CallableBackbone", "DiffusersBackbone", "Empirical", "GaussianMixture",
            "ModelLoadError", "PREDICTION_TYPES", "as_backbone",
-           "to_epsilon"]
+           "to_epsilon", "convert"]

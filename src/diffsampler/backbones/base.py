@@ -1,11 +1,16 @@
 r"""Backbones: adapters that turn a model into an ε-function on continuous time.
 
-A backbone offers ``eps(x, t, schedule, **cond)``: the noise prediction at x_t, with t a [B]
-tensor of continuous times. Models that predict something else are converted, with
-α = √ᾱ(t) and s = √(1−ᾱ(t)):
+A backbone offers ``eps(x, t, schedule, **cond)``: the noise prediction at the model's own
+x_t = a·x_0 + b·ε, with t a [B] tensor of continuous times and a, b the schedule's ``signal`` and
+``noise`` (√ᾱ and √(1−ᾱ) for a VP schedule). Models that predict something else convert through
+``convert``:
 
-    x_0-prediction ("sample"):  ε = (x − α·x̂_0)/s
-    v-prediction:                ε = α·v + s·x          (v = α·ε − s·x_0)
+    x_0-prediction ("sample"):  ε = (x − a·x̂_0)/b
+    v-prediction:                ε = (a·v + b·x)/(a² + b²)      (v = a·ε − b·x_0)
+    flow velocity ("flow"):      ε = (x + a·u)/(a + b)           (u = ε − x_0, SD3's flow matching)
+
+At zero SNR (a = 0) ε is x/b whatever the data; a backbone that can still tell x̂_0 there (x_0-, v- or
+flow-prediction) answers ``denoised(x, t, schedule, **cond)``, which a sampler's first step from pure noise needs.
 """
 
 from __future__ import annotations
@@ -18,21 +23,41 @@ from torch import Tensor
 from ..schedules import Schedule
 from ..tensors import bcast
 
-__all__ = ["Backbone", "CallableBackbone", "PREDICTION_TYPES", "to_epsilon"]
+__all__ = ["Backbone", "NetworkBackbone", "CallableBackbone", "PREDICTION_TYPES", "to_epsilon", "convert",
+           "prediction_type_of"]
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow")
+_ALIASES = {"flow_prediction": "flow"}  # diffusers' name in DPM-Solver and UniPC configs
+
+
+def prediction_type_of(name: str) -> str:
+    """A known prediction type (diffusers' ``flow_prediction`` is ``flow``), or a one-line error."""
+    name = _ALIASES.get(name, name)
+    if name not in PREDICTION_TYPES:
+        raise ValueError(f"unknown prediction_type {name!r}; known: {', '.join(PREDICTION_TYPES)}")
+    return name
+
+
+def convert(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str,
+            to: str = "epsilon") -> Tensor:
+    """A model output of ``prediction_type`` at (x, t) as ε (``to="epsilon"``) or x̂_0 (``to="sample"``)."""
+    kind = prediction_type_of(prediction_type)
+    if kind == to:
+        return out
+    a, b = bcast(schedule.signal(t), x), bcast(schedule.noise(t), x)
+    if kind == "epsilon":
+        return (x - b * out) / a
+    if kind == "sample":
+        return (x - a * out) / b
+    if kind == "v_prediction":
+        n = a * a + b * b
+        return (a * out + b * x) / n if to == "epsilon" else (a * x - b * out) / n
+    return (x + a * out) / (a + b) if to == "epsilon" else (x - b * out) / (a + b)
 
 
 def to_epsilon(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str) -> Tensor:
     """Convert a model output of ``prediction_type`` at (x, t) to ε."""
-    if prediction_type == "epsilon":
-        return out
-    alpha, std = bcast(schedule.alpha(t), x), bcast(schedule.std(t), x)
-    if prediction_type == "sample":
-        return (x - alpha * out) / std
-    if prediction_type == "v_prediction":
-        return alpha * out + std * x
-    raise ValueError(f"unknown prediction_type {prediction_type!r}; known: {', '.join(PREDICTION_TYPES)}")
+    return convert(out, x, t, schedule, prediction_type, "epsilon")
 
 
 class Backbone:
@@ -56,12 +81,34 @@ class Backbone:
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
         raise NotImplementedError
 
+    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+        """x̂_0 at (x, t), defined at zero SNR too where the model can tell it (not from ε)."""
+        raise ValueError(f"{type(self).__name__} predicts ε, which says nothing of x_0 at zero SNR: start the "
+                         f"grid below t = 1, or use a model that predicts x_0, v or flow")
+
     def compile(self, **options: Any) -> "Backbone":
         """Compile the network with ``torch.compile(**options)`` in place; the first call then compiles (slow)."""
         raise TypeError(f"{type(self).__name__} has no network to compile")
 
 
-class CallableBackbone(Backbone):
+class NetworkBackbone(Backbone):
+    """A network whose raw output ``_output(x, t, schedule, **cond)`` is a ``prediction_type`` prediction."""
+
+    prediction_type: str = "epsilon"
+
+    def _output(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+        raise NotImplementedError
+
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+        return to_epsilon(self._output(x, t, schedule, **cond), x, t, schedule, self.prediction_type)
+
+    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+        if self.prediction_type == "epsilon":
+            return super().denoised(x, t, schedule, **cond)
+        return convert(self._output(x, t, schedule, **cond), x, t, schedule, self.prediction_type, "sample")
+
+
+class CallableBackbone(NetworkBackbone):
     """Any ``model(x, t_model, **cond)`` predicting ε, x_0 (``sample``) or v, on the schedule's model time.
 
     With a discrete schedule ``t_model`` is the training index t·T − 1 ∈ [0, T−1] (a float tensor
@@ -71,8 +118,7 @@ class CallableBackbone(Backbone):
 
     def __init__(self, model: Callable[..., Any], prediction_type: str = "epsilon",
                  schedule: Schedule | None = None) -> None:
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"unknown prediction_type {prediction_type!r}; known: {', '.join(PREDICTION_TYPES)}")
+        prediction_type = prediction_type_of(prediction_type)
         if not callable(model):
             raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
         self.model, self.prediction_type, self.schedule = model, prediction_type, schedule
@@ -82,7 +128,7 @@ class CallableBackbone(Backbone):
         self.model, self.compiled = torch.compile(self.model, **options), True
         return self
 
-    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+    def _output(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
         tm = schedule.model_time(t).to(device=x.device, dtype=x.dtype if x.dtype == torch.float64 else torch.float32)
         out = self.model(x, tm, **cond)
         if hasattr(out, "sample"):
@@ -92,4 +138,4 @@ class CallableBackbone(Backbone):
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"model output {got} does not match the shape of x {tuple(x.shape)}")
-        return to_epsilon(out, x, t, schedule, self.prediction_type)
+        return out

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..errors import ModelLoadError
 from ..schedules import DiscreteSchedule, Schedule
 from ..tensors import check_labels
-from .base import PREDICTION_TYPES, Backbone, to_epsilon
+from .base import NetworkBackbone, prediction_type_of
 
 __all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
 
@@ -127,14 +127,13 @@ def _beside(folder: Path, model_dir: Path) -> tuple[dict[str, Any] | None, dict[
     return sched, extra or {}
 
 
-class DiffusersBackbone(Backbone):
+class DiffusersBackbone(NetworkBackbone):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` predicting ε, x_0 or v, on training-index time."""
 
     def __init__(self, unet: torch.nn.Module, schedule: Schedule | None = None, prediction_type: str = "epsilon",
                  null_class_label: int | None = None, clip: float | None = None,
                  extra: dict[str, Any] | None = None) -> None:
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"unknown prediction_type {prediction_type!r}; known: {', '.join(PREDICTION_TYPES)}")
+        prediction_type = prediction_type_of(prediction_type)
         self.unet = unet.eval().requires_grad_(False)
         self.schedule, self.prediction_type = schedule, prediction_type
         self.null_class_label, self.clip = null_class_label, clip
@@ -194,8 +193,9 @@ class DiffusersBackbone(Backbone):
             labels = self.null_class_label
         return check_labels(labels, batch, self.num_classes, self.null_class_label, self.device)
 
-    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Any = None,
-            encoder_hidden_states: Tensor | None = None, **cond: Any) -> Tensor:
+    def _output(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Any = None,
+                encoder_hidden_states: Tensor | None = None, **cond: Any) -> Tensor:
+        """The network's raw prediction at the model's (x, t), on x's device and dtype."""
         kwargs: dict[str, Any] = dict(cond)
         y = self.class_labels(class_labels, x.shape[0])
         if y is not None:
@@ -208,7 +208,7 @@ class DiffusersBackbone(Backbone):
         out = self.unet(x.to(device=self.device, dtype=self.dtype), tm, **kwargs).sample
         if out.shape != x.shape:
             raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
-        return to_epsilon(out.to(device=x.device, dtype=x.dtype), x, t, schedule, self.prediction_type)
+        return out.to(device=x.device, dtype=x.dtype)
 
     # -- loading ---------------------------------------------------------------------------------------
     @classmethod
@@ -233,7 +233,8 @@ class DiffusersBackbone(Backbone):
         else:
             raise ModelLoadError(f"model {str(source)!r} not found: not a file, a folder, or a hub id (org/name)")
         schedule = DiscreteSchedule.from_diffusers(sched_cfg) if sched_cfg is not None else None
-        ptype = prediction_type or (sched_cfg or {}).get("prediction_type", "epsilon")
+        flow = str((sched_cfg or {}).get("_class_name", "")).startswith("FlowMatch")
+        ptype = prediction_type or (sched_cfg or {}).get("prediction_type", "flow" if flow else "epsilon")
         clip = extra.get("clip")
         if clip is None and sched_cfg is not None and sched_cfg.get("clip_sample"):
             clip = float(sched_cfg.get("clip_sample_range", 1.0))

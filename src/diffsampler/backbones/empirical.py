@@ -1,6 +1,7 @@
 r"""The exact ε of a finite data set: the optimal denoiser of its empirical distribution.
 
-For p_0 = (1/N)·Σ_n δ(x − x_n), p_t = (1/N)·Σ_n N(√ᾱ x_n, (1−ᾱ)I), and
+For p_0 = (1/N)·Σ_n δ(x − x_n), p_t = (1/N)·Σ_n N(√ᾱ x_n, (1−ᾱ)I) (in VP coordinates; another
+family's x is first divided by its scale s(t)), and
 
     x̂_0(x, t) = Σ_n w_n x_n,   w = softmax_n(−‖x − √ᾱ x_n‖² / (2(1−ᾱ))),
     ε(x, t)   = (x − √ᾱ·x̂_0)/√(1−ᾱ).
@@ -60,9 +61,16 @@ class Empirical(Backbone):
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
             **cond: Any) -> Tensor:
+        """ε at the model's x = s·x_vp (any schedule family), from x̂_0 in the VP coordinates."""
         la = schedule.log_alpha_bar(t)
-        x0 = self.denoise(x, la.exp(), class_labels)
-        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        flat = x.reshape(x.shape[0], -1).to(torch.float64) / schedule.scale(t)[:, None]
+        x0 = self.denoise(flat, la.exp(), class_labels)
         a = la.exp()[:, None]
         eps = (flat - a.sqrt() * x0) / (1 - a).clamp_min(1e-20).sqrt()
         return eps.to(x.dtype).reshape(x.shape)
+
+    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
+                 **cond: Any) -> Tensor:
+        """x̂_0 at the model's x, defined at zero SNR too (there the data's mean)."""
+        flat = x.reshape(x.shape[0], -1).to(torch.float64) / schedule.scale(t)[:, None]
+        return self.denoise(flat, schedule.alpha_bar(t), class_labels).to(x.dtype).reshape(x.shape)

@@ -1,13 +1,15 @@
 r"""The exact ε of a Gaussian-mixture data distribution: ground truth for sampler quality.
 
-Data p_0 = Σ_k w_k N(μ_k, diag(v_k)). Under the VP forward process
-p_t = Σ_k w_k N(√ᾱ μ_k, C_k) with C_k = ᾱ·diag(v_k) + (1−ᾱ)I, so
+Data p_0 = Σ_k w_k N(μ_k, diag(v_k)). Under the forward process x_t = a·x_0 + b·ε of any schedule
+(a, b its ``signal`` and ``noise``; √ᾱ and √(1−ᾱ) for VP) p_t = Σ_k w_k N(a μ_k, C_k) with
+C_k = a²·diag(v_k) + b²·I, so
 
-    ∇log p_t(x) = −Σ_k r_k(x)·C_k⁻¹(x − √ᾱ μ_k),   r_k ∝ w_k N(x; √ᾱ μ_k, C_k),
-    ε(x, t)     = −√(1−ᾱ)·∇log p_t(x),
+    ∇log p_t(x) = −Σ_k r_k(x)·C_k⁻¹(x − a μ_k),   r_k ∝ w_k N(x; a μ_k, C_k),
+    ε(x, t)     = −b·∇log p_t(x),
+    E[x_0 | x]  = Σ_k r_k(x)·(μ_k + a·diag(v_k)·C_k⁻¹(x − a μ_k)),
 
-finite at every t ∈ [0, 1]. With ``class_labels`` y, the sum runs over component y only: the
-exact class-conditional ε; the null label K (one past the last component) means no label.
+finite at every t ∈ [0, 1], zero SNR (a = 0) included. With ``class_labels`` y, the sum runs over
+component y only: the exact class-conditional ε; the null label K (one past the last component) means no label.
 """
 
 from __future__ import annotations
@@ -69,13 +71,13 @@ class GaussianMixture(Backbone):
     def num_components(self) -> int:
         return self.means.shape[0]
 
-    def _log_resp_and_score(self, x: Tensor, alpha_bar: Tensor,
-                            class_labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-component log w_k N(x; √ᾱμ_k, C_k) [B, K], the score [B, D] and the responsibilities."""
+    def _posterior_terms(self, x: Tensor, a: Tensor, b2: Tensor,
+                         class_labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-component log w_k N(x; aμ_k, C_k) [B, K], responsibilities r [B, K], x − aμ_k and C_k [B, K, D]."""
         dev = x.device
-        a = alpha_bar.to(dev)[:, None, None]
-        cov = a * self.variances.to(dev) + (1 - a)  # [B, K, D]
-        diff = x[:, None, :] - a.sqrt() * self.means.to(dev)
+        a, b2 = a.to(dev)[:, None, None], b2.to(dev)[:, None, None]
+        cov = a * a * self.variances.to(dev) + b2  # [B, K, D]
+        diff = x[:, None, :] - a * self.means.to(dev)
         logn = -0.5 * ((diff**2 / cov) + torch.log(2 * math.pi * cov)).sum(-1)
         logits = self.weights.to(dev).log() + logn
         if class_labels is not None:
@@ -83,31 +85,52 @@ class GaussianMixture(Backbone):
             keep = torch.nn.functional.one_hot(y, self.num_components + 1).bool()[:, :-1]
             keep |= (y == self.num_components)[:, None]
             logits = logits.masked_fill(~keep, -math.inf)
-        r = torch.softmax(logits, dim=1)
-        score = -(r[:, :, None] * diff / cov).sum(1)
-        return logits, score, r
+        return logits, torch.softmax(logits, dim=1), diff, cov
 
-    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
-            **cond: Any) -> Tensor:
+    def _flat(self, x: Tensor) -> Tensor:
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
         if flat.shape[1] != self.dim:
             raise ValueError(f"x has {flat.shape[1]} features per sample; the mixture has dimension {self.dim}")
-        la = schedule.log_alpha_bar(t).to(x.device)
-        _, score, _ = self._log_resp_and_score(flat, la.exp(), class_labels)
-        eps = -(-torch.expm1(la)).sqrt()[:, None] * score
+        return flat
+
+    def _scales(self, t: Tensor, schedule: Schedule, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(a, b², b) at t; for a VP schedule b² = 1 − ᾱ is taken as −expm1(log ᾱ), exact near t = 0."""
+        if schedule.variance_preserving:
+            la = schedule.log_alpha_bar(t).to(x.device)
+            b2 = -torch.expm1(la)
+            return (0.5 * la).exp(), b2, b2.sqrt()
+        a, b = schedule.signal(t).to(x.device), schedule.noise(t).to(x.device)
+        return a, b * b, b
+
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
+            **cond: Any) -> Tensor:
+        flat = self._flat(x)
+        a, b2, b = self._scales(t, schedule, x)
+        _, r, diff, cov = self._posterior_terms(flat, a, b2, class_labels)
+        eps = b[:, None] * (r[:, :, None] * diff / cov).sum(1)
         return eps.to(x.dtype).reshape(x.shape)
+
+    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
+                 **cond: Any) -> Tensor:
+        """E[x_0 | x_t]: the posterior mean, exact at zero SNR too (there Σ w_k μ_k)."""
+        flat = self._flat(x)
+        a, b2, _ = self._scales(t, schedule, x)
+        _, r, diff, cov = self._posterior_terms(flat, a, b2, class_labels)
+        comp = self.means.to(x.device) + a[:, None, None] * self.variances.to(x.device) * diff / cov
+        return (r[:, :, None] * comp).sum(1).to(x.dtype).reshape(x.shape)
 
     def log_prob(self, x: Tensor, alpha_bar: float = 1.0) -> Tensor:
         """log p_t(x) where ᾱ(t) = ``alpha_bar`` (the data density at 1)."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
-        logits, _, _ = self._log_resp_and_score(flat, torch.full((flat.shape[0],), float(alpha_bar),
-                                                                 dtype=torch.float64), None)
+        ab = torch.full((flat.shape[0],), float(alpha_bar), dtype=torch.float64)
+        logits = self._posterior_terms(flat, ab.sqrt(), 1 - ab, None)[0]
         return torch.logsumexp(logits, dim=1)
 
     def posterior(self, x: Tensor) -> Tensor:
         """Component responsibilities p(k | x) of data points x [B, K]."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
-        return self._log_resp_and_score(flat, torch.ones(flat.shape[0], dtype=torch.float64), None)[2]
+        one = torch.ones(flat.shape[0], dtype=torch.float64)
+        return self._posterior_terms(flat, one, 1 - one, None)[1]
 
     def mean(self) -> Tensor:
         """E[x_0] = Σ w_k μ_k."""

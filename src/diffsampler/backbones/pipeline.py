@@ -79,10 +79,10 @@ class TextToImage(DiffusersBackbone):
         return {"encoder_hidden_states": c.expand(n, -1, -1) if len(prompts) == 1 else c,
                 "negative_encoder_hidden_states": u.expand(n, -1, -1) if len(negatives) == 1 else u}
 
-    def eps(self, x: Tensor, t: Tensor, schedule: Any, negative_encoder_hidden_states: Tensor | None = None,
-            **cond: Any) -> Tensor:
-        """ε of the UNet on the prompt's states; the negative prompt's are CFG's business, unused unguided."""
-        return super().eps(x, t, schedule, **cond)
+    def _output(self, x: Tensor, t: Tensor, schedule: Any, negative_encoder_hidden_states: Tensor | None = None,
+                **cond: Any) -> Tensor:
+        """The UNet on the prompt's states; the negative prompt's are CFG's business, unused unguided."""
+        return super()._output(x, t, schedule, **cond)
 
     def decode(self, latents: Tensor, batch_size: int = 1) -> Tensor:
         """Images in [−1, 1] from latents: VAE decoding of z/s + b, ``batch_size`` latents at a time."""

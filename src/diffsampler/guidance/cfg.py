@@ -55,6 +55,11 @@ class CFG:
         both[self.label_key] = torch.cat([y, torch.full_like(y, int(null))])
         return both
 
+    @property
+    def linear(self) -> bool:
+        """A fixed linear mix of the network's predictions, so that it mixes x̂_0 alike (at zero SNR, where ε cannot)."""
+        return self.rescale == 0 and type(self).combine is CFG.combine
+
     def combine(self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule,
                 state: dict[str, Any]) -> Tensor:
         """The guided ε from the conditional and unconditional ones; ``state`` lives for one sampling run."""

@@ -51,7 +51,11 @@ class ClassifierGuidance:
             on = inside(t, self.interval)
             if self.scale == 0 or not bool(on.any()):
                 return e
-            g = self.grad_log_prob(x, t, y, schedule).to(e.dtype)
+            if schedule.variance_preserving:
+                g = self.grad_log_prob(x, t, y, schedule).to(e.dtype)
+            else:  # the classifier reads the model's x = s·x_vp: ∇_{x_vp} = s·∇ₓ
+                s = bcast(schedule.scale(t), x).to(x.dtype)
+                g = (s * self.grad_log_prob(x * s, t, y, schedule)).to(e.dtype)
             return e - bcast(on * self.scale * schedule.std(t), x) * g
 
         return guided

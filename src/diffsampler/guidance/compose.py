@@ -19,6 +19,11 @@ class Compose:
             raise ValueError("compose needs at least one guidance")
         self.guidances = list(guidances)
 
+    @property
+    def linear(self) -> bool:
+        """Linear when every part is."""
+        return all(getattr(g, "linear", False) for g in self.guidances)
+
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         for g in self.guidances:
             inner, eps = eps, g(eps, schedule, backbone)

@@ -1,4 +1,4 @@
-"""Noise schedules ᾱ(t) on continuous t ∈ [0, 1], and the time grids samplers walk on."""
+"""Noise schedules on continuous t ∈ [0, 1] (VP, VE/EDM, rectified flow), and the time grids samplers walk on."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ SCHEDULES: Registry[type[Schedule]] = Registry("schedule", "schedules")
 
 from .continuous import SigmoidAlphaBar, VPContinuous  # noqa: E402
 from .discrete import Cosine, Linear, ScaledLinear, Sigmoid  # noqa: E402
+from .families import VE, RectifiedFlow  # noqa: E402
 from .grids import SPACINGS, check_grid, make_grid  # noqa: E402
 
 SCHEDULES.register("linear", Linear)
@@ -23,4 +24,4 @@ from ..registry import import_submodules  # noqa: E402
 import_submodules(__name__, __path__)  # a spacing or schedule in a file of its own registers itself
 
 __all__ = ["SCHEDULES", "SPACINGS", "Schedule", "DiscreteSchedule", "Linear", "ScaledLinear", "Cosine",
-           "Sigmoid", "SigmoidAlphaBar", "VPContinuous", "make_grid", "check_grid"]
+           "Sigmoid", "SigmoidAlphaBar", "VPContinuous", "VE", "RectifiedFlow", "make_grid", "check_grid"]

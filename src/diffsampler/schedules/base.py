@@ -1,6 +1,12 @@
-r"""Variance-preserving noise schedules on continuous time.
+r"""Noise schedules on continuous time, in variance-preserving (VP) form.
 
     x_t = √ᾱ(t)·x_0 + √(1−ᾱ(t))·ε,   t ∈ [0, 1],   ᾱ(0) = 1.
+
+Any other interpolation x_t = a(t)·x_0 + b(t)·ε (VE/EDM, rectified flow) is the VP one of the same
+log-SNR λ = 2·log(a/b), scaled: x_t = s(t)·x_vp with s = √(a² + b²) and ᾱ = a²/(a² + b²). A schedule
+states its ᾱ(t) (the VP equivalent) and ``scale`` s(t) (1 for VP); samplers walk x_vp, and ``sample``
+converts at the model's door, so every sampler runs on every family. ``signal`` and ``noise`` are the
+model's own a(t) and b(t).
 
 Derived views: signal scale α(t) = √ᾱ, noise std √(1−ᾱ), EDM noise level σ(t) = √((1−ᾱ)/ᾱ),
 log-SNR λ(t) = log(ᾱ/(1−ᾱ)) and its inverse. A *discrete* schedule of T training steps puts
@@ -17,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Schedule", "DiscreteSchedule", "as_time", "train_steps"]
+__all__ = ["Schedule", "DiscreteSchedule", "as_time", "train_steps", "zero_terminal_snr"]
 
 _DTYPE = torch.float64
 
@@ -38,6 +44,8 @@ class Schedule:
     """Base class: subclasses define ``log_alpha_bar`` and ``t_from_log_snr``."""
 
     discrete: bool = False
+    variance_preserving: bool = True  # scale(t) ≡ 1: the model's x is the samplers' x
+    default_spacing: str | None = None  # the spacing this family is sampled with unless asked (else the sampler's)
 
     def __init__(self, num_train_timesteps: int = 1000) -> None:
         self.num_train_timesteps = train_steps(num_train_timesteps)
@@ -77,6 +85,18 @@ class Schedule:
         la = self.log_alpha_bar(t)
         return la - torch.log(-torch.expm1(la))
 
+    def scale(self, t: float | Tensor) -> Tensor:
+        """s(t) = √(a² + b²): the model's x_t = s·x_vp (1 for a VP schedule)."""
+        return torch.ones_like(as_time(t))
+
+    def signal(self, t: float | Tensor) -> Tensor:
+        """The model's signal scale a(t) = s·√ᾱ."""
+        return self.scale(t) * self.alpha(t)
+
+    def noise(self, t: float | Tensor) -> Tensor:
+        """The model's noise scale b(t) = s·√(1−ᾱ)."""
+        return self.scale(t) * self.std(t)
+
     def t_from_sigma(self, sigma: float | Tensor) -> Tensor:
         """Inverse of σ(t): t with √((1−ᾱ)/ᾱ) = sigma."""
         return self.t_from_log_snr(-2.0 * torch.log(as_time(sigma)))
@@ -106,8 +126,10 @@ class DiscreteSchedule(Schedule):
 
     def __init__(self, betas: Tensor | Any) -> None:
         betas = torch.as_tensor(betas, dtype=_DTYPE).flatten()
-        if betas.numel() < 1 or not torch.all((betas > 0) & (betas < 1)):
-            raise ValueError("betas must be a non-empty sequence of values in (0, 1)")
+        if betas.numel() < 1 or not torch.all((betas > 0) & (betas < 1) | (betas == 1) & (torch.arange(
+                betas.numel()) == betas.numel() - 1)):
+            raise ValueError("betas must be a non-empty sequence of values in (0, 1); the last may be 1 "
+                             "(zero terminal SNR)")
         super().__init__(betas.numel())
         self.betas = betas
         # knots' log ᾱ, with log ᾱ(0) = 0 prepended
@@ -128,14 +150,17 @@ class DiscreteSchedule(Schedule):
         u = self._position(t)
         k = u.floor().clamp(0, self.num_train_timesteps - 1)
         lo, hi = self._log_ab[k.long()], self._log_ab[k.long() + 1]
-        return lo + (u - k) * (hi - lo)
+        w = u - k
+        # into a zero-SNR last knot (ᾱ = 0) ᾱ itself is linear: log ᾱ = lo + log(1 − w)
+        return torch.where(torch.isinf(hi), lo + torch.log1p(-w), lo + w * (hi - lo))
 
     def t_from_log_snr(self, lam: float | Tensor) -> Tensor:
         target = torch.nn.functional.logsigmoid(as_time(lam))  # log ᾱ = log σ(λ)
         # −log ᾱ increases along the knots; find the segment holding the target
         k = torch.searchsorted(-self._log_ab, (-target).contiguous()).clamp(1, self.num_train_timesteps)
         lo, hi = self._log_ab[k - 1], self._log_ab[k]
-        return ((k - 1) + (target - lo) / (hi - lo)) / self.num_train_timesteps
+        w = torch.where(torch.isinf(hi), -torch.expm1(target - lo), (target - lo) / (hi - lo))
+        return ((k - 1) + w) / self.num_train_timesteps
 
     def model_time(self, t: Tensor) -> Tensor:
         """Training index t·T − 1, clamped to [0, T−1] (what diffusers UNets take)."""
@@ -150,10 +175,12 @@ class DiscreteSchedule(Schedule):
         from . import SCHEDULES
 
         cfg = dict(getattr(config, "config", config))
-        if cfg.get("rescale_betas_zero_snr"):
-            raise ValueError("rescale_betas_zero_snr=True gives ᾱ_T = 0, where ε-prediction is undefined")
+        if str(cfg.get("_class_name", "")).startswith("FlowMatch"):
+            return SCHEDULES.get("rectified-flow")(shift=cfg.get("shift", 1.0),
+                                                   num_train_timesteps=cfg.get("num_train_timesteps", 1000))
         if cfg.get("trained_betas") is not None:
-            return cls(cfg["trained_betas"])
+            betas = torch.as_tensor(cfg["trained_betas"], dtype=_DTYPE)
+            return cls(zero_terminal_snr(betas) if cfg.get("rescale_betas_zero_snr") else betas)
         kind = cfg.get("beta_schedule", "linear")
         names = {"linear": "linear", "scaled_linear": "scaled-linear", "squaredcos_cap_v2": "cosine",
                  "sigmoid": "sigmoid"}
@@ -162,7 +189,16 @@ class DiscreteSchedule(Schedule):
         kwargs: dict[str, Any] = {"num_train_timesteps": cfg.get("num_train_timesteps", 1000)}
         if kind != "squaredcos_cap_v2":
             kwargs.update(beta_start=cfg.get("beta_start", 1e-4), beta_end=cfg.get("beta_end", 0.02))
-        return SCHEDULES.get(names[kind])(**kwargs)
+        named = SCHEDULES.get(names[kind])(**kwargs)
+        return cls(zero_terminal_snr(named.betas)) if cfg.get("rescale_betas_zero_snr") else named
+
+
+def zero_terminal_snr(betas: Tensor) -> Tensor:
+    """Lin et al. 2024, Alg. 1: shift and scale √ᾱ so that √ᾱ_T = 0 and √ᾱ_0 is kept; the betas of that ᾱ."""
+    root = torch.cumprod(1 - betas.to(_DTYPE), 0).sqrt()
+    root = (root - root[-1]) * root[0] / (root[0] - root[-1])
+    ab = root**2
+    return 1 - torch.cat([ab[:1], ab[1:] / ab[:-1]])
 
 
 def cosine_alpha_bar(u: Tensor, s: float = 0.008) -> Tensor:

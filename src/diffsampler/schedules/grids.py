@@ -8,8 +8,10 @@ training knot t = 1/T for instance, and the samplers then return x at that noise
 Index spacings (diffusers-compatible, on training indices i, t = (i+1)/T, N ≤ T):
 ``leading`` i = k·⌊T/N⌋ + offset; ``trailing`` i = round(T − k·T/N) − 1;
 ``linspace`` i = round(linspace(0, T−1, N)); ``quadratic`` (DDIM) i = ⌊linspace(0, √(0.8T), N)²⌋.
-Continuous spacings: ``uniform`` in t on [0, 1]; ``logsnr`` uniform in λ between λ(1) and
-λ(1/T); ``karras`` (alias ``edm``) σ_k = (σ_max^{1/ρ} + k/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7.
+Continuous spacings: ``uniform`` in t on [0, 1]; ``shifted-uniform`` (uniform through a rectified
+flow's shift) and ``flow`` (diffusers' flow-matching Euler grid, shifted likewise); ``logsnr`` uniform
+in λ between λ(1) and λ(1/T); ``karras`` (alias ``edm``)
+σ_k = (σ_max^{1/ρ} + k/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7.
 
 The names k-diffusion and ComfyUI users know, each as its source defines it, in EDM σ = √((1−ᾱ)/ᾱ)
 between σ_min = σ(1/T) and σ_max = σ(1) (r_k = k/(N−1)): ``exponential`` log σ uniform;
@@ -84,9 +86,39 @@ def uniform(schedule: Schedule, steps: int) -> Tensor:
     return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
 
 
+@SPACINGS.register("flow")
+def flow(schedule: Schedule, steps: int) -> Tensor:
+    """diffusers' ``FlowMatchEulerDiscreteScheduler``: u = linspace(1, u_min, N), t = shift·u/(1 + (shift−1)·u),
+    with u_min = the shifted 1/T (so the low end is shifted twice, as there); shift = 1 off a rectified flow."""
+    shift = getattr(schedule, "shift", 1.0)
+
+    def shifted(u: Tensor) -> Tensor:
+        return shift * u / (1 + (shift - 1) * u)
+
+    u_min = shifted(torch.tensor(1.0 / schedule.num_train_timesteps, dtype=torch.float64))
+    return shifted(torch.linspace(1.0, u_min.item(), steps, dtype=torch.float64))
+
+
+@SPACINGS.register("shifted-uniform")
+def shifted_uniform(schedule: Schedule, steps: int) -> Tensor:
+    """``uniform`` through a rectified flow's shift: t = shift·u/(1 + (shift−1)·u), u = 1, 1 − 1/N, …, 1/N."""
+    shift = getattr(schedule, "shift", 1.0)
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def _finite_top(schedule: Schedule, spacing: str) -> None:
+    """A one-line error where the schedule reaches zero SNR at t = 1, which a σ or λ spacing cannot place."""
+    if not torch.isfinite(schedule.sigma(1.0)):
+        raise ValueError(f"spacing {spacing!r} needs a finite σ at t = 1, and this schedule "
+                         f"({type(schedule).__name__}) reaches zero SNR there: pass sigma_max=…, or use trailing, "
+                         "uniform or flow")
+
+
 @SPACINGS.register("logsnr")
 def logsnr(schedule: Schedule, steps: int) -> Tensor:
     """Equal steps in log-SNR λ from λ(1) to λ(1/T) (as DPM-Solver's ``logSNR`` skip)."""
+    _finite_top(schedule, "logsnr")
     lam = torch.linspace(schedule.log_snr(1.0).item(), schedule.log_snr(schedule.t_min).item(), steps,
                          dtype=torch.float64)
     return schedule.t_from_log_snr(lam)
@@ -97,7 +129,7 @@ def logsnr(schedule: Schedule, steps: int) -> Tensor:
 def karras(schedule: Schedule, steps: int, *, rho: float = 7.0, sigma_min: float | None = None,
            sigma_max: float | None = None) -> Tensor:
     """Karras et al. 2022: σ_k = (σ_max^{1/ρ} + k/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ in EDM σ = √((1−ᾱ)/ᾱ)."""
-    lo, hi = _sigma_range(schedule, sigma_min, sigma_max)
+    lo, hi = _sigma_range(schedule, sigma_min, sigma_max, "karras")
     return schedule.t_from_sigma(karras_sigmas(steps, lo, hi, rho))
 
 
@@ -115,9 +147,12 @@ def _distinct(idx: Tensor, what: str) -> Tensor:
     return idx
 
 
-def _sigma_range(schedule: Schedule, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+def _sigma_range(schedule: Schedule, sigma_min: float | None, sigma_max: float | None,
+                 name: str) -> tuple[float, float]:
     """(σ_min, σ_max), the schedule's σ(1/T) and σ(1) where not given."""
     lo = schedule.sigma(schedule.t_min).item() if sigma_min is None else sigma_min
+    if sigma_max is None:
+        _finite_top(schedule, name)
     hi = schedule.sigma(1.0).item() if sigma_max is None else sigma_max
     return lo, hi
 
@@ -133,7 +168,7 @@ def exponential(schedule: Schedule, steps: int, *, sigma_min: float | None = Non
 def polyexponential(schedule: Schedule, steps: int, *, rho: float = 1.0, sigma_min: float | None = None,
                     sigma_max: float | None = None) -> Tensor:
     """k-diffusion's ``get_sigmas_polyexponential``: log σ_k = log σ_min + (1 − k/(N−1))^ρ·(log σ_max − log σ_min)."""
-    lo, hi = _sigma_range(schedule, sigma_min, sigma_max)
+    lo, hi = _sigma_range(schedule, sigma_min, sigma_max, "polyexponential")
     ramp = torch.linspace(1, 0, steps, dtype=torch.float64) ** rho
     return _sigmas_to_t(schedule, (math.log(lo) + ramp * (math.log(hi) - math.log(lo))).exp(), "'polyexponential'")
 
@@ -142,7 +177,7 @@ def polyexponential(schedule: Schedule, steps: int, *, rho: float = 1.0, sigma_m
 def kl_optimal(schedule: Schedule, steps: int, *, sigma_min: float | None = None,
                sigma_max: float | None = None) -> Tensor:
     """Sabour et al. 2024 (ComfyUI ``kl_optimal``): σ_k = tan((1 − k/(N−1))·atan σ_max + k/(N−1)·atan σ_min)."""
-    lo, hi = _sigma_range(schedule, sigma_min, sigma_max)
+    lo, hi = _sigma_range(schedule, sigma_min, sigma_max, "kl-optimal")
     r = torch.linspace(0, 1, steps, dtype=torch.float64)
     return _sigmas_to_t(schedule, torch.tan((1 - r) * math.atan(hi) + r * math.atan(lo)), "'kl-optimal'")
 
@@ -250,9 +285,10 @@ def check_grid(grid: Tensor) -> Tensor:
     return grid
 
 
-def make_grid(schedule: Schedule, steps: int, spacing: str = "trailing", **options: float) -> Tensor:
-    """A decreasing grid of ``steps + 1`` times: ``steps`` start times from ``spacing``, then t = 0."""
+def make_grid(schedule: Schedule, steps: int, spacing: str | None = None, **options: float) -> Tensor:
+    """A decreasing grid of ``steps + 1`` times: ``steps`` start times from ``spacing`` (default: the schedule
+    family's, else trailing), then t = 0."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
-    starts = SPACINGS.get(spacing)(schedule, steps, **options)
+    starts = SPACINGS.get(spacing or schedule.default_spacing or "trailing")(schedule, steps, **options)
     return check_grid(torch.cat([starts, torch.zeros(1, dtype=torch.float64)]))
