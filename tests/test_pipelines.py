@@ -3,68 +3,32 @@ and by diffusers' own StableDiffusionPipeline on the same prompt, latents and sc
 
 from __future__ import annotations
 
-import json
 import shutil
-import string
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
     StableDiffusionPipeline,
-    UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from typer.testing import CliRunner
 
 import diffsampler as ds
 from diffsampler.backbones import DiffusersBackbone
 from diffsampler.backbones.pipeline import TextToImage
+from diffsampler.backbones.tiny import tiny_sd_pipeline
 from diffsampler.cli import app
 from diffsampler.guidance import CFG
 
 PROMPTS = ["a photo of 2 cats", "a dog, 3"]
 
 
-def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
-    """A CLIP BPE tokenizer over single characters (no merges), written by the test."""
-    chars = string.ascii_lowercase + string.digits + ".,"
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    folder.mkdir(parents=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
-
-
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory) -> Path:
     """A Stable Diffusion 1.x-layout pipeline folder with tiny random components (VAE factor 2)."""
-    root = tmp_path_factory.mktemp("pipelines")
-    tok = tiny_tokenizer(root / "vocab")
-    torch.manual_seed(0)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
-                                        num_attention_heads=2, max_position_embeddings=16, projection_dim=8,
-                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                        pad_token_id=tok.eos_token_id))
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
-                                cross_attention_dim=8, attention_head_dim=2)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
-                        norm_num_groups=4, sample_size=16)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler,
-                            safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(root / "sd")
-    return root / "sd"
+    return tiny_sd_pipeline(tmp_path_factory.mktemp("pipelines") / "sd")
 
 
 @pytest.fixture(scope="module")

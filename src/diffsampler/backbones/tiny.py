@@ -1,0 +1,60 @@
+"""Tiny random pipelines built offline from configs: what the tests and the pipeline benchmark sample.
+
+The weights are random, so the images are noise; the layout, the components and every code path are
+those of the real pipelines (a Stable Diffusion 1.x folder: unet, vae, text_encoder, tokenizer, scheduler).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["tiny_tokenizer", "tiny_sd_pipeline"]
+
+
+def tiny_tokenizer(folder: Path) -> Any:
+    """A CLIP BPE tokenizer over single characters (no merges), its vocabulary written into ``folder``."""
+    from transformers import CLIPTokenizer
+
+    chars = string.ascii_lowercase + string.digits + ".,"
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+
+
+def tiny_sd_pipeline(folder: Path, width: int = 8, seed: int = 0) -> Path:
+    """Save a Stable Diffusion 1.x-layout pipeline with tiny random components (VAE factor 2) to ``folder``.
+
+    ``width`` is the UNet's first block width (the second is twice it): 8 for tests, larger for timing.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    tok = tiny_tokenizer(folder.parent / (folder.name + "-vocab"))
+    torch.manual_seed(seed)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                                        num_attention_heads=2, max_position_embeddings=16, projection_dim=8,
+                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                        pad_token_id=tok.eos_token_id))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(width, 2 * width),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
+                                cross_attention_dim=8, attention_head_dim=2)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
+                        norm_num_groups=4, sample_size=16)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler,
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(folder)
+    return folder
