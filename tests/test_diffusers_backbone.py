@@ -251,5 +251,5 @@ def test_cfg_with_text_style_conditioning(tmp_path) -> None:
     r = ds.sample(bb, sampler="ddim", steps=3, x_T=x, guidance=CFG(scale=2.0), full_output=True,
                   cond={"encoder_hidden_states": ctx, "negative_encoder_hidden_states": neg})
     assert r.nfe == 6 and torch.isfinite(r.samples).all()
-    with pytest.raises(ValueError, match="needs the unconditional states"):
+    with pytest.raises(ValueError, match="needs the unconditional half"):
         guided(x, t, encoder_hidden_states=ctx)

@@ -103,6 +103,7 @@ SAMPLERS = [("ddpm", {"steps": 500}), ("euler-maruyama", {"steps": 1000}),
             ("plms", {"steps": 25})]
 
 
+@pytest.mark.slow  # 40 runs of 6000 samples, some of 1000 steps: 25 s on 2 cores
 @pytest.mark.parametrize("sampler,options", SAMPLERS)
 @pytest.mark.parametrize("name", ["ve", "rectified-flow-shift3"])
 def test_every_sampler_recovers_the_mixture(mixture, name: str, sampler: str, options: dict) -> None:

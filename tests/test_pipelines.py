@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import diffsampler as ds
 from diffsampler.backbones import DiffusersBackbone
 from diffsampler.backbones.pipeline import TextToImage
-from diffsampler.backbones.tiny import tiny_sd_pipeline
+from diffsampler.backbones.tiny import tiny_sd3_pipeline, tiny_sd_pipeline
 from diffsampler.cli import app
 from diffsampler.guidance import CFG
 
@@ -122,3 +122,56 @@ def test_cli_bad_input_is_one_line(sd: Path, tmp_path: Path) -> None:
         r = runner.invoke(app, ["sample", *args, "--steps", "2", "--n", "1", "--out", str(out)])
         assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
         assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def sd3(tmp_path_factory) -> Path:
+    return tiny_sd3_pipeline(tmp_path_factory.mktemp("sd3") / "sd3")
+
+
+def _sd3_embeddings() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"encoder_hidden_states": torch.randn(2, 6, 16, generator=g),
+            "negative_encoder_hidden_states": torch.randn(2, 6, 16, generator=g),
+            "pooled_projections": torch.randn(2, 8, generator=g),
+            "negative_pooled_projections": torch.randn(2, 8, generator=g)}
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "euler"])
+def test_sd3_flow_transformer_equals_the_diffusers_pipeline(sd3: Path, sampler: str) -> None:
+    """An SD3-layout pipeline (flow-matching transformer, shift 3) on precomputed prompt embeddings: latents and
+    images equal StableDiffusion3Pipeline's. DDIM and Euler in σ are both its flow Euler on a rectified flow."""
+    from diffusers import StableDiffusion3Pipeline
+
+    none = {k: None for k in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3",
+                              "tokenizer_3", "image_encoder", "feature_extractor")}
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3, **none)
+    pipe.set_progress_bar_config(disable=True)
+    c = _sd3_embeddings()
+    lat = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    kw = dict(prompt_embeds=c["encoder_hidden_states"], negative_prompt_embeds=c["negative_encoder_hidden_states"],
+              pooled_prompt_embeds=c["pooled_projections"],
+              negative_pooled_prompt_embeds=c["negative_pooled_projections"], num_inference_steps=5,
+              guidance_scale=3.0, height=16, width=16, latents=lat)
+    ref, img = pipe(output_type="latent", **kw).images, pipe(output_type="pt", **kw).images
+    bb = DiffusersBackbone.from_pretrained(sd3).resize(16, 16)
+    assert isinstance(bb, TextToImage) and bb.prediction_type == "flow" and bb.sample_shape == (4, 8, 8)
+    assert isinstance(bb.schedule, ds.RectifiedFlow) and bb.schedule.shift == 3.0
+    got = ds.sample(bb, sampler=sampler, spacing="flow", steps=5, x_T=lat, guidance=CFG(scale=3.0), cond=c,
+                    full_output=True)
+    assert got.nfe == 10 and got.grid[0].item() == 1.0  # from zero SNR, CFG's two halves a step
+    assert _rel(got.samples, ref) < 1e-4
+    assert _rel((bb.decode(got.samples) / 2 + 0.5).clamp(0, 1), img) < 1e-4
+
+
+def test_sd3_needs_its_embeddings(sd3: Path) -> None:
+    bb = DiffusersBackbone.from_pretrained(sd3)
+    with pytest.raises(ValueError, match="text encoders are not loaded .* pass precomputed embeddings"):
+        bb.encode_prompt("a cat")
+    c = _sd3_embeddings()
+    del c["negative_pooled_projections"]
+    with pytest.raises(ValueError, match="cfg with pooled_projections needs the unconditional half"):
+        ds.sample(bb, steps=2, shape=(2, *bb.sample_shape), seed=0, guidance=CFG(scale=2.0), cond=c)
+    del c["pooled_projections"]
+    with pytest.raises(ValueError, match="SD3Transformer2DModel needs pooled_projections in cond"):
+        ds.sample(bb, steps=2, shape=(2, *bb.sample_shape), seed=0, cond=c)

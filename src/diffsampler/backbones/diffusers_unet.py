@@ -25,7 +25,8 @@ from .base import NetworkBackbone, prediction_type_of
 __all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
-UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
+UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel", "SD3Transformer2DModel")
+TRANSFORMERS = ("SD3Transformer2DModel",)  # called with keywords: hidden_states, timestep, encoder_hidden_states, …
 EXTRA_CONFIG = "diffsampler.json"  # null label, class names, clipping: what diffusers' configs do not hold
 
 
@@ -128,7 +129,8 @@ def _beside(folder: Path, model_dir: Path) -> tuple[dict[str, Any] | None, dict[
 
 
 class DiffusersBackbone(NetworkBackbone):
-    """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` predicting ε, x_0 or v, on training-index time."""
+    """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` predicting ε, x_0 or v on training-index time, or an
+    ``SD3Transformer2DModel`` predicting flow (its ``pooled_projections`` in ``cond``) on rectified-flow time."""
 
     def __init__(self, unet: torch.nn.Module, schedule: Schedule | None = None, prediction_type: str = "epsilon",
                  null_class_label: int | None = None, clip: float | None = None,
@@ -200,12 +202,19 @@ class DiffusersBackbone(NetworkBackbone):
         y = self.class_labels(class_labels, x.shape[0])
         if y is not None:
             kwargs["class_labels"] = y
+        kind = type(self.unet).__name__
         if encoder_hidden_states is not None:
             kwargs["encoder_hidden_states"] = encoder_hidden_states.to(device=self.device, dtype=self.dtype)
-        elif type(self.unet).__name__ == "UNet2DConditionModel":
-            raise ValueError("UNet2DConditionModel needs encoder_hidden_states in cond")
+        elif kind in ("UNet2DConditionModel", *TRANSFORMERS):
+            raise ValueError(f"{kind} needs encoder_hidden_states in cond")
         tm = schedule.model_time(t).to(device=self.device, dtype=torch.float32)
-        out = self.unet(x.to(device=self.device, dtype=self.dtype), tm, **kwargs).sample
+        if kind in TRANSFORMERS:
+            if kwargs.get("pooled_projections") is None:
+                raise ValueError(f"{kind} needs pooled_projections in cond")
+            kwargs["pooled_projections"] = kwargs["pooled_projections"].to(device=self.device, dtype=self.dtype)
+            out = self.unet(hidden_states=x.to(device=self.device, dtype=self.dtype), timestep=tm, **kwargs).sample
+        else:
+            out = self.unet(x.to(device=self.device, dtype=self.dtype), tm, **kwargs).sample
         if out.shape != x.shape:
             raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
         return out.to(device=x.device, dtype=x.dtype)
@@ -245,9 +254,11 @@ class DiffusersBackbone(NetworkBackbone):
 
     @staticmethod
     def _from_folder(folder: Path, allow_pickle: bool):
-        model_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
+        model_dir = next((folder / d for d in ("unet", "transformer") if (folder / d / "config.json").is_file()),
+                         folder)
         if not (model_dir / "config.json").is_file():
-            raise ModelLoadError(f"{folder} holds no diffusers model: expected unet/config.json or config.json")
+            raise ModelLoadError(f"{folder} holds no diffusers model: expected unet/config.json, "
+                                 "transformer/config.json or config.json")
         cfg = _read_json(model_dir / "config.json")
         _unet_class(cfg)
         unet = _build(cfg, _load_weights(_weights_in(model_dir, allow_pickle), allow_pickle), model_dir)
@@ -268,7 +279,7 @@ class DiffusersBackbone(NetworkBackbone):
     def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
         from huggingface_hub import snapshot_download
 
-        parts = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+        parts = ("unet", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
         patterns = ["model_index.json", "*.json", "*.safetensors", *(f"{p}/*.json" for p in parts),
                     *(f"{p}/*.safetensors" for p in parts), "tokenizer/*.txt"] + \
             (["*.bin", *(f"{p}/*.bin" for p in parts)] if allow_pickle else [])

@@ -1,11 +1,14 @@
-r"""Latent text-to-image pipelines (Stable Diffusion 1.x/2.x layout) as backbones.
+r"""Latent text-to-image pipelines (Stable Diffusion 1.x/2.x layout, and SD3's) as backbones.
 
-The UNet samples latents z of shape (C, H/f, W/f); prompts are encoded once into ``cond``
-(``encoder_hidden_states``, and ``negative_encoder_hidden_states`` for CFG's unconditional half),
+The UNet (SD3: the flow-matching transformer) samples latents z of shape (C, H/f, W/f); prompts are
+encoded once into ``cond`` (``encoder_hidden_states``, and ``negative_encoder_hidden_states`` for CFG's
+unconditional half),
 and ``decode`` maps the sampled latents to images through the VAE: x = D(z/s + b), with the VAE's
 ``scaling_factor`` s and ``shift_factor`` b (0 where the config has none), batch by batch. Samplers
 see latents only. Text encoders and tokenizers load through ``transformers`` (the ``text`` extra);
-weights are read from safetensors unless ``allow_pickle``.
+weights are read from safetensors unless ``allow_pickle``. An SD3-layout folder loads its transformer,
+VAE and flow-matching scheduler; its three text encoders are not read, so its ``cond`` comes precomputed
+(``encoder_hidden_states``, ``pooled_projections`` and their ``negative_…`` counterparts).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class TextToImage(DiffusersBackbone):
                  height: int | None = None, width: int | None = None) -> None:
         super().__init__(base.unet, base.schedule, base.prediction_type, base.null_class_label, None, base.extra)
         self.vae, self.tokenizer = vae.eval().requires_grad_(False), tokenizer
-        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.text_encoder = None if text_encoder is None else text_encoder.eval().requires_grad_(False)
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.resize(height, width)
 
@@ -68,6 +71,10 @@ class TextToImage(DiffusersBackbone):
                       batch: int | None = None) -> dict[str, Tensor]:
         """``cond`` for ``batch`` samples: the prompt's (and the negative prompt's) text-encoder states, each
         prompt given once or once per sample, as diffusers' Stable Diffusion pipelines encode them."""
+        if self.text_encoder is None:
+            raise ValueError("this pipeline's text encoders are not loaded (SD3 layout: two CLIP and a T5): pass "
+                             "precomputed embeddings in cond (encoder_hidden_states, pooled_projections and their "
+                             "negative_… counterparts)")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         negatives = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
         n = batch or len(prompts)
@@ -79,10 +86,10 @@ class TextToImage(DiffusersBackbone):
         return {"encoder_hidden_states": c.expand(n, -1, -1) if len(prompts) == 1 else c,
                 "negative_encoder_hidden_states": u.expand(n, -1, -1) if len(negatives) == 1 else u}
 
-    def _output(self, x: Tensor, t: Tensor, schedule: Any, negative_encoder_hidden_states: Tensor | None = None,
-                **cond: Any) -> Tensor:
-        """The UNet on the prompt's states; the negative prompt's are CFG's business, unused unguided."""
-        return super()._output(x, t, schedule, **cond)
+    def _output(self, x: Tensor, t: Tensor, schedule: Any, **cond: Any) -> Tensor:
+        """The network on the prompt's states; the negative prompt's (``negative_…``) are CFG's business, unused
+        unguided."""
+        return super()._output(x, t, schedule, **{k: v for k, v in cond.items() if not k.startswith("negative_")})
 
     def decode(self, latents: Tensor, batch_size: int = 1) -> Tensor:
         """Images in [−1, 1] from latents: VAE decoding of z/s + b, ``batch_size`` latents at a time."""
@@ -97,9 +104,11 @@ class TextToImage(DiffusersBackbone):
         super().to(device, dtype)
         if device is not None:
             self.vae.to(device)
-            self.text_encoder.to(device)
         if dtype is not None:
             _cast(self.vae, dtype)
+        if self.text_encoder is not None and device is not None:
+            self.text_encoder.to(device)
+        if self.text_encoder is not None and dtype is not None:
             self.text_encoder.to(dtype)
         return self
 
@@ -107,13 +116,15 @@ class TextToImage(DiffusersBackbone):
     def from_folder(cls, folder: Path, allow_pickle: bool = False, prediction_type: str | None = None,
                     device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "TextToImage":
         """Load every component of a pipeline folder (safetensors weights unless ``allow_pickle``)."""
+        index = json.loads((folder / "model_index.json").read_text())
+        if "transformer" in index:  # SD3 layout: its three text encoders are not read; cond comes precomputed
+            return cls._from_sd3_folder(folder, allow_pickle, prediction_type, device, dtype)
         try:
             import transformers
         except ImportError as exc:
             raise ImportError("text-to-image pipelines need transformers: pip install 'diffsampler[text]'") from exc
         from diffusers import AutoencoderKL
 
-        index = json.loads((folder / "model_index.json").read_text())
         missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
         if missing:
             raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: a text-to-image pipeline needs "
@@ -136,3 +147,22 @@ class TextToImage(DiffusersBackbone):
             if bars:
                 transformers.utils.logging.enable_progress_bar()
         return cls(base, vae, tokenizer, text_encoder).to(device, dtype)
+
+    @classmethod
+    def _from_sd3_folder(cls, folder: Path, allow_pickle: bool, prediction_type: str | None,
+                         device: str | torch.device, dtype: torch.dtype | None) -> "TextToImage":
+        """An SD3-layout folder (transformer, vae, scheduler): no text encoders, prompts come as embeddings."""
+        from diffusers import AutoencoderKL
+
+        missing = [c for c in ("transformer", "vae", "scheduler") if not (folder / c).is_dir()]
+        if missing:
+            raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: an SD3-layout pipeline needs "
+                                 "transformer, vae, scheduler")
+        base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
+                                                 text=False)
+        try:
+            vae = AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=None if allow_pickle else True)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        return cls(base, vae, None, None).to(device, dtype)

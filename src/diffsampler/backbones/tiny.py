@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["tiny_tokenizer", "tiny_sd_pipeline"]
+__all__ = ["tiny_tokenizer", "tiny_sd_pipeline", "tiny_sd3_pipeline"]
 
 
 def tiny_tokenizer(folder: Path) -> Any:
@@ -57,4 +57,29 @@ def tiny_sd_pipeline(folder: Path, width: int = 8, seed: int = 0) -> Path:
     StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler,
                             safety_checker=None, feature_extractor=None,
                             requires_safety_checker=False).save_pretrained(folder)
+    return folder
+
+
+def tiny_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+    """Save an SD3-layout pipeline (flow-matching transformer, VAE with a shift factor, FlowMatchEuler scheduler
+    with shift 3) with tiny random components and no text encoders to ``folder``: prompts come as embeddings
+    (joint states of width 16, pooled of width 8)."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8,
+                                       num_attention_heads=2, joint_attention_dim=16, caption_projection_dim=16,
+                                       pooled_projection_dim=8, out_channels=4, pos_embed_max_size=16)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
+                        norm_num_groups=4, sample_size=16, scaling_factor=1.5305, shift_factor=0.0609)
+    StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+                             text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                             text_encoder_3=None, tokenizer_3=None).save_pretrained(folder)
     return folder

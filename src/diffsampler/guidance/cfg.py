@@ -23,6 +23,13 @@ from ..tensors import bcast
 from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 
 TEXT_KEY, NEGATIVE_KEY = "encoder_hidden_states", "negative_encoder_hidden_states"
+NEGATIVE = "negative_"  # cond[NEGATIVE + k] is k's unconditional half (a negative prompt's states)
+PROMPT_KEYS = (TEXT_KEY, "pooled_projections")  # a prompt's conditioning, which CFG needs the negative of
+
+
+def without_negatives(cond: dict[str, Any]) -> dict[str, Any]:
+    """``cond`` for a plain conditional evaluation: the negative prompt's entries dropped."""
+    return {k: v for k, v in cond.items() if not k.startswith(NEGATIVE)}
 
 
 @GUIDANCE.register("cfg")
@@ -39,14 +46,14 @@ class CFG:
 
     def _halves(self, x: Tensor, cond: dict[str, Any], backbone: Any) -> dict[str, Any]:
         """Conditioning for the doubled batch [conditional; unconditional]."""
-        both = {k: v for k, v in cond.items() if k not in (self.label_key, TEXT_KEY, NEGATIVE_KEY)}
-        if TEXT_KEY in cond:
-            if cond.get(NEGATIVE_KEY) is None:
-                raise ValueError(f"cfg with {TEXT_KEY} needs the unconditional states in cond[{NEGATIVE_KEY!r}]")
-            c, u = cond[TEXT_KEY], cond[NEGATIVE_KEY].expand_as(cond[TEXT_KEY])
-            both[TEXT_KEY] = torch.cat([c, u])
-            if self.label_key not in cond:
-                return both
+        paired = [k for k in cond if not k.startswith(NEGATIVE) and (k in PROMPT_KEYS or NEGATIVE + k in cond)]
+        both = {k: v for k, v in without_negatives(cond).items() if k != self.label_key and k not in paired}
+        for k in paired:
+            if cond.get(NEGATIVE + k) is None:
+                raise ValueError(f"cfg with {k} needs the unconditional half in cond[{NEGATIVE + k!r}]")
+            both[k] = torch.cat([cond[k], cond[NEGATIVE + k].expand_as(cond[k])])
+        if TEXT_KEY in cond and self.label_key not in cond:
+            return both
         y = labels_of("cfg", cond, self.label_key, x.shape[0], x.device)
         null = self.null_label if self.null_label is not None or backbone is None else backbone.null_class_label
         if null is None:
@@ -71,7 +78,7 @@ class CFG:
         def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
             on = inside(t, self.interval)
             if not bool(on.any()):
-                return eps(x, t, **{k: v for k, v in cond.items() if k != NEGATIVE_KEY})
+                return eps(x, t, **without_negatives(cond))
             e_c, e_u = eps(torch.cat([x, x]), torch.cat([t, t]), **self._halves(x, cond, backbone)).chunk(2)
             g = self.combine(e_c, e_u, x, t, schedule, state)
             if self.rescale > 0:

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..schedules import Schedule
 from ..tensors import bcast
 from .base import GUIDANCE, inside
-from .cfg import CFG, NEGATIVE_KEY
+from .cfg import CFG, without_negatives
 
 
 @GUIDANCE.register("cfg-pp")
@@ -35,7 +35,7 @@ class CFGPP(CFG):
         def pair(x: Tensor, t: Tensor, **cond: Any) -> tuple[Tensor, Tensor]:
             on = inside(t, self.interval)
             if not bool(on.any()):
-                e = eps(x, t, **{k: v for k, v in cond.items() if k != NEGATIVE_KEY})
+                e = eps(x, t, **without_negatives(cond))
                 return e, e
             e_c, e_u = eps(torch.cat([x, x]), torch.cat([t, t]), **self._halves(x, cond, backbone)).chunk(2)
             mask = bcast(on, x).bool()

@@ -25,7 +25,7 @@ from torch import Tensor
 from ..schedules import Schedule
 from ..tensors import bcast
 from .base import GUIDANCE, check_scale, inside
-from .cfg import CFG, NEGATIVE_KEY
+from .cfg import CFG, without_negatives
 
 
 def self_attention_layers(model: torch.nn.Module, layers: Sequence[str]) -> list[torch.nn.Module]:
@@ -117,7 +117,7 @@ class PAG(CFG):
 
         def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
             on = inside(t, self.interval)
-            plain = {k: v for k, v in cond.items() if k != NEGATIVE_KEY}
+            plain = without_negatives(cond)
             if not bool(on.any()):
                 return eps(x, t, **plain)
             b = x.shape[0]
