@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import diffsampler as ds
 from diffsampler.backbones import DiffusersBackbone
 from diffsampler.backbones.pipeline import TextToImage
-from diffsampler.backbones.tiny import tiny_sd3_pipeline, tiny_sd_pipeline
+from diffsampler.backbones.tiny import tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 from diffsampler.cli import app
 from diffsampler.guidance import CFG
 
@@ -175,3 +175,43 @@ def test_sd3_needs_its_embeddings(sd3: Path) -> None:
     del c["pooled_projections"]
     with pytest.raises(ValueError, match="SD3Transformer2DModel needs pooled_projections in cond"):
         ds.sample(bb, steps=2, shape=(2, *bb.sample_shape), seed=0, cond=c)
+
+
+@pytest.fixture(scope="module")
+def sdxl(tmp_path_factory) -> Path:
+    return tiny_sdxl_pipeline(tmp_path_factory.mktemp("sdxl") / "sdxl")
+
+
+@pytest.mark.parametrize("negative", [None, "blurry"])
+@pytest.mark.parametrize("name", ["ddim", "dpm-solver++"])
+def test_sdxl_equals_the_diffusers_pipeline(sdxl: Path, name: str, negative: str | None) -> None:
+    """SDXL: both text encoders, the pooled text_embeds and size time_ids, zeros for no negative prompt
+    (force_zeros_for_empty_prompt): latents and images equal StableDiffusionXLPipeline's."""
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl)
+    pipe.set_progress_bar_config(disable=True)
+    make, ours = CASES[name]
+    if name != "ddim":  # the folder's own scheduler is DDIM
+        pipe.scheduler = make(pipe.scheduler.config)
+    lat = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    kw = dict(negative_prompt=None if negative is None else [negative] * 2, num_inference_steps=5,
+              guidance_scale=3.0, height=16, width=16, latents=lat)
+    ref, img = pipe(PROMPTS, output_type="latent", **kw).images, pipe(PROMPTS, output_type="pt", **kw).images
+    bb = DiffusersBackbone.from_pretrained(sdxl).resize(16, 16)
+    cond = bb.encode_prompt(PROMPTS, negative)
+    assert set(cond) == {"encoder_hidden_states", "text_embeds", "time_ids", "negative_encoder_hidden_states",
+                         "negative_text_embeds", "negative_time_ids"}
+    assert cond["time_ids"].tolist() == [[16, 16, 0, 0, 16, 16]] * 2
+    assert (negative is None) == bool((cond["negative_encoder_hidden_states"] == 0).all())
+    got = ds.sample(bb, steps=5, x_T=lat, guidance=CFG(scale=3.0), cond=cond, **ours)
+    assert _rel(got, ref) < 1e-4
+    assert _rel((bb.decode(got) / 2 + 0.5).clamp(0, 1), img) < 1e-4
+
+
+def test_sdxl_from_the_command_line(sdxl: Path, tmp_path: Path) -> None:
+    out = tmp_path / "xl.png"
+    r = runner.invoke(app, ["sample", "--model", str(sdxl), "--prompt", "a cat", "--steps", "2", "--n", "2",
+                            "--height", "16", "--width", "16", "--out", str(out)])
+    assert r.exit_code == 0 and "NFE 4 per sample" in r.output, r.output
+    assert out.stat().st_size > 0

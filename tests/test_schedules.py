@@ -103,6 +103,7 @@ def test_zero_terminal_snr_is_diffusers_rescale() -> None:
     plain = ds.SCHEDULES.get("scaled-linear")()
     np.testing.assert_allclose(s.betas.numpy(), rescale_zero_terminal_snr(plain.betas).numpy(), rtol=1e-12)
     assert s.alpha_bar(1.0).item() == 0.0 and s.log_snr(1.0).item() == -math.inf
+    assert s.default_spacing == "trailing" and plain.default_spacing is None  # start at zero SNR unless asked
     assert s.alpha_bar(s.t_min).item() == pytest.approx(plain.alpha_bar(plain.t_min).item(), rel=1e-12)
     t = torch.tensor([1 - 0.7 / 1000, 1 - 0.2 / 1000], dtype=torch.float64)  # inside the last segment
     ab_prev = s.alpha_bar(1 - 1 / 1000).item()

@@ -377,7 +377,7 @@ def _text(a: SampleArgs, backbone: Any) -> dict[str, Any] | None:
         backbone.resize(a.height, a.width)
     except ValueError as exc:
         raise UsageError(f"--height/--width: {exc}") from None
-    return backbone.encode_prompt(a.prompt, a.negative_prompt, 1)
+    return backbone.encode_prompt(a.prompt, a.negative_prompt or None, 1)
 
 
 def _sample(a: SampleArgs) -> None:

@@ -207,6 +207,10 @@ class DiffusersBackbone(NetworkBackbone):
             kwargs["encoder_hidden_states"] = encoder_hidden_states.to(device=self.device, dtype=self.dtype)
         elif kind in ("UNet2DConditionModel", *TRANSFORMERS):
             raise ValueError(f"{kind} needs encoder_hidden_states in cond")
+        added = {k: kwargs.pop(k).to(device=self.device, dtype=self.dtype) for k in ("text_embeds", "time_ids")
+                 if k in kwargs}
+        if added:  # SDXL's micro-conditioning
+            kwargs["added_cond_kwargs"] = added
         tm = schedule.model_time(t).to(device=self.device, dtype=torch.float32)
         if kind in TRANSFORMERS:
             if kwargs.get("pooled_projections") is None:
@@ -279,9 +283,10 @@ class DiffusersBackbone(NetworkBackbone):
     def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
         from huggingface_hub import snapshot_download
 
-        parts = ("unet", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+        parts = ("unet", "transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
+                 "scheduler")
         patterns = ["model_index.json", "*.json", "*.safetensors", *(f"{p}/*.json" for p in parts),
-                    *(f"{p}/*.safetensors" for p in parts), "tokenizer/*.txt"] + \
+                    *(f"{p}/*.safetensors" for p in parts), "tokenizer/*.txt", "tokenizer_2/*.txt"] + \
             (["*.bin", *(f"{p}/*.bin" for p in parts)] if allow_pickle else [])
         try:
             return Path(snapshot_download(repo_id, allow_patterns=patterns))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["tiny_tokenizer", "tiny_sd_pipeline", "tiny_sd3_pipeline"]
+__all__ = ["tiny_tokenizer", "tiny_sd_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline"]
 
 
 def tiny_tokenizer(folder: Path) -> Any:
@@ -82,4 +82,33 @@ def tiny_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
     StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
                              text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
                              text_encoder_3=None, tokenizer_3=None).save_pretrained(folder)
+    return folder
+
+
+def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
+    """Save an SDXL-layout pipeline with tiny random components to ``folder``: two text encoders (the second with
+    a projection, whose pooled output and the size ids make SDXL's added conditioning) and a DDIM scheduler."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = Path(folder)
+    tok = tiny_tokenizer(folder.parent / (folder.name + "-vocab"))
+    torch.manual_seed(seed)
+    config = dict(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                  max_position_embeddings=16, projection_dim=8, bos_token_id=tok.bos_token_id,
+                  eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    text, text_2 = CLIPTextModel(CLIPTextConfig(**config)), CLIPTextModelWithProjection(CLIPTextConfig(**config))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=4,
+                                cross_attention_dim=16, attention_head_dim=2, use_linear_projection=True,
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=8 + 6 * 8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
+                        norm_num_groups=4, sample_size=16, scaling_factor=0.13025)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tok, tokenizer_2=tok,
+                              unet=unet, scheduler=scheduler).save_pretrained(folder)
     return folder

@@ -24,7 +24,7 @@ from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 
 TEXT_KEY, NEGATIVE_KEY = "encoder_hidden_states", "negative_encoder_hidden_states"
 NEGATIVE = "negative_"  # cond[NEGATIVE + k] is k's unconditional half (a negative prompt's states)
-PROMPT_KEYS = (TEXT_KEY, "pooled_projections")  # a prompt's conditioning, which CFG needs the negative of
+PROMPT_KEYS = (TEXT_KEY, "pooled_projections", "text_embeds")  # a prompt's conditioning: CFG needs its negative
 
 
 def without_negatives(cond: dict[str, Any]) -> dict[str, Any]:

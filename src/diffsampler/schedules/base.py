@@ -192,6 +192,11 @@ class DiscreteSchedule(Schedule):
         named = SCHEDULES.get(names[kind])(**kwargs)
         return cls(zero_terminal_snr(named.betas)) if cfg.get("rescale_betas_zero_snr") else named
 
+    @property
+    def default_spacing(self) -> str | None:  # type: ignore[override]
+        """trailing where ᾱ_T = 0, so that sampling starts from zero SNR (Lin et al. 2024); else the sampler's."""
+        return "trailing" if self._log_ab[-1].item() == -math.inf else None
+
 
 def zero_terminal_snr(betas: Tensor) -> Tensor:
     """Lin et al. 2024, Alg. 1: shift and scale √ᾱ so that √ᾱ_T = 0 and √ᾱ_0 is kept; the betas of that ᾱ."""
