@@ -15,6 +15,7 @@ import torch
 
 import diffsampler as ds
 from diffsampler.backbones import convert
+from diffsampler.schedules.predictions import from_epsilon
 
 from .test_quality import N, assert_mixture
 
@@ -62,6 +63,7 @@ def test_prediction_types_convert_both_ways(kind: str, name: str) -> None:
     out = {"epsilon": e, "sample": x0, "v_prediction": a * e - b * x0, "flow": e - x0}[kind]
     torch.testing.assert_close(convert(out, x, t, s, kind, "epsilon"), e, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(convert(out, x, t, s, kind, "sample"), x0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(from_epsilon(e, x, t, s, kind), out, rtol=1e-9, atol=1e-9)
 
 
 def test_flow_prediction_name_from_diffusers() -> None:
@@ -229,7 +231,7 @@ def test_zero_snr_guidance(mixture) -> None:
 
 def test_zero_snr_refusals(mixture, tanh_eps) -> None:
     s = ds.RectifiedFlow()
-    with pytest.raises(ValueError, match="APG guidance mixes ε non-linearly"):
+    with pytest.raises(ValueError, match="APG guidance works on ε, and at zero SNR"):
         ds.sample(mixture, schedule=s, steps=4, shape=(2, 2), seed=0, cond={"class_labels": 0},
                   guidance=ds.GUIDANCE.get("apg")(scale=2.0))
     eps_model = ds.CallableBackbone(lambda x, t: torch.zeros_like(x), schedule=s)

@@ -215,3 +215,34 @@ def test_sdxl_from_the_command_line(sdxl: Path, tmp_path: Path) -> None:
                             "--height", "16", "--width", "16", "--out", str(out)])
     assert r.exit_code == 0 and "NFE 4 per sample" in r.output, r.output
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("rescale", [0.0, 0.7])
+def test_zero_terminal_snr_v_model_equals_the_diffusers_pipeline(sd: Path, tmp_path: Path, rescale: float) -> None:
+    """A v-prediction pipeline with rescale_betas_zero_snr (Lin et al. 2024): trailing from zero SNR by default, CFG
+    rescale in the model's own v (diffusers' guidance_rescale), equal to StableDiffusionPipeline's."""
+    from diffusers import DDIMScheduler
+
+    folder = tmp_path / "zsnr"
+    shutil.copytree(sd, folder)
+    cfg = DDIMScheduler.from_pretrained(sd / "scheduler").config
+    DDIMScheduler.from_config(cfg, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                              timestep_spacing="trailing").save_pretrained(folder / "scheduler")
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    lat = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    kw = dict(negative_prompt=["blurry"] * 2, num_inference_steps=5, guidance_scale=3.0, guidance_rescale=rescale,
+              height=16, width=16, latents=lat)
+    ref, img = pipe(PROMPTS, output_type="latent", **kw).images, pipe(PROMPTS, output_type="pt", **kw).images
+    bb = DiffusersBackbone.from_pretrained(folder).resize(16, 16)
+    assert bb.prediction_type == "v_prediction" and bb.schedule.alpha_bar(1.0).item() == 0
+    got = ds.sample(bb, sampler="ddim", steps=5, x_T=lat, guidance=CFG(scale=3.0, rescale=rescale),
+                    cond=bb.encode_prompt(PROMPTS, "blurry"), set_alpha_to_one=False, full_output=True)
+    assert got.grid[0].item() == 1.0
+    assert _rel(got.samples, ref) < 1e-4
+    assert _rel((bb.decode(got.samples) / 2 + 0.5).clamp(0, 1), img) < 1e-4
+    from diffsampler.cli import SampleArgs, _build_guidance
+
+    assert _build_guidance(SampleArgs(model=str(folder), prompt="a cat"), None, bb.schedule).rescale == 0.7
+    assert _build_guidance(SampleArgs(model=str(sd), prompt="a cat"), None,
+                           DiffusersBackbone.from_pretrained(sd).schedule).rescale == 0.0

@@ -132,13 +132,15 @@ def _dtype(name: str, device):
     return getattr(torch, DTYPES[name])
 
 
-def _build_guidance(a: "SampleArgs", labels: Any) -> Any:
+def _build_guidance(a: "SampleArgs", labels: Any, schedule: Any = None) -> Any:
     if a.guidance is None and a.prompt is not None:  # text-to-image: CFG on the prompt, as diffusers' pipelines
         from .guidance import CFG
 
         w = 7.5 if a.scale is None else a.scale
+        # a zero-terminal-SNR model: CFG rescale 0.7, as Lin et al. 2024 prescribe with it
+        zero_snr = schedule is not None and schedule.discrete and schedule.alpha_bar(1.0).item() == 0
         try:
-            return None if w == 1 else CFG(scale=w)
+            return None if w == 1 else CFG(scale=w, rescale=0.7 if zero_snr else 0.0)
         except ValueError as exc:
             raise UsageError(f"--scale: {exc}") from None
     if a.guidance is None:
@@ -396,8 +398,6 @@ def _sample(a: SampleArgs) -> None:
     if a.seed < 0:
         raise UsageError(f"--seed must be ≥ 0, got {a.seed}")
     options = parse_options(a.opt, "sampler", a.sampler, SAMPLERS.get(a.sampler))
-    spacing = a.spacing or SAMPLERS.meta(a.sampler)["spacing"]
-    spacing_options = parse_options(a.spacing_opt, "spacing", spacing, SPACINGS.get(spacing), "--spacing-opt")
     out, traj = _output_paths(a)
     dev = _device(a.device)
     dt = _dtype(a.dtype, dev)
@@ -408,8 +408,11 @@ def _sample(a: SampleArgs) -> None:
     if a.compile:
         backbone.compile()
     labels = parse_classes(a.class_, a.n, backbone.num_classes)
-    guide = _build_guidance(a, labels)
     sched = SCHEDULES.get(a.schedule)() if a.schedule else None
+    guide = _build_guidance(a, labels, sched or backbone.schedule)
+    spacing = a.spacing or getattr(sched or backbone.schedule, "default_spacing", None) or \
+        SAMPLERS.meta(a.sampler)["spacing"]
+    spacing_options = parse_options(a.spacing_opt, "spacing", spacing, SPACINGS.get(spacing), "--spacing-opt")
     times = _tuned_grid(a.grid, sched or backbone.schedule, a.model, a.sampler, a.force)
     if times is not None:
         a.steps = times.numel() - 1

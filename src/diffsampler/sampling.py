@@ -311,10 +311,10 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     x = x_start
     with torch.no_grad():
         if sched.alpha_bar(times[0]).item() == 0:
-            if guidance is not None and not getattr(guidance, "linear", False):
-                raise ValueError(f"{type(guidance).__name__} guidance mixes ε non-linearly, and at zero SNR (t = "
-                                 f"{times[0].item():g}) ε = x says nothing of x̂_0; use cfg (rescale 0), pag or "
-                                 "autoguidance, or start the grid below zero SNR")
+            if guidance is not None and not getattr(guidance, "zero_snr", False):
+                raise ValueError(f"{type(guidance).__name__} guidance works on ε, and at zero SNR (t = "
+                                 f"{times[0].item():g}) ε = x says nothing of x̂_0; use cfg (rescale in the model's "
+                                 "space), pag or autoguidance, or start the grid below zero SNR")
             predict = "denoised"
             out = evaluate(x, times_like(times[0], x), None)
             predict = "eps"

@@ -21,38 +21,10 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from ..tensors import bcast
+from ..schedules.predictions import PREDICTION_TYPES, convert, from_epsilon, prediction_type_of
 
 __all__ = ["Backbone", "NetworkBackbone", "CallableBackbone", "PREDICTION_TYPES", "to_epsilon", "convert",
-           "prediction_type_of"]
-
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow")
-_ALIASES = {"flow_prediction": "flow"}  # diffusers' name in DPM-Solver and UniPC configs
-
-
-def prediction_type_of(name: str) -> str:
-    """A known prediction type (diffusers' ``flow_prediction`` is ``flow``), or a one-line error."""
-    name = _ALIASES.get(name, name)
-    if name not in PREDICTION_TYPES:
-        raise ValueError(f"unknown prediction_type {name!r}; known: {', '.join(PREDICTION_TYPES)}")
-    return name
-
-
-def convert(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str,
-            to: str = "epsilon") -> Tensor:
-    """A model output of ``prediction_type`` at (x, t) as ε (``to="epsilon"``) or x̂_0 (``to="sample"``)."""
-    kind = prediction_type_of(prediction_type)
-    if kind == to:
-        return out
-    a, b = bcast(schedule.signal(t), x), bcast(schedule.noise(t), x)
-    if kind == "epsilon":
-        return (x - b * out) / a
-    if kind == "sample":
-        return (x - a * out) / b
-    if kind == "v_prediction":
-        n = a * a + b * b
-        return (a * out + b * x) / n if to == "epsilon" else (a * x - b * out) / n
-    return (x + a * out) / (a + b) if to == "epsilon" else (x - b * out) / (a + b)
+           "from_epsilon", "prediction_type_of"]
 
 
 def to_epsilon(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str) -> Tensor:

@@ -23,7 +23,7 @@ from .base import GUIDANCE, MODEL_KEY, check_interval, check_scale, inside
 class AutoGuidance:
     """ε_weak + w(ε − ε_weak), ε_weak from a weaker model with the same conditioning."""
 
-    linear = True  # a fixed mix of two predictions: x̂_0 mixes alike at zero SNR
+    zero_snr = True  # a fixed mix of two predictions: x̂_0 mixes alike at zero SNR
 
     def __init__(self, weak: Any, scale: float = 2.0, interval: tuple[float, float] | None = None) -> None:
         if not hasattr(weak, "eps"):

@@ -6,8 +6,9 @@ Convention: w = 1 is plain conditional sampling, w = 0 unconditional, w > 1 guid
 diffusers' ``guidance_scale``; Ho & Salimans' w is ours minus one). Conditional and
 unconditional halves go through the network as one doubled batch, and count as two
 evaluations per sample. ``rescale`` φ (Lin et al. 2024) pulls the guided prediction's
-per-sample standard deviation back towards the conditional one:
-ε̂ ← φ·ε̂·std(ε_c)/std(ε̂) + (1−φ)·ε̂. ``interval`` (lo, hi) applies guidance only for
+per-sample standard deviation back towards the conditional one: p̂ ← φ·p̂·std(p_c)/std(p̂) + (1−φ)·p̂,
+with p the model's own prediction (``rescale_space="model"``, diffusers' convention: v for a
+v-model, ε for an ε-model), or ε whatever the model (``"epsilon"``). ``interval`` (lo, hi) applies guidance only for
 lo < t ≤ hi and uses ε_c elsewhere (Kynkäänniemi et al. 2024).
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
+from ..schedules.predictions import convert, from_epsilon
 from ..tensors import bcast
 from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 
@@ -37,10 +39,13 @@ class CFG:
     """Classifier-free guidance ε_u + w(ε_c − ε_u), w = 1 conditional; one doubled batch per step."""
 
     def __init__(self, scale: float = 3.0, rescale: float = 0.0, interval: tuple[float, float] | None = None,
-                 null_label: int | None = None, label_key: str = "class_labels") -> None:
+                 null_label: int | None = None, label_key: str = "class_labels", rescale_space: str = "model") -> None:
         self.scale = check_scale("cfg", scale)
         if not 0 <= rescale <= 1:
             raise ValueError(f"rescale must lie in [0, 1], got {rescale!r}")
+        if rescale_space not in ("model", "epsilon"):
+            raise ValueError(f"unknown rescale_space {rescale_space!r}; known: model, epsilon")
+        self.rescale_space = rescale_space
         self.rescale, self.interval = float(rescale), check_interval(interval)
         self.null_label, self.label_key = null_label, label_key
 
@@ -63,9 +68,27 @@ class CFG:
         return both
 
     @property
-    def linear(self) -> bool:
-        """A fixed linear mix of the network's predictions, so that it mixes x̂_0 alike (at zero SNR, where ε cannot)."""
-        return self.rescale == 0 and type(self).combine is CFG.combine
+    def zero_snr(self) -> bool:
+        """Whether it can guide the first step from zero SNR, where ``sample`` hands it x̂_0 in place of ε (which
+        is x there): a fixed linear mix of the predictions, rescaled, if at all, in the model's own space."""
+        return type(self).combine is CFG.combine and (self.rescale == 0 or self.rescale_space == "model")
+
+    def _rescaled(self, g: Tensor, e_c: Tensor, x: Tensor, t: Tensor, schedule: Schedule, kind: str) -> Tensor:
+        """Lin et al.'s rescale of the guided g towards the conditional e_c, in the prediction space ``kind``."""
+        zero = bool((schedule.alpha_bar(t) == 0).all())  # g, e_c hold x̂_0 (sample's zero-SNR step)
+        if zero and kind == "epsilon":
+            raise ValueError("cfg rescale in ε cannot act at zero SNR: use rescale_space='model' with a model that "
+                             "predicts x_0, v or flow")
+        xm = x if schedule.variance_preserving else x * bcast(schedule.scale(t), x)
+        b = bcast(schedule.noise(t), x)
+        # at zero SNR (a = 0): v = −b·x̂_0 and u = x/b − x̂_0; elsewhere p from ε
+        to_p = {"sample": lambda m: m, "v_prediction": lambda m: -b * m, "flow": lambda m: xm / b - m}
+        from_p = {"sample": lambda q: q, "v_prediction": lambda q: -q / b, "flow": lambda q: xm / b - q}
+        p_g, p_c = ((to_p[kind](v) if zero else from_epsilon(v, xm, t, schedule, kind)) for v in (g, e_c))
+        dims = list(range(1, x.dim()))
+        ratio = p_c.std(dim=dims, keepdim=True) / p_g.std(dim=dims, keepdim=True).clamp_min(1e-12)
+        p = self.rescale * p_g * ratio + (1 - self.rescale) * p_g
+        return from_p[kind](p) if zero else convert(p, xm, t, schedule, kind, "epsilon")
 
     def combine(self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule,
                 state: dict[str, Any]) -> Tensor:
@@ -74,6 +97,7 @@ class CFG:
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         state: dict[str, Any] = {}
+        kind = getattr(backbone, "prediction_type", "epsilon") if self.rescale_space == "model" else "epsilon"
 
         def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
             on = inside(t, self.interval)
@@ -82,9 +106,7 @@ class CFG:
             e_c, e_u = eps(torch.cat([x, x]), torch.cat([t, t]), **self._halves(x, cond, backbone)).chunk(2)
             g = self.combine(e_c, e_u, x, t, schedule, state)
             if self.rescale > 0:
-                dims = list(range(1, x.dim()))
-                ratio = e_c.std(dim=dims, keepdim=True) / g.std(dim=dims, keepdim=True).clamp_min(1e-12)
-                g = self.rescale * g * ratio + (1 - self.rescale) * g
+                g = self._rescaled(g, e_c, x, t, schedule, kind)
             return torch.where(bcast(on, x).bool(), g, e_c)
 
         return guided

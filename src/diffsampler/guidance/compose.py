@@ -20,9 +20,9 @@ class Compose:
         self.guidances = list(guidances)
 
     @property
-    def linear(self) -> bool:
-        """Linear when every part is."""
-        return all(getattr(g, "linear", False) for g in self.guidances)
+    def zero_snr(self) -> bool:
+        """Able to guide from zero SNR when every part is."""
+        return all(getattr(g, "zero_snr", False) for g in self.guidances)
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         for g in self.guidances:
