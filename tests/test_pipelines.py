@@ -246,3 +246,25 @@ def test_zero_terminal_snr_v_model_equals_the_diffusers_pipeline(sd: Path, tmp_p
     assert _build_guidance(SampleArgs(model=str(folder), prompt="a cat"), None, bb.schedule).rescale == 0.7
     assert _build_guidance(SampleArgs(model=str(sd), prompt="a cat"), None,
                            DiffusersBackbone.from_pretrained(sd).schedule).rescale == 0.0
+
+
+def test_model_cpu_offload_gives_the_same_images(sd: Path, tmp_path: Path) -> None:
+    """With accelerate's offload hooks (here onto the CPU itself: the plumbing, not the memory) the images are
+    the same; --offload on the command line, and a one-line refusal for a model that is not a pipeline."""
+    lat = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def images(bb: TextToImage) -> torch.Tensor:
+        z = ds.sample(bb, steps=3, x_T=lat, guidance=CFG(scale=3.0), cond=bb.encode_prompt(PROMPTS, "blurry"))
+        return bb.decode(z)
+
+    plain = images(DiffusersBackbone.from_pretrained(sd).resize(16, 16))
+    offloaded = DiffusersBackbone.from_pretrained(sd).resize(16, 16).enable_model_cpu_offload("cpu")
+    assert offloaded.device == torch.device("cpu") and hasattr(offloaded.unet, "_hf_hook")
+    torch.testing.assert_close(images(offloaded), plain, rtol=0, atol=0)
+    out = tmp_path / "off.png"
+    r = runner.invoke(app, ["sample", "--model", str(sd), "--prompt", "a cat", "--steps", "2", "--n", "1",
+                            "--device", "cpu", "--offload", "--out", str(out)])
+    assert r.exit_code == 0 and out.stat().st_size > 0, r.output
+    r = runner.invoke(app, ["sample", "--offload", "--steps", "2", "--n", "1", "--out", str(tmp_path / "no.png")])
+    assert r.exit_code == 2 and "--offload is for text-to-image pipelines; 'digits' is not one" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "no.png").exists()

@@ -230,6 +230,7 @@ class SampleArgs:
     negative_prompt: str = ""
     height: int | None = None
     width: int | None = None
+    offload: bool = False
 
 
 @app.command()
@@ -277,13 +278,15 @@ def sample(
     height: Optional[int] = typer.Option(None, help="Image height of a text-to-image pipeline (a multiple of its "
                                                     "VAE factor)."),
     width: Optional[int] = typer.Option(None, help="Image width of a text-to-image pipeline."),
+    offload: bool = typer.Option(False, help="Text-to-image: keep the pipeline in CPU memory and move each "
+                                             "component to --device only while it runs (for small GPUs)."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Generate samples from a pretrained model and write them to --out."""
     args = SampleArgs(model, sampler, steps, spacing, schedule, opt, spacing_opt, grid, force, guidance, scale,
                       guidance_opt, class_,
                       classifier, n, batch_size, seed, device, dtype, out, save_trajectory, config, allow_pickle,
-                      compile_, deterministic, overwrite, quiet, prompt, negative_prompt, height, width)
+                      compile_, deterministic, overwrite, quiet, prompt, negative_prompt, height, width, offload)
     try:
         _sample(args)
     except typer.Exit:
@@ -351,8 +354,12 @@ def _load(a: SampleArgs, dev: Any, dt: Any) -> Any:
             raise UsageError(f"--config is for a single weights file; --model {a.model!r} is not one")
         if not a.config.is_file():
             raise UsageError(f"--config {str(a.config)!r}: no such file")
-    backbone = load_model(a.model, config=a.config, allow_pickle=a.allow_pickle, device=dev,
+    backbone = load_model(a.model, config=a.config, allow_pickle=a.allow_pickle, device="cpu" if a.offload else dev,
                           dtype=None if dt == torch.float32 else dt)
+    if a.offload:
+        if not hasattr(backbone, "enable_model_cpu_offload"):
+            raise UsageError(f"--offload is for text-to-image pipelines; {a.model!r} is not one")
+        backbone.enable_model_cpu_offload(dev)
     if a.schedule is None and backbone.schedule is None:
         typer.echo(f"note: {a.model} has no scheduler config beside it; using the DDPM linear schedule "
                    "(--schedule to choose another)", err=True)

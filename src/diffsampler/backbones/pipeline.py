@@ -126,6 +126,25 @@ class TextToImage(DiffusersBackbone):
         unguided."""
         return super()._output(x, t, schedule, **{k: v for k, v in cond.items() if not k.startswith("negative_")})
 
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> "TextToImage":
+        """Keep the components in CPU memory and move each to ``device`` only while it runs, one at a time (text
+        encoders, then the denoiser, then the VAE), with accelerate's hooks: for a GPU too small for the whole
+        pipeline. Sampling itself runs on ``device``."""
+        from accelerate import cpu_offload_with_hook
+
+        hook = None
+        for module in (self.text_encoder, self.text_encoder_2, self.unet, self.vae):
+            if module is not None:
+                module.to("cpu")
+                _, hook = cpu_offload_with_hook(module, torch.device(device), prev_module_hook=hook)
+        self._offload_device = torch.device(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the offload device once offloading, else the denoiser's."""
+        return getattr(self, "_offload_device", None) or super().device
+
     def decode(self, latents: Tensor, batch_size: int = 1) -> Tensor:
         """Images in [−1, 1] from latents: VAE decoding of z/s + b, ``batch_size`` latents at a time."""
         cfg = self.vae.config
