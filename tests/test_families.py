@@ -299,3 +299,26 @@ def test_empirical_backbone_on_rectified_flow() -> None:
     assert nearest.max().item() < 1e-3
     torch.testing.assert_close(e.denoised(torch.randn(4, 2, dtype=F64), torch.ones(4, dtype=F64), e.schedule),
                                data.mean(0).expand(4, 2))
+
+
+@pytest.mark.parametrize("name", ["ve", "rectified-flow"])
+def test_bench_and_tune_grid_start_from_the_family_x_T(mixture, tmp_path, name: str) -> None:
+    """bench and tune_grid draw x_T as sample() does (s(t_0)·z): a bench cell equals sample() from the same
+    per-sample generators, and a tuned grid beats the default grid at its NFE on its own distance."""
+    from diffsampler.bench import bench
+    from diffsampler.metrics.base import Metric
+
+    s, seen = family(name), {}
+
+    def keep(x, labels, x_T):
+        seen.update(x=x, x_T=x_T)
+        return 0.0, 0.0, {}
+
+    bench(mixture, samplers=["dpm-solver++"], steps=[8], metric=Metric("keep", keep), out=tmp_path, num_samples=16,
+          batch_size=16, shape=(2,), schedule=s, model_name="mixture", plots=False)
+    r = ds.sample(mixture, schedule=s, sampler="dpm-solver++", steps=8, shape=(16, 2),
+                  generator=ds.generators(0, 16), return_trajectory=True)
+    torch.testing.assert_close(seen["x_T"], r.trajectory[0].float())
+    torch.testing.assert_close(seen["x"], r.samples.float())
+    tuned = ds.tune_grid(mixture, sampler="ddim", nfe=5, schedule=s, batch=64, fine_steps=60)
+    assert tuned.distance < tuned.default_distance, (tuned.distance, tuned.default_distance)

@@ -28,7 +28,7 @@ from torch import Tensor
 from .metrics import METRICS, Metric
 from .options import parse_value
 from .samplers import SAMPLERS
-from .sampling import generators, sample, steps_for_nfe
+from .sampling import generators, sample, start_from, steps_for_nfe, time_grid
 
 __all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
 
@@ -280,7 +280,11 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
         """Samples first … first+b−1, each from its own generator (its x_T, then its noise)."""
         c = cond(first, b) if cond else {}
         gens = generators(seed, b, start=first)
-        x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev, dtype)
+        x_T = torch.stack([torch.randn(shape, generator=g) for g in gens])
+        if sched_for_steps is not None:  # the model's x_T on a VE or flow schedule (sample refuses no schedule)
+            t0 = (times if times is not None else time_grid(name, sched_for_steps, n, spacing))[0]
+            x_T = start_from(x_T, sched_for_steps, t0)
+        x_T = x_T.to(dev, dtype)
         return sample(backbone, schedule=schedule, sampler=name, steps=n, spacing=spacing, grid=times, x_T=x_T,
                       generator=gens,
                       guidance=guidance, cond=c, full_output=True, **options), x_T, c

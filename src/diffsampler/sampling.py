@@ -19,7 +19,8 @@ from .samplers.base import times_like
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
 
-__all__ = ["sample", "SampleResult", "generators", "time_grid", "steps_for_nfe", "take_rows", "ClippedEps"]
+__all__ = ["sample", "SampleResult", "generators", "time_grid", "steps_for_nfe", "take_rows", "ClippedEps",
+           "start_from"]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -120,6 +121,12 @@ def finite(x: Tensor) -> bool:
     """No NaN or inf in x, in one reduction: both propagate through a sum (kept in ≥ float32, so fp16 cannot
     overflow it); an elementwise isfinite costs 25× more per step."""
     return bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)))
+
+
+def start_from(z: Tensor, schedule: Schedule, t0: float | Tensor = 1.0) -> Tensor:
+    """The model's x_T for standard-normal draws z at time t0: s(t0)·z (z itself on a VP schedule), what
+    ``sample`` draws when it is given no x_T."""
+    return z if schedule.variance_preserving else z * schedule.scale(t0).item()
 
 
 def zero_snr_step(x: Tensor, denoised: Tensor, alpha_bar_next: float) -> Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .sampling import generators, sample, steps_for_nfe, time_grid
+from .sampling import generators, sample, start_from, steps_for_nfe, time_grid
 from .schedules import Schedule, check_grid, make_grid
 
 __all__ = ["TunedGrid", "tune_grid", "load_grid", "jump_costs", "cheapest_path"]
@@ -109,10 +109,13 @@ def load_grid(path: str | Path) -> TunedGrid:
 
 
 def jump_costs(xs: Tensor, x0s: Tensor, grid: Tensor, schedule: Schedule) -> Tensor:
-    """C[i, j] (i < j): mean square distance of the DDIM step from reference x_i to t_j, to reference x_j."""
+    """C[i, j] (i < j): mean square distance of the DDIM step from reference x_i to t_j, to reference x_j, in the
+    VP coordinates x/s(t) (the model's x on VE or flow schedules is s(t) times larger)."""
     m = grid.numel() - 1
     alpha, std = schedule.alpha(grid).tolist(), schedule.std(grid).tolist()
     flat_x, flat_x0 = xs.flatten(1).double(), x0s.flatten(1).double()
+    if not schedule.variance_preserving:
+        flat_x = flat_x / schedule.scale(grid)[:, None]
     cost = torch.full((m + 1, m + 1), math.inf, dtype=torch.float64)
     for i in range(m):
         eps = (flat_x[i] - alpha[i] * flat_x0[i]) / std[i]
@@ -141,7 +144,7 @@ def cheapest_path(cost: Tensor, steps: int) -> list[int]:
 
 def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, schedule: Schedule | None = None,
               model_name: str = "model", options: dict[str, Any] | None = None, batch: int = 128,
-              seed: int = 1_000_003, fine_steps: int = 100, fine_spacing: str = "logsnr", guidance: Any = None,
+              seed: int = 1_000_003, fine_steps: int = 100, fine_spacing: str | None = None, guidance: Any = None,
               cond: dict[str, Any] | None = None, shape: tuple[int, ...] | None = None, refine: int | None = None,
               refine_batch: int = 64) -> TunedGrid:
     """The grid of ``sampler``'s step count at ``nfe`` that follows the PF-ODE from the same x_T most closely.
@@ -168,8 +171,10 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
         raise ValueError(f"nfe={nfe} gives {steps} steps, more than fine_steps={fine_steps}: raise fine_steps")
     shape = tuple(shape or backbone.sample_shape)
     gens = generators(seed, batch)
-    x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(backbone.device)
+    if fine_spacing is None:  # λ-uniform, where λ(1) is finite; from zero SNR, the schedule family's own
+        fine_spacing = "logsnr" if torch.isfinite(sched.sigma(1.0)) else sched.default_spacing or "uniform"
     fine = make_grid(sched, fine_steps, fine_spacing)
+    x_T = start_from(torch.stack([torch.randn(shape, generator=g) for g in gens]), sched, fine[0]).to(backbone.device)
     ref = sample(backbone, schedule=sched, sampler="dpm-solver++", order=3, grid=fine, x_T=x_T, guidance=guidance,
                  cond=cond, return_trajectory=True)
     cost = jump_costs(ref.trajectory, ref.denoised, fine, sched)
