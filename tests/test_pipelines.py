@@ -268,3 +268,13 @@ def test_model_cpu_offload_gives_the_same_images(sd: Path, tmp_path: Path) -> No
     r = runner.invoke(app, ["sample", "--offload", "--steps", "2", "--n", "1", "--out", str(tmp_path / "no.png")])
     assert r.exit_code == 2 and "--offload is for text-to-image pipelines; 'digits' is not one" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "no.png").exists()
+
+
+def test_model_spacing_is_the_scheduler_configs(sd: Path) -> None:
+    """spacing='model' walks the config's timestep_spacing (SD 1.x: leading, steps_offset 1), as diffusers does."""
+    bb = DiffusersBackbone.from_pretrained(sd)
+    assert bb.schedule.config_spacing == ("leading", {"steps_offset": 1})
+    torch.testing.assert_close(ds.sampling.time_grid("ddim", bb.schedule, 7, "model"),
+                               ds.make_grid(bb.schedule, 7, "leading", steps_offset=1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="spacing 'model' needs a schedule read from a diffusers scheduler config"):
+        ds.make_grid(ds.SCHEDULES.get("linear")(), 5, "model")

@@ -16,7 +16,7 @@ from diffsampler.schedules.grids import AYS_SIGMAS
 F64 = torch.float64
 NEW = ["exponential", "polyexponential", "kl-optimal", "simple", "ddim-uniform", "sgm-uniform", "beta", "ays", "edm"]
 STARTS_AT_T1 = {"trailing", "uniform", "logsnr", "karras", "edm", "exponential", "polyexponential", "kl-optimal",
-                "simple", "sgm-uniform", "beta"}
+                "simple", "sgm-uniform", "beta", "model", "flow", "shifted-uniform"}
 EPS32 = float(torch.finfo(torch.float32).eps)
 
 
@@ -35,6 +35,8 @@ def _train_sigmas(schedule) -> np.ndarray:
 @pytest.mark.parametrize("steps", [1, 2, 5, 10, 28])
 def test_every_spacing_is_a_decreasing_grid_from_the_top_to_zero(schedule: str, spacing: str, steps: int) -> None:
     s = ds.SCHEDULES.get(schedule)()
+    if spacing == "model":  # as read from a diffusers config that says so
+        s.config_spacing = ("trailing", {})
     g = ds.make_grid(s, steps, spacing)
     assert g.numel() == steps + 1 and g[-1].item() == 0.0 and torch.all(g[1:] < g[:-1]) and g[0].item() <= 1.0
     if spacing == "ays":  # SD's σ_max, below these schedules' own

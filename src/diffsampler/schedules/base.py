@@ -44,6 +44,7 @@ class Schedule:
     """Base class: subclasses define ``log_alpha_bar`` and ``t_from_log_snr``."""
 
     discrete: bool = False
+    config_spacing: tuple[str, dict[str, Any]] | None = None  # a diffusers config's timestep_spacing, for ``model``
     variance_preserving: bool = True  # scale(t) ≡ 1: the model's x is the samplers' x
     default_spacing: str | None = None  # the spacing this family is sampled with unless asked (else the sampler's)
 
@@ -170,11 +171,21 @@ class DiscreteSchedule(Schedule):
         return {"betas": self.betas.tolist()}
 
     @classmethod
-    def from_diffusers(cls, config: Any) -> "DiscreteSchedule":
-        """Build from a diffusers scheduler, its config, or a ``scheduler_config.json`` dict."""
+    def from_diffusers(cls, config: Any) -> "Schedule":
+        """Build from a diffusers scheduler, its config, or a ``scheduler_config.json`` dict; its
+        ``timestep_spacing`` (and ``steps_offset``) is kept as ``config_spacing``, which the ``model`` spacing walks."""
+        cfg = dict(getattr(config, "config", config))
+        schedule = cls._from_config(cfg)
+        spacing = cfg.get("timestep_spacing")
+        if spacing in ("leading", "trailing", "linspace"):  # what the ``model`` spacing walks
+            schedule.config_spacing = (spacing, {"steps_offset": int(cfg.get("steps_offset", 0))}
+                                       if spacing == "leading" else {})
+        return schedule
+
+    @classmethod
+    def _from_config(cls, cfg: dict[str, Any]) -> "Schedule":
         from . import SCHEDULES
 
-        cfg = dict(getattr(config, "config", config))
         if str(cfg.get("_class_name", "")).startswith("FlowMatch"):
             return SCHEDULES.get("rectified-flow")(shift=cfg.get("shift", 1.0),
                                                    num_train_timesteps=cfg.get("num_train_timesteps", 1000))

@@ -7,7 +7,8 @@ training knot t = 1/T for instance, and the samplers then return x at that noise
 
 Index spacings (diffusers-compatible, on training indices i, t = (i+1)/T, N ≤ T):
 ``leading`` i = k·⌊T/N⌋ + offset; ``trailing`` i = round(T − k·T/N) − 1;
-``linspace`` i = round(linspace(0, T−1, N)); ``quadratic`` (DDIM) i = ⌊linspace(0, √(0.8T), N)²⌋.
+``linspace`` i = round(linspace(0, T−1, N)); ``quadratic`` (DDIM) i = ⌊linspace(0, √(0.8T), N)²⌋;
+``model``: whichever of the first three the model's diffusers scheduler config names.
 Continuous spacings: ``uniform`` in t on [0, 1]; ``shifted-uniform`` (uniform through a rectified
 flow's shift) and ``flow`` (diffusers' flow-matching Euler grid, shifted likewise); ``logsnr`` uniform
 in λ between λ(1) and λ(1/T); ``karras`` (alias ``edm``)
@@ -97,6 +98,17 @@ def flow(schedule: Schedule, steps: int) -> Tensor:
 
     u_min = shifted(torch.tensor(1.0 / schedule.num_train_timesteps, dtype=torch.float64))
     return shifted(torch.linspace(1.0, u_min.item(), steps, dtype=torch.float64))
+
+
+@SPACINGS.register("model")
+def model(schedule: Schedule, steps: int) -> Tensor:
+    """The model's own: its diffusers scheduler config's ``timestep_spacing`` (leading with its ``steps_offset``,
+    trailing or linspace), as a diffusers pipeline with that config walks."""
+    if schedule.config_spacing is None:
+        raise ValueError("spacing 'model' needs a schedule read from a diffusers scheduler config with a "
+                         "timestep_spacing (leading, trailing or linspace); this one has none")
+    name, options = schedule.config_spacing
+    return SPACINGS.get(name)(schedule, steps, **options)
 
 
 @SPACINGS.register("shifted-uniform")
