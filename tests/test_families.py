@@ -322,3 +322,39 @@ def test_bench_and_tune_grid_start_from_the_family_x_T(mixture, tmp_path, name: 
     torch.testing.assert_close(seen["x"], r.samples.float())
     tuned = ds.tune_grid(mixture, sampler="ddim", nfe=5, schedule=s, batch=64, fine_steps=60)
     assert tuned.distance < tuned.default_distance, (tuned.distance, tuned.default_distance)
+
+
+FINE_STEPS = [126, 252, 504]
+
+
+@pytest.fixture(scope="module", params=["ve", "rectified-flow"])
+def tight(request):
+    """A tight reference on VE from t = 1, and on rectified flow from t = 0.999 (below zero SNR, where the
+    first step is the sampler's own: from zero SNR sample()'s DDIM step bounds the global error at O(h²))."""
+    gm = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
+                            variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    s = family(request.param)
+    top = 1.0 if request.param == "ve" else 0.999
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64) * s.scale(top).item()
+    ref = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-12, atol=1e-12, grid=[top, s.t_min],
+                    x_T=x)
+    return gm, s, x, ref, top
+
+
+@pytest.mark.slow  # 14 cases of up to 504 steps: 15 s on 2 cores
+@pytest.mark.parametrize("sampler,options,order", [
+    # DPM-Solver++(3M) is left out, as on VP: its first-order warm-up step bounds the global error at O(h²)
+    ("unipc", {"order": 2}, 3), ("unipc", {"order": 3, "corrector": False}, 3), ("deis", {"order": 3}, 3),
+    ("ipndm", {"order": 2}, 2), ("plms", {}, 2), ("lms", {"order": 2}, 2),
+    ("dpm-solver++-singlestep", {"order": 2}, 2)])
+def test_multistep_orders(tight, sampler: str, options: dict, order: int) -> None:
+    """Higher orders reached at 126–504 steps (lower_order_final off, so that the last step keeps the order)."""
+    gm, s, x, ref, top = tight
+    errs = []
+    for n in FINE_STEPS:
+        grid = ds.make_grid(s, n + 1, "karras", sigma_max=s.sigma(top).item())[:-1]  # n steps, top to t_min
+        extra = {"lower_order_final": False} if sampler in ("unipc", "dpm-solver++-singlestep") else {}
+        out = ds.sample(gm, schedule=s, sampler=sampler, grid=grid, x_T=x, **options, **extra)
+        errs.append((out - ref).pow(2).sum(1).sqrt().mean().item())
+    fitted = -np.polyfit(np.log(FINE_STEPS), np.log(errs), 1)[0]
+    assert order - 0.25 < fitted < order + 0.4, f"{sampler} {options}: fitted order {fitted:.2f} from errors {errs}"
