@@ -1,15 +1,13 @@
-r"""Latent text-to-image pipelines (Stable Diffusion 1.x/2.x and SDXL layouts, and SD3's) as backbones.
+r"""Latent text-to-image pipelines (Stable Diffusion 1.x/2.x, SDXL and SD3 layouts) as backbones.
 
 The UNet (SD3: the flow-matching transformer) samples latents z of shape (C, H/f, W/f); prompts are
 encoded once into ``cond`` (``encoder_hidden_states``, and ``negative_encoder_hidden_states`` for CFG's
-unconditional half),
-and ``decode`` maps the sampled latents to images through the VAE: x = D(z/s + b), with the VAE's
-``scaling_factor`` s and ``shift_factor`` b (0 where the config has none), batch by batch. Samplers
-see latents only. Text encoders and tokenizers load through ``transformers`` (the ``text`` extra);
-weights are read from safetensors unless ``allow_pickle``. SDXL adds its pooled ``text_embeds`` and
-``time_ids`` (and their ``negative_…``) to ``cond``. An SD3-layout folder loads its transformer,
-VAE and flow-matching scheduler; its three text encoders are not read, so its ``cond`` comes precomputed
-(``encoder_hidden_states``, ``pooled_projections`` and their ``negative_…`` counterparts).
+unconditional half; SDXL adds ``text_embeds`` and ``time_ids``, SD3 ``pooled_projections``, each with
+its ``negative_…``), and ``decode`` maps the sampled latents to images through the VAE: x = D(z/s + b),
+with the VAE's ``scaling_factor`` s and ``shift_factor`` b (0 where the config has none), batch by
+batch. Samplers see latents only. Text encoders and tokenizers load through ``transformers`` (the
+``text`` extra); weights are read from safetensors unless ``allow_pickle``. An SD3-layout folder
+without text encoders takes its ``cond`` precomputed.
 """
 
 from __future__ import annotations
@@ -22,11 +20,12 @@ import torch
 from torch import Tensor
 
 from ..errors import ModelLoadError
-from .diffusers_unet import DiffusersBackbone, _cast
+from .diffusers_unet import TRANSFORMERS, DiffusersBackbone, _cast
 
 __all__ = ["TextToImage", "is_pipeline"]
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3")
 
 
 def is_pipeline(folder: Path) -> bool:
@@ -38,13 +37,17 @@ def is_pipeline(folder: Path) -> bool:
 class TextToImage(DiffusersBackbone):
     """A UNet2DConditionModel with its VAE, tokenizer and text encoder; sampling runs on latents."""
 
-    def __init__(self, base: DiffusersBackbone, vae: torch.nn.Module, tokenizer: Any, text_encoder: torch.nn.Module,
-                 height: int | None = None, width: int | None = None, tokenizer_2: Any = None,
-                 text_encoder_2: torch.nn.Module | None = None, force_zeros_for_empty_prompt: bool = False) -> None:
+    def __init__(self, base: DiffusersBackbone, vae: torch.nn.Module, text: dict[str, Any] | None = None,
+                 height: int | None = None, width: int | None = None,
+                 force_zeros_for_empty_prompt: bool = False) -> None:
+        """``text``: the pipeline's ``text_encoder``/``tokenizer`` pairs by their names (``_2``: SDXL's and SD3's
+        second CLIP, ``_3``: SD3's T5), any of them absent."""
         super().__init__(base.unet, base.schedule, base.prediction_type, base.null_class_label, None, base.extra)
-        self.vae, self.tokenizer, self.tokenizer_2 = vae.eval().requires_grad_(False), tokenizer, tokenizer_2
-        self.text_encoder, self.text_encoder_2 = (None if e is None else e.eval().requires_grad_(False)
-                                                  for e in (text_encoder, text_encoder_2))
+        self.vae = vae.eval().requires_grad_(False)
+        text = text or {}
+        for k in TEXT_PARTS:
+            part = text.get(k)
+            setattr(self, k, part.eval().requires_grad_(False) if isinstance(part, torch.nn.Module) else part)
         self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.resize(height, width)
@@ -98,12 +101,42 @@ class TextToImage(DiffusersBackbone):
         out = {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in out.items()}
         return {**out, "time_ids": ids, "negative_time_ids": ids}
 
+    def _embed_sd3(self, texts: list[str], max_sequence_length: int = 256) -> tuple[Tensor, Tensor]:
+        """SD3: both CLIPs' penultimate states side by side, padded to T5's width, then T5's states (zeros
+        without a T5) along the sequence; and both CLIPs' pooled projections side by side."""
+        states, pooled = [], []
+        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
+            ids = tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids
+            with torch.no_grad():
+                out = encoder(ids.to(next(encoder.parameters()).device), output_hidden_states=True)
+            states.append(out.hidden_states[-2])
+            pooled.append(out[0])
+        clip = torch.cat(states, -1)
+        if self.text_encoder_3 is None:
+            t5 = torch.zeros(len(texts), max_sequence_length, self.unet.config.joint_attention_dim, dtype=clip.dtype,
+                             device=clip.device)
+        else:
+            ids = self.tokenizer_3(texts, padding="max_length", max_length=max_sequence_length, truncation=True,
+                                   add_special_tokens=True, return_tensors="pt").input_ids
+            with torch.no_grad():
+                t5 = self.text_encoder_3(ids.to(next(self.text_encoder_3.parameters()).device))[0]
+        clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
+        return torch.cat([clip, t5.to(clip)], -2).to(self.dtype), torch.cat(pooled, -1).to(self.dtype)
+
+    def _encode_sd3(self, prompts: list[str], negatives: list[str], n: int) -> dict[str, Tensor]:
+        c, pooled = self._embed_sd3(prompts)
+        u, u_pooled = self._embed_sd3(negatives)
+        out = {"encoder_hidden_states": c, "negative_encoder_hidden_states": u, "pooled_projections": pooled,
+               "negative_pooled_projections": u_pooled}
+        return {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in out.items()}
+
     def encode_prompt(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
                       batch: int | None = None) -> dict[str, Tensor]:
         """``cond`` for ``batch`` samples: the prompt's (and the negative prompt's) text-encoder states, each
         prompt given once or once per sample, as diffusers' Stable Diffusion (and SDXL) pipelines encode them."""
         if self.text_encoder is None:
-            raise ValueError("this pipeline's text encoders are not loaded (SD3 layout: two CLIP and a T5): pass "
+            raise ValueError("this pipeline has no text encoders (an SD3-layout folder without them): pass "
                              "precomputed embeddings in cond (encoder_hidden_states, pooled_projections and their "
                              "negative_… counterparts)")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -114,6 +147,8 @@ class TextToImage(DiffusersBackbone):
         for name, texts in (("prompt", prompts), ("negative_prompt", negatives)):
             if len(texts) not in (1, n):
                 raise ValueError(f"got {len(texts)} values of {name} for a batch of {n}: give one or one per sample")
+        if type(self.unet).__name__ in TRANSFORMERS:
+            return self._encode_sd3(prompts, negatives, n)
         if self.text_encoder_2 is not None:
             return self._encode_xl(prompts, given, n)
         c = self._embed(prompts)
@@ -133,12 +168,14 @@ class TextToImage(DiffusersBackbone):
         from accelerate import cpu_offload_with_hook
 
         hook = None
-        for module in (self.text_encoder, self.text_encoder_2, self.unet, self.vae):
-            if module is not None:
-                module.to("cpu")
-                _, hook = cpu_offload_with_hook(module, torch.device(device), prev_module_hook=hook)
+        for module in (*self._encoders(), self.unet, self.vae):
+            module.to("cpu")
+            _, hook = cpu_offload_with_hook(module, torch.device(device), prev_module_hook=hook)
         self._offload_device = torch.device(device)
         return self
+
+    def _encoders(self) -> list[torch.nn.Module]:
+        return [e for e in (self.text_encoder, self.text_encoder_2, self.text_encoder_3) if e is not None]
 
     @property
     def device(self) -> torch.device:
@@ -160,7 +197,7 @@ class TextToImage(DiffusersBackbone):
             self.vae.to(device)
         if dtype is not None:
             _cast(self.vae, dtype)
-        for encoder in (e for e in (self.text_encoder, self.text_encoder_2) if e is not None):
+        for encoder in self._encoders():
             if device is not None:
                 encoder.to(device)
             if dtype is not None:
@@ -172,59 +209,66 @@ class TextToImage(DiffusersBackbone):
                     device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "TextToImage":
         """Load every component of a pipeline folder (safetensors weights unless ``allow_pickle``)."""
         index = json.loads((folder / "model_index.json").read_text())
-        if "transformer" in index:  # SD3 layout: its three text encoders are not read; cond comes precomputed
-            return cls._from_sd3_folder(folder, allow_pickle, prediction_type, device, dtype)
-        try:
-            import transformers
-        except ImportError as exc:
-            raise ImportError("text-to-image pipelines need transformers: pip install 'diffsampler[text]'") from exc
-        from diffusers import AutoencoderKL
-
+        if "transformer" in index:  # SD3 layout
+            return cls._from_sd3_folder(folder, index, allow_pickle, prediction_type, device, dtype)
         missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
         if missing:
             raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: a text-to-image pipeline needs "
                                  f"{', '.join(COMPONENTS)}")
         base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
                                                  text=False)
-        safe = None if allow_pickle else True
-        bars = transformers.utils.logging.is_progress_bar_enabled()
-        transformers.utils.logging.disable_progress_bar()  # one line per component read is noise on a command line
-        try:
-            vae = AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=safe)
-            encoder_cls = getattr(transformers, index["text_encoder"][1])
-            tokenizer_cls = getattr(transformers, index["tokenizer"][1])
-            text_encoder = encoder_cls.from_pretrained(folder / "text_encoder", use_safetensors=safe)
-            tokenizer = tokenizer_cls.from_pretrained(folder / "tokenizer")
-            second = {}  # SDXL's second text encoder and tokenizer
-            if (index.get("text_encoder_2") or [None])[0] is not None:
-                second = {"text_encoder_2": getattr(transformers, index["text_encoder_2"][1]).from_pretrained(
-                              folder / "text_encoder_2", use_safetensors=safe),
-                          "tokenizer_2": getattr(transformers, index["tokenizer_2"][1]).from_pretrained(
-                              folder / "tokenizer_2")}
-        except (OSError, ValueError, AttributeError, KeyError) as exc:
-            raise ModelLoadError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        finally:
-            if bars:
-                transformers.utils.logging.enable_progress_bar()
+        vae = _vae(folder, allow_pickle)
         zeros = bool(index.get("force_zeros_for_empty_prompt", False))
-        return cls(base, vae, tokenizer, text_encoder, **second, force_zeros_for_empty_prompt=zeros).to(device, dtype)
+        return cls(base, vae, _text_parts(folder, index, allow_pickle), force_zeros_for_empty_prompt=zeros) \
+            .to(device, dtype)
 
     @classmethod
-    def _from_sd3_folder(cls, folder: Path, allow_pickle: bool, prediction_type: str | None,
+    def _from_sd3_folder(cls, folder: Path, index: dict[str, Any], allow_pickle: bool, prediction_type: str | None,
                          device: str | torch.device, dtype: torch.dtype | None) -> "TextToImage":
-        """An SD3-layout folder (transformer, vae, scheduler): no text encoders, prompts come as embeddings."""
-        from diffusers import AutoencoderKL
-
+        """An SD3-layout folder: transformer, vae, scheduler, and the text encoders it names (two CLIPs and a T5;
+        none at all, and prompts come as embeddings)."""
         missing = [c for c in ("transformer", "vae", "scheduler") if not (folder / c).is_dir()]
         if missing:
             raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: an SD3-layout pipeline needs "
                                  "transformer, vae, scheduler")
         base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
                                                  text=False)
-        try:
-            vae = AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=None if allow_pickle else True)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        return cls(base, vae, None, None).to(device, dtype)
+        text = _text_parts(folder, index, allow_pickle) if any((index.get(k) or [None])[0] for k in TEXT_PARTS) \
+            else {}
+        return cls(base, _vae(folder, allow_pickle), text).to(device, dtype)
+
+
+def _vae(folder: Path, allow_pickle: bool) -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    try:
+        return AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=None if allow_pickle else True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+
+def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict[str, Any]:
+    """The text encoders and tokenizers that model_index.json names (not null), through transformers."""
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ImportError("text-to-image pipelines need transformers: pip install 'diffsampler[text]'") from exc
+    parts: dict[str, Any] = {}
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # one line per component read is noise on a command line
+    try:
+        for name in TEXT_PARTS:
+            library, cls_name = (index.get(name) or [None, None])[:2]
+            if library is None:
+                continue
+            cls = getattr(transformers, cls_name)
+            kwargs = {"use_safetensors": None if allow_pickle else True} if name.startswith("text_encoder") else {}
+            parts[name] = cls.from_pretrained(folder / name, **kwargs)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+    return parts

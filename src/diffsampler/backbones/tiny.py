@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["tiny_tokenizer", "tiny_sd_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline"]
+__all__ = ["tiny_tokenizer", "tiny_t5_tokenizer", "tiny_sd_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline"]
 
 
 def tiny_tokenizer(folder: Path) -> Any:
@@ -60,10 +60,28 @@ def tiny_sd_pipeline(folder: Path, width: int = 8, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+def tiny_t5_tokenizer(folder: Path) -> Any:
+    """A T5 tokenizer (unigram over single characters, ``</s>`` appended) written into ``folder``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    chars = string.ascii_lowercase + string.digits + ".,"
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)] + [(c, -3.0) for c in chars] + \
+        [("\u2581" + c, -2.5) for c in chars]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    t5 = T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0)
+    t5.save_pretrained(folder)
+    return T5TokenizerFast.from_pretrained(folder)
+
+
+def tiny_sd3_pipeline(folder: Path, text_encoders: bool = True, seed: int = 0) -> Path:
     """Save an SD3-layout pipeline (flow-matching transformer, VAE with a shift factor, FlowMatchEuler scheduler
-    with shift 3) with tiny random components and no text encoders to ``folder``: prompts come as embeddings
-    (joint states of width 16, pooled of width 8)."""
+    with shift 3) with tiny random components to ``folder``: two CLIPs (width 8, projections 8) and a T5 (width
+    32), or none (``text_encoders=False``: prompts come as embeddings, joint states of width 32, pooled of 16)."""
     from diffusers import (
         AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
@@ -74,14 +92,27 @@ def tiny_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=2, attention_head_dim=8,
-                                       num_attention_heads=2, joint_attention_dim=16, caption_projection_dim=16,
-                                       pooled_projection_dim=8, out_channels=4, pos_embed_max_size=16)
+                                       num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                       pooled_projection_dim=16, out_channels=4, pos_embed_max_size=16)
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
                         norm_num_groups=4, sample_size=16, scaling_factor=1.5305, shift_factor=0.0609)
+    text: dict[str, Any] = {k: None for k in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
+                                              "text_encoder_3", "tokenizer_3")}
+    if text_encoders:
+        from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+        tok = tiny_tokenizer(folder.parent / (folder.name + "-vocab"))
+        clip = dict(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                    num_attention_heads=2, max_position_embeddings=16, projection_dim=8,
+                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+        t5_tok = tiny_t5_tokenizer(folder.parent / (folder.name + "-t5"))
+        text.update(text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**clip)), tokenizer=tok,
+                    text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**clip)), tokenizer_2=tok,
+                    text_encoder_3=T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=32,
+                                                           num_layers=1, num_heads=2)), tokenizer_3=t5_tok)
     StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-                             text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-                             text_encoder_3=None, tokenizer_3=None).save_pretrained(folder)
+                             **text).save_pretrained(folder)
     return folder
 
 
