@@ -284,7 +284,7 @@ class DiffusersBackbone(NetworkBackbone):
         from huggingface_hub import snapshot_download
 
         parts = ("unet", "transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
-                 "scheduler")
+                 "text_encoder_3", "tokenizer_3", "scheduler")
         patterns = ["model_index.json", "*.json", "*.safetensors", *(f"{p}/*.json" for p in parts),
                     *(f"{p}/*.safetensors" for p in parts), "tokenizer/*.txt", "tokenizer_2/*.txt"] + \
             (["*.bin", *(f"{p}/*.bin" for p in parts)] if allow_pickle else [])
