@@ -236,7 +236,7 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
             raise ValueError("pass x_T or shape")
         dev = torch.device(device) if device is not None else backbone.device
         x_start = draw(torch.empty(tuple(shape), dtype=dtype or torch.float32, device=dev))
-        x_T = x_start if vp else x_start * sched.scale(times[0]).item()
+        x_T = start_from(x_start, sched, times[0])
     else:
         if dtype is not None or device is not None:
             x_T = x_T.to(device=device or x_T.device, dtype=dtype or x_T.dtype)
