@@ -76,16 +76,10 @@ class TextToImage(DiffusersBackbone):
 
     def _embed_xl(self, texts: list[str], length: int | None = None) -> tuple[Tensor, Tensor]:
         """SDXL: both encoders' penultimate states side by side, and the second one's pooled projection."""
-        states, pooled = [], None
-        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            ids = tokenizer(texts, padding="max_length", max_length=length or tokenizer.model_max_length,
-                            truncation=True, return_tensors="pt").input_ids
-            with torch.no_grad():
-                out = encoder(ids.to(next(encoder.parameters()).device), output_hidden_states=True)
-            if pooled is None and out[0].dim() == 2:
-                pooled = out[0]
-            states.append(out.hidden_states[-2])
-        return torch.cat(states, -1).to(self.dtype), pooled.to(self.dtype)
+        (s1, _), (s2, pooled) = (_clip(tok, enc, texts, length or tok.model_max_length)
+                                 for tok, enc in ((self.tokenizer, self.text_encoder),
+                                                  (self.tokenizer_2, self.text_encoder_2)))
+        return torch.cat([s1, s2], -1).to(self.dtype), pooled.to(self.dtype)
 
     def _encode_xl(self, prompts: list[str], negatives: list[str] | None, n: int) -> dict[str, Tensor]:
         """SDXL's cond: states, pooled ``text_embeds`` and ``time_ids`` (H, W, 0, 0, H, W), and their negatives
@@ -95,24 +89,17 @@ class TextToImage(DiffusersBackbone):
             u, u_pooled = torch.zeros_like(c), torch.zeros_like(pooled)
         else:
             u, u_pooled = self._embed_xl(negatives or [""], c.shape[1])
-        ids = torch.tensor([[self.height, self.width, 0, 0, self.height, self.width]], dtype=c.dtype).expand(n, -1)
-        out = {"encoder_hidden_states": c, "negative_encoder_hidden_states": u, "text_embeds": pooled,
-               "negative_text_embeds": u_pooled}
-        out = {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in out.items()}
-        return {**out, "time_ids": ids, "negative_time_ids": ids}
+        ids = torch.tensor([[self.height, self.width, 0, 0, self.height, self.width]], dtype=c.dtype)
+        return _per_sample({"encoder_hidden_states": c, "negative_encoder_hidden_states": u, "text_embeds": pooled,
+                            "negative_text_embeds": u_pooled, "time_ids": ids, "negative_time_ids": ids}, n)
 
     def _embed_sd3(self, texts: list[str], max_sequence_length: int = 256) -> tuple[Tensor, Tensor]:
         """SD3: both CLIPs' penultimate states side by side, padded to T5's width, then T5's states (zeros
         without a T5) along the sequence; and both CLIPs' pooled projections side by side."""
-        states, pooled = [], []
-        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            ids = tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
-                            return_tensors="pt").input_ids
-            with torch.no_grad():
-                out = encoder(ids.to(next(encoder.parameters()).device), output_hidden_states=True)
-            states.append(out.hidden_states[-2])
-            pooled.append(out[0])
-        clip = torch.cat(states, -1)
+        (s1, p1), (s2, p2) = (_clip(tok, enc, texts, self.tokenizer.model_max_length)
+                              for tok, enc in ((self.tokenizer, self.text_encoder),
+                                               (self.tokenizer_2, self.text_encoder_2)))
+        clip = torch.cat([s1, s2], -1)
         if self.text_encoder_3 is None:
             t5 = torch.zeros(len(texts), max_sequence_length, self.unet.config.joint_attention_dim, dtype=clip.dtype,
                              device=clip.device)
@@ -122,14 +109,13 @@ class TextToImage(DiffusersBackbone):
             with torch.no_grad():
                 t5 = self.text_encoder_3(ids.to(next(self.text_encoder_3.parameters()).device))[0]
         clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
-        return torch.cat([clip, t5.to(clip)], -2).to(self.dtype), torch.cat(pooled, -1).to(self.dtype)
+        return torch.cat([clip, t5.to(clip)], -2).to(self.dtype), torch.cat([p1, p2], -1).to(self.dtype)
 
     def _encode_sd3(self, prompts: list[str], negatives: list[str], n: int) -> dict[str, Tensor]:
         c, pooled = self._embed_sd3(prompts)
         u, u_pooled = self._embed_sd3(negatives)
-        out = {"encoder_hidden_states": c, "negative_encoder_hidden_states": u, "pooled_projections": pooled,
-               "negative_pooled_projections": u_pooled}
-        return {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in out.items()}
+        return _per_sample({"encoder_hidden_states": c, "negative_encoder_hidden_states": u,
+                            "pooled_projections": pooled, "negative_pooled_projections": u_pooled}, n)
 
     def encode_prompt(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
                       batch: int | None = None) -> dict[str, Tensor]:
@@ -153,8 +139,7 @@ class TextToImage(DiffusersBackbone):
             return self._encode_xl(prompts, given, n)
         c = self._embed(prompts)
         u = self._embed(negatives, c.shape[1])
-        return {"encoder_hidden_states": c.expand(n, -1, -1) if len(prompts) == 1 else c,
-                "negative_encoder_hidden_states": u.expand(n, -1, -1) if len(negatives) == 1 else u}
+        return _per_sample({"encoder_hidden_states": c, "negative_encoder_hidden_states": u}, n)
 
     def _output(self, x: Tensor, t: Tensor, schedule: Any, **cond: Any) -> Tensor:
         """The network on the prompt's states; the negative prompt's (``negative_…``) are CFG's business, unused
@@ -233,9 +218,21 @@ class TextToImage(DiffusersBackbone):
                                  "transformer, vae, scheduler")
         base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
                                                  text=False)
-        text = _text_parts(folder, index, allow_pickle) if any((index.get(k) or [None])[0] for k in TEXT_PARTS) \
-            else {}
-        return cls(base, _vae(folder, allow_pickle), text).to(device, dtype)
+        return cls(base, _vae(folder, allow_pickle), _text_parts(folder, index, allow_pickle)).to(device, dtype)
+
+
+def _clip(tokenizer: Any, encoder: torch.nn.Module, texts: list[str], length: int) -> tuple[Tensor, Tensor]:
+    """A CLIP encoder's penultimate hidden states and its first output (pooled projection where it has one) for
+    ``texts`` padded to ``length`` tokens, as the SDXL and SD3 pipelines read them."""
+    ids = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = encoder(ids.to(next(encoder.parameters()).device), output_hidden_states=True)
+    return out.hidden_states[-2], out[0]
+
+
+def _per_sample(cond: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+    """Entries given once expanded to ``n`` samples."""
+    return {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in cond.items()}
 
 
 def _vae(folder: Path, allow_pickle: bool) -> torch.nn.Module:
@@ -250,6 +247,9 @@ def _vae(folder: Path, allow_pickle: bool) -> torch.nn.Module:
 
 def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict[str, Any]:
     """The text encoders and tokenizers that model_index.json names (not null), through transformers."""
+    named = [k for k in TEXT_PARTS if (index.get(k) or [None])[0] is not None]
+    if not named:
+        return {}
     try:
         import transformers
     except ImportError as exc:
@@ -258,11 +258,8 @@ def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # one line per component read is noise on a command line
     try:
-        for name in TEXT_PARTS:
-            library, cls_name = (index.get(name) or [None, None])[:2]
-            if library is None:
-                continue
-            cls = getattr(transformers, cls_name)
+        for name in named:
+            cls = getattr(transformers, index[name][1])
             kwargs = {"use_safetensors": None if allow_pickle else True} if name.startswith("text_encoder") else {}
             parts[name] = cls.from_pretrained(folder / name, **kwargs)
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
