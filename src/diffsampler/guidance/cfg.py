@@ -24,7 +24,7 @@ from ..schedules.predictions import convert, from_epsilon
 from ..tensors import bcast
 from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 
-TEXT_KEY, NEGATIVE_KEY = "encoder_hidden_states", "negative_encoder_hidden_states"
+TEXT_KEY = "encoder_hidden_states"
 NEGATIVE = "negative_"  # cond[NEGATIVE + k] is k's unconditional half (a negative prompt's states)
 PROMPT_KEYS = (TEXT_KEY, "pooled_projections", "text_embeds")  # a prompt's conditioning: CFG needs its negative
 
