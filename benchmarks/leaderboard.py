@@ -72,9 +72,17 @@ def diffusers_sampler(cls_name: str, overrides: dict[str, Any], config: dict[str
     return run
 
 
+def diffusers_spacing(overrides: dict[str, Any], config: dict[str, Any]) -> str:
+    """The spacing a diffusers scheduler walks, as its bench rows record it."""
+    if overrides.get("use_karras_sigmas"):
+        return "karras"
+    return overrides.get("timestep_spacing", config.get("timestep_spacing", "leading"))
+
+
 def register_diffusers(config: dict[str, Any]) -> None:
     for name, (cls_name, overrides) in DIFFUSERS.items():
-        ds.SAMPLERS.register(name, diffusers_sampler(cls_name, overrides, config), replace=True)
+        ds.SAMPLERS.register(name, diffusers_sampler(cls_name, overrides, config), replace=True,
+                             spacing=diffusers_spacing(overrides, config))
 
 
 def setting(target: str) -> tuple[Any, Any, Any]:
@@ -128,7 +136,8 @@ def table(targets: list[str], budgets: list[int]) -> str:
             for spec in OURS + list(DIFFUSERS):
                 name, options = parse_sampler_spec(spec)
                 n = ds.steps_for_nfe(name, sched, k, **options)
-                cell += [r for r in rows if r["sampler"] == name and json.loads(r["options"]) == options
+                at_default = {**options, "spacing": ds.spacing_for(name, sched)}
+                cell += [r for r in rows if r["sampler"] == name and json.loads(r["options"]) == at_default
                          and r["steps"] == n]
             best = {}
             for side in ("ours", "diffusers"):

@@ -116,6 +116,29 @@ def test_compiled_cells_are_their_own(tmp_path) -> None:
     assert run(compiled_bb) == rows and run(CallableBackbone(eps, schedule=sched)) == rows
 
 
+
+def test_cells_record_the_spacing_they_walked(tmp_path, monkeypatch) -> None:
+    """A cell at a sampler's default spacing records it, so a changed default runs a new cell, not the old one."""
+    gm, sched = gmm_ring(), ds.SCHEDULES.get("linear")()
+    for attr in ("_items", "_origins", "_meta"):
+        monkeypatch.setattr(ds.SAMPLERS, attr, dict(getattr(ds.SAMPLERS, attr)))
+
+    def run(default: str):
+        ds.SAMPLERS.register("ddim", ds.SAMPLERS.get("ddim"), replace=True, spacing=default, discrete=True)
+        return bench(gm, samplers=["ddim"], steps=[3], metric=exact_metric(gm, 500), out=tmp_path, num_samples=16,
+                     batch_size=16, shape=(2,), schedule=sched, model_name="gmm-ring", plots=False)
+
+    first = run("leading")
+    assert [json.loads(r["options"]) for r in first] == [{"spacing": "leading"}]
+    both = run("karras")
+    assert [json.loads(r["options"]) for r in both] == [{"spacing": "leading"}, {"spacing": "karras"}]
+    assert both[0]["value"] != both[1]["value"]
+    assert run("karras") == both
+    ds.SAMPLERS.register("ddim", ds.SAMPLERS.get("ddim"), replace=True, spacing="trailing", discrete=True)
+    on_ve = bench(gm, samplers=["ddim"], steps=[3], metric=exact_metric(gm, 500), out=tmp_path / "ve",
+                  num_samples=16, batch_size=16, shape=(2,), schedule=ds.VE(), model_name="gmm-ring", plots=False)
+    assert json.loads(on_ve[0]["options"]) == {"spacing": "karras"}  # the family's default, not the sampler's
+
 def test_ode_error_shrinks_with_steps() -> None:
     gm, s = gmm_ring(), ds.SCHEDULES.get("linear")()
     m = ode_error_metric(gm, s, tol=1e-7)

@@ -7,14 +7,13 @@ from .backbones import BACKBONES, Backbone, CallableBackbone, DiffusersBackbone,
 from .guidance import GUIDANCE
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
-from .sampling import SampleResult, generators, sample, steps_for_nfe
+from .sampling import SampleResult, generators, sample, spacing_for, steps_for_nfe
 from .schedules import SCHEDULES, SPACINGS, VE, DiscreteSchedule, RectifiedFlow, Schedule, make_grid
 from .tuning import TunedGrid, load_grid, tune_grid
 
 __version__ = "0.1.0"
 
-__all__ = ["sample", "SampleResult", "generators", "steps_for_nfe", "SAMPLERS", "SCHEDULES", "SPACINGS", "GUIDANCE",
-           "BACKBONES", "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "VE", "RectifiedFlow",
-           "make_grid", "Backbone",
-           "CallableBackbone", "DiffusersBackbone", "Empirical", "GaussianMixture", "as_backbone", "tune_grid",
-           "load_grid", "TunedGrid", "__version__"]
+__all__ = ["sample", "SampleResult", "generators", "steps_for_nfe", "spacing_for", "SAMPLERS", "SCHEDULES", "SPACINGS",
+           "GUIDANCE", "BACKBONES", "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "VE",
+           "RectifiedFlow", "make_grid", "Backbone", "CallableBackbone", "DiffusersBackbone", "Empirical",
+           "GaussianMixture", "as_backbone", "tune_grid", "load_grid", "TunedGrid", "__version__"]

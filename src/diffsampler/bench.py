@@ -28,7 +28,7 @@ from torch import Tensor
 from .metrics import METRICS, Metric
 from .options import parse_value
 from .samplers import SAMPLERS
-from .sampling import generators, sample, start_from, steps_for_nfe, time_grid
+from .sampling import generators, sample, spacing_for, start_from, steps_for_nfe, time_grid
 
 __all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
 
@@ -300,8 +300,9 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
 
     for spec, name, options in specs:
         for n in step_counts(name, options):
-            opts = {**options, **({"spacing": spacing} if spacing else {}),
-                    **({"grid": "tuned " + ",".join(f"{t:.4g}" for t in grid.grid)} if grid is not None else {})}
+            # the effective spacing, not only an asked one: a cell must not pass for another after a default changes
+            opts = {**options, **({"grid": "tuned " + ",".join(f"{t:.4g}" for t in grid.grid)} if grid is not None
+                                  else {"spacing": spacing_for(name, sched_for_steps, spacing)})}
             row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
                                    "steps": int(n), "metric": metric.name, "num_samples": num_samples,
                                    "batch_size": batch_size, "seed": seed, "device": dev.type, "processes": world,

@@ -393,7 +393,7 @@ def _sample(a: SampleArgs) -> None:
     import torch
 
     from .images import Staged, grid_image, remove_stale_temporaries, write_png, write_samples
-    from .sampling import generators, time_grid
+    from .sampling import generators, spacing_for, time_grid
     from .sampling import sample as run
 
     for value, registry in ((a.sampler, SAMPLERS), (a.schedule, SCHEDULES), (a.spacing, SPACINGS)):
@@ -417,8 +417,7 @@ def _sample(a: SampleArgs) -> None:
     labels = parse_classes(a.class_, a.n, backbone.num_classes)
     sched = SCHEDULES.get(a.schedule)() if a.schedule else None
     guide = _build_guidance(a, labels, sched or backbone.schedule)
-    spacing = a.spacing or getattr(sched or backbone.schedule, "default_spacing", None) or \
-        SAMPLERS.meta(a.sampler)["spacing"]
+    spacing = spacing_for(a.sampler, sched or backbone.schedule, a.spacing)
     spacing_options = parse_options(a.spacing_opt, "spacing", spacing, SPACINGS.get(spacing), "--spacing-opt")
     times = _tuned_grid(a.grid, sched or backbone.schedule, a.model, a.sampler, a.force)
     if times is not None:

@@ -19,8 +19,8 @@ from .samplers.base import times_like
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
 
-__all__ = ["sample", "SampleResult", "generators", "time_grid", "steps_for_nfe", "take_rows", "ClippedEps",
-           "start_from"]
+__all__ = ["sample", "SampleResult", "generators", "time_grid", "spacing_for", "steps_for_nfe", "take_rows",
+           "ClippedEps", "start_from"]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -143,6 +143,11 @@ def _step_of(grid: Tensor, t: float) -> int:
     return max(1, min(int((grid >= t - 1e-12).sum()), grid.numel() - 1))
 
 
+def spacing_for(sampler: str | Sampler, schedule: Schedule | None, spacing: str | None = None) -> str:
+    """The spacing ``sample`` walks: ``spacing``, else the schedule family's default, else the sampler's."""
+    return spacing or getattr(schedule, "default_spacing", None) or _sampler(sampler)[2]["spacing"]
+
+
 def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None,
               spacing_options: dict[str, Any] | None = None) -> Tensor:
     """The grid ``sample`` walks for ``steps`` steps: ``spacing``, or the schedule family's default (karras on VE,
@@ -153,7 +158,7 @@ def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: s
     if meta["discrete"] and schedule.discrete and steps > schedule.num_train_timesteps:
         raise ValueError(f"steps={steps} is more than the schedule's {schedule.num_train_timesteps} training "
                          f"steps, the most sampler {name!r} can take")
-    return make_grid(schedule, steps, spacing or schedule.default_spacing or meta["spacing"], **(spacing_options or {}))
+    return make_grid(schedule, steps, spacing_for(sampler, schedule, spacing), **(spacing_options or {}))
 
 
 def steps_for_nfe(sampler: str | Sampler, schedule: Schedule, nfe: int, spacing: str | None = None,

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .sampling import generators, sample, start_from, steps_for_nfe, time_grid
+from .sampling import generators, sample, spacing_for, start_from, steps_for_nfe, time_grid
 from .schedules import Schedule, check_grid, make_grid
 
 __all__ = ["TunedGrid", "tune_grid", "load_grid", "jump_costs", "cheapest_path"]
@@ -204,11 +204,9 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
             break
     tuned = fine[path]
     default = time_grid(sampler, sched, steps, None)
-    from .samplers import SAMPLERS
-
     return TunedGrid(grid=tuned.tolist(), model=str(model_name), sampler=sampler, options=options, nfe=nfe,
                      schedule=schedule_fingerprint(sched), distance=distance(tuned),
-                     default_distance=distance(default), default_spacing=SAMPLERS.meta(sampler)["spacing"],
+                     default_distance=distance(default), default_spacing=spacing_for(sampler, sched),
                      fine_steps=fine_steps, batch=batch, seed=seed, seconds=round(time.perf_counter() - start, 1),
                      extra={"fine_spacing": fine_spacing, "refine": refine, "dp_cost": float(sum(cost[a, b] for a, b in
                                                                                zip(path, path[1:])))})
