@@ -34,7 +34,8 @@ OUT = HERE / "results" / "leaderboard"
 OURS = ["ddim", "ddpm", "euler-maruyama", "dpm-solver++", "dpm-solver++:order=3", "euler", "euler-ancestral", "heun",
         "lms", "dpm-solver++-2s", "dpm-solver++-sde", "dpm-solver++-singlestep", "unipc", "unipc:variant=bh1",
         "unipc:order=3", "deis", "deis:order=3", "ipndm", "pndm", "plms", "restart"]
-# name → (diffusers class, config overrides)
+# name → (diffusers class, config overrides): each variant raced on our side that diffusers has (its UniPC bh1
+# returns NaN on the step into σ = 0, so it is not here)
 DIFFUSERS = {
     "diffusers-ddim": ("DDIMScheduler", {"timestep_spacing": "trailing"}),
     "diffusers-ddim-leading": ("DDIMScheduler", {}),
@@ -44,7 +45,9 @@ DIFFUSERS = {
     "diffusers-dpm++3m": ("DPMSolverMultistepScheduler", {"timestep_spacing": "trailing", "solver_order": 3}),
     "diffusers-dpm++2s": ("DPMSolverSinglestepScheduler", {"timestep_spacing": "trailing"}),
     "diffusers-unipc": ("UniPCMultistepScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-unipc3": ("UniPCMultistepScheduler", {"timestep_spacing": "trailing", "solver_order": 3}),
     "diffusers-deis": ("DEISMultistepScheduler", {"timestep_spacing": "trailing"}),
+    "diffusers-deis3": ("DEISMultistepScheduler", {"timestep_spacing": "trailing", "solver_order": 3}),
     "diffusers-plms": ("PNDMScheduler", {"timestep_spacing": "trailing", "skip_prk_steps": True}),
     "diffusers-euler": ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}),
     "diffusers-heun": ("HeunDiscreteScheduler", {"timestep_spacing": "trailing"}),

@@ -43,3 +43,14 @@ def test_command_line_is_valid(line: str) -> None:
     sub = command.get_command(ctx, words[0])
     assert sub is not None, line
     sub.make_context(words[0], words[1:], parent=ctx, resilient_parsing=False)
+
+
+def test_sampler_table_states_the_default_spacings() -> None:
+    """The README's sampler table names every built-in sampler with the default spacing it is registered with."""
+    from diffsampler import SAMPLERS
+
+    section = README.read_text().split("### Samplers", 1)[1].split("\n\n", 2)[1]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| `")]
+    table = {cells[0].strip("`"): cells[-1] for cells in rows}
+    builtin = [name for name in SAMPLERS.names() if SAMPLERS.origin(name) == "built-in"]
+    assert table == {name: SAMPLERS.meta(name)["spacing"] for name in builtin}

@@ -45,7 +45,7 @@ def deis_coefficients(sigmas: list[float], i: int, order: int) -> list[float]:
     return out
 
 
-@SAMPLERS.register("deis", spacing="karras")
+@SAMPLERS.register("deis")
 def deis(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
          callback: Callback | None = None, order: int = 2, lower_order_final: bool = True) -> Tensor:
     """tAB-DEIS of order 1, 2 (default) or 3: ε interpolated in log σ, integrated exactly in σ; NFE = steps."""

@@ -25,7 +25,7 @@ from ..schedules import Schedule
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, eps_pair, lambdas_of, renoised, report, times_like
 
 
-@SAMPLERS.register("dpm-solver++", spacing="logsnr", renoise=True)
+@SAMPLERS.register("dpm-solver++", renoise=True)
 def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
                   callback: Callback | None = None, order: int = 2, lower_order_final: bool = True) -> Tensor:
     """DPM-Solver++(kM): multistep exponential integrator on x̂_0, order k = 1, 2 (default) or 3; NFE = steps."""

@@ -24,7 +24,7 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report,
 SOLVER_TYPES = ("midpoint", "heun")
 
 
-@SAMPLERS.register("dpm-solver++-sde", spacing="karras")
+@SAMPLERS.register("dpm-solver++-sde")
 def dpm_solver_pp_sde(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
                       callback: Callback | None = None, order: int = 2, eta: float = 1.0, s_noise: float = 1.0,
                       solver_type: str = "midpoint") -> Tensor:

@@ -44,7 +44,7 @@ def singlestep_orders(steps: int, order: int, lower_order_final: bool, ends_at_z
     return orders
 
 
-@SAMPLERS.register("dpm-solver++-singlestep", spacing="karras")
+@SAMPLERS.register("dpm-solver++-singlestep")
 def dpm_solver_pp_singlestep(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
                              noise_sampler: NoiseSampler, callback: Callback | None = None, order: int = 2,
                              solver_type: str = "midpoint", lower_order_final: bool = True) -> Tensor:

@@ -20,7 +20,7 @@ from ..schedules import Schedule
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_pair, report, sigmas_of
 
 
-@SAMPLERS.register("euler", spacing="karras", renoise=True)
+@SAMPLERS.register("euler", renoise=True)
 def euler(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
           callback: Callback | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
           s_noise: float = 1.0) -> Tensor:

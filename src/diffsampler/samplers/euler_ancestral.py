@@ -28,7 +28,7 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[f
     return math.sqrt(sigma_next**2 - up**2), up
 
 
-@SAMPLERS.register("euler-ancestral", spacing="karras", renoise=True)
+@SAMPLERS.register("euler-ancestral", renoise=True)
 def euler_ancestral(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
                     callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
     """Euler down to σ_down, then fresh noise up to σ_{i+1} (η = 1 ancestral, 0 deterministic); NFE = steps."""

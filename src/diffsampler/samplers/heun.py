@@ -29,7 +29,7 @@ def heun_step(D: Callable[[Tensor, float], Tensor], y: Tensor, s: float, u: floa
     return y + (u - s) * (d + (y2 - D(y2, u)) / u) / 2, d0
 
 
-@SAMPLERS.register("heun", spacing="karras")
+@SAMPLERS.register("heun")
 def heun(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
          callback: Callback | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
          s_noise: float = 1.0) -> Tensor:

@@ -19,7 +19,7 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, sigm
 from .pndm import combined
 
 
-@SAMPLERS.register("ipndm", spacing="karras")
+@SAMPLERS.register("ipndm", spacing="leading")
 def ipndm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
           callback: Callback | None = None, order: int = 4) -> Tensor:
     """iPNDM: pseudo linear multistep of order ≤ 4 (default 4) with lower-order warm-up; NFE = steps."""

@@ -34,7 +34,7 @@ def lms_coefficients(sigmas: list[float], i: int, order: int) -> list[float]:
     return out
 
 
-@SAMPLERS.register("lms", spacing="karras")
+@SAMPLERS.register("lms")
 def lms(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
         callback: Callback | None = None, order: int = 4) -> Tensor:
     """Linear multistep (Adams–Bashforth in σ) of order ≤ 4 on the PF-ODE; NFE = steps."""

@@ -34,7 +34,7 @@ _A = ((), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
 _E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
 
 
-@SAMPLERS.register("pf-ode", spacing="karras")
+@SAMPLERS.register("pf-ode")
 def pf_ode(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
            callback: Callback | None = None, method: str = "heun", rtol: float = 1e-4, atol: float = 1e-4,
            max_iterations: int = 10_000) -> Tensor:

@@ -23,7 +23,7 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report,
 from .heun import heun_step
 
 
-@SAMPLERS.register("restart", spacing="karras")
+@SAMPLERS.register("restart")
 def restart(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
             callback: Callback | None = None, restart_min: float = 0.1, restart_max: float = 2.0, restarts: int = 1,
             restart_steps: int = 2, s_noise: float = 1.0) -> Tensor:

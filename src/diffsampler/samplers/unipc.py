@@ -58,7 +58,7 @@ def unipc_update(x: Tensor, a_s: float, a_u: float, lam_s: float, lam_u: float, 
     return out
 
 
-@SAMPLERS.register("unipc", spacing="karras", renoise=True)
+@SAMPLERS.register("unipc", renoise=True)
 def unipc(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
           callback: Callback | None = None, order: int = 2, variant: str = "bh2", corrector: bool = True,
           lower_order_final: bool = True) -> Tensor:
