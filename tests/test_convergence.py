@@ -63,6 +63,17 @@ def test_rk45_error_follows_tolerance(setting) -> None:
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-5, errs
 
 
+def test_rk45_into_zero_solves_down_to_the_first_knot(setting) -> None:
+    """rk45 uses only its grid's ends: into t = 0 it solves to t_min, then takes x̂_0, whatever the inner times."""
+    gm, s, x, ref = setting
+    to_knot = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-6, atol=1e-6, grid=[1.0, s.t_min],
+                        x_T=x)
+    x0_hat = gm.denoised(to_knot, torch.full((len(x),), s.t_min, dtype=torch.float64), s)
+    for grid in ({"steps": 1}, {"steps": 2}, {"steps": 2, "spacing": "karras"}, {"grid": [1.0, 0.5, 0.0]}):
+        out = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-6, atol=1e-6, x_T=x, **grid)
+        torch.testing.assert_close(out, x0_hat, rtol=0, atol=1e-9, msg=str(grid))
+
+
 def test_pf_ode_euler_is_ddim(setting) -> None:
     """Euler in (σ, x/√ᾱ) is DDIM with η = 0: the same numbers on the same grid."""
     gm, s, x, _ = setting

@@ -156,8 +156,11 @@ def _plain_ticks(axis: Any, values: list[float]) -> None:
 
 
 def cell_label(row: dict[str, Any]) -> str:
-    """``ddim`` or ``ddim eta=0.5``: a cell's sampler and its options, as a reader writes them."""
+    """``ddim`` or ``ddim eta=0.5``: a cell's sampler and its options, as a reader writes them (the spacing
+    only where it is not the sampler's default)."""
     options = json.loads(row["options"]) if isinstance(row["options"], str) else row["options"]
+    if row["sampler"] in SAMPLERS and options.get("spacing") == SAMPLERS.meta(row["sampler"])["spacing"]:
+        options = {k: v for k, v in options.items() if k != "spacing"}
     return " ".join([row["sampler"], *(f"{k}={v}" for k, v in options.items())])
 
 

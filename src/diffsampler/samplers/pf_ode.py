@@ -10,7 +10,7 @@ in σ: ``euler`` (1 NFE a step; it coincides with DDIM η = 0), ``heun`` (2), ``
 into σ = 0 is an Euler step (x̂_0 itself), so NFE = N, 2N−1, 4N−3 on grids ending at t = 0
 and N, 2N, 4N otherwise. ``rk45`` is adaptive Dormand–Prince 5(4) in log σ (dy/dlog σ = σ·ε),
 with a step size per sample, so a sample does not depend on the rest of its batch; it uses
-only the grid's ends and reports NFE = 1 + 6·(iterations).
+only the grid's ends (into t = 0: down to t_min, then x̂_0) and reports NFE = 1 + 6·(iterations).
 """
 
 from __future__ import annotations
@@ -73,9 +73,10 @@ def pf_ode(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_
 
 def _rk45(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: Callback | None,
           rtol: float, atol: float, max_iterations: int) -> Tensor:
-    """Dormand–Prince in u = log σ, per-sample step control, then x̂_0 if the grid ends at t = 0."""
+    """Dormand–Prince in u = log σ, per-sample step control; a grid ending at t = 0 is solved down to the
+    schedule's first trained level t_min (or the grid's last time, if lower), then x̂_0."""
     to_zero = bool(grid[-1] == 0)
-    t_end = grid[-2] if to_zero else grid[-1]
+    t_end = min(float(grid[-2]), schedule.t_min) if to_zero else grid[-1]
     u0, u1 = schedule.sigma(grid[0]).log().item(), schedule.sigma(t_end).log().item()
 
     def g(y: Tensor, u: Tensor, rows: Tensor | None = None) -> Tensor:  # dy/du = σ·ε(x, t)
