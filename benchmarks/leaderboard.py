@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 import diffsampler as ds
-from diffsampler.bench import bench, load_bench_model, parse_sampler_spec, read_results
+from diffsampler.bench import bench, cell_label, load_bench_model, parse_sampler_spec, read_results
 from diffsampler.bundled import model_path
 from diffsampler.metrics import make_metric
 from diffsampler.samplers.base import times_like
@@ -121,12 +121,6 @@ def run(targets: list[str], budgets: list[int], num_samples: int) -> None:
                   on_cell=show(target))
 
 
-def label(row: dict[str, Any]) -> str:
-    """A cell's sampler with its options: ``unipc order=3``."""
-    options = json.loads(row["options"] or "{}")
-    return " ".join([row["sampler"], *(f"{k}={v}" for k, v in options.items())])
-
-
 def table(targets: list[str], budgets: list[int]) -> str:
     """Markdown: per target and budget, the best diffsampler solver and the best diffusers scheduler."""
     lines = ["| target | NFE | best diffsampler solver | value ± SE | best diffusers scheduler | value ± SE | "
@@ -150,8 +144,9 @@ def table(targets: list[str], budgets: list[int]) -> str:
                 continue
             a, b = best["ours"], best["diffusers"]
             z = (b["value"] - a["value"]) / math.hypot(a["stderr"], b["stderr"])
-            lines.append(f"| {target} | {k} | {label(a)} ({a['steps']} steps) | {a['value']:.3g} ± {a['stderr']:.2g} "
-                         f"| {label(b)} ({b['steps']} steps) | {b['value']:.3g} ± {b['stderr']:.2g} | {z:+.1f} |")
+            a_, b_ = (f"{cell_label(r)} ({r['steps']} steps, {json.loads(r['options'])['spacing']})" for r in (a, b))
+            lines.append(f"| {target} | {k} | {a_} | {a['value']:.3g} ± {a['stderr']:.2g} "
+                         f"| {b_} | {b['value']:.3g} ± {b['stderr']:.2g} | {z:+.1f} |")
     return "\n".join(lines)
 
 
