@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from leaderboard import cells_of
+
 import diffsampler as ds
 from diffsampler.bench import ANALYTIC, bench, read_results
 from diffsampler.metrics import make_metric
@@ -42,9 +44,7 @@ def table() -> str:
     for name, options, n in keys:
         cols = []
         for sp in SPACINGS:
-            want = {**json.loads(options), "spacing": sp}
-            r = next((r for r in rows if r["sampler"] == name and r["steps"] == n
-                      and json.loads(r["options"]) == want), None)
+            r = next(iter(cells_of(rows, name, {**json.loads(options), "spacing": sp}, n)), None)
             cols.append(f"{r['value']:.3f} ± {r['stderr']:.3f}, {r['extra']['mean_log_density']:.3f}" if r else "—")
         extra = " ".join(f"{k}={v}" for k, v in json.loads(options).items())
         lines.append(f"| {name}{' ' + extra if extra else ''} | {n} | " + " | ".join(cols) + " |")

@@ -121,6 +121,11 @@ def run(targets: list[str], budgets: list[int], num_samples: int) -> None:
                   on_cell=show(target))
 
 
+def cells_of(rows: list[dict[str, Any]], name: str, options: dict[str, Any], steps: int) -> list[dict[str, Any]]:
+    """The result rows of sampler ``name`` with exactly these options (spacing included) at ``steps`` steps."""
+    return [r for r in rows if r["sampler"] == name and r["steps"] == steps and json.loads(r["options"]) == options]
+
+
 def table(targets: list[str], budgets: list[int]) -> str:
     """Markdown: per target and budget, the best diffsampler solver and the best diffusers scheduler."""
     lines = ["| target | NFE | best diffsampler solver | value ± SE | best diffusers scheduler | value ± SE | "
@@ -133,9 +138,7 @@ def table(targets: list[str], budgets: list[int]) -> str:
             for spec in OURS + list(DIFFUSERS):
                 name, options = parse_sampler_spec(spec)
                 n = ds.steps_for_nfe(name, sched, k, **options)
-                at_default = {**options, "spacing": ds.spacing_for(name, sched)}
-                cell += [r for r in rows if r["sampler"] == name and json.loads(r["options"]) == at_default
-                         and r["steps"] == n]
+                cell += cells_of(rows, name, {**options, "spacing": ds.spacing_for(name, sched)}, n)
             best = {}
             for side in ("ours", "diffusers"):
                 pick = [r for r in cell if r["sampler"].startswith("diffusers") == (side == "diffusers")]

@@ -13,10 +13,9 @@ every spacing from what is there.
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
-from leaderboard import HERE, OURS, setting, show
+from leaderboard import HERE, OURS, cells_of, setting, show
 
 from diffsampler.bench import bench, parse_sampler_spec, read_results
 from diffsampler.metrics import make_metric
@@ -51,9 +50,8 @@ def table(targets: list[str], budgets: list[int]) -> str:
                 name, options = parse_sampler_spec(spec)
                 cells = {}
                 for sp in SPACINGS:
-                    n = steps_for_nfe(name, schedule, k, sp, **options)
-                    found = [r for r in rows if r["sampler"] == name and r["steps"] == n
-                             and json.loads(r["options"]) == {**options, "spacing": sp}]
+                    found = cells_of(rows, name, {**options, "spacing": sp},
+                                     steps_for_nfe(name, schedule, k, sp, **options))
                     if found:
                         cells[sp] = found[0]
                 if not cells:

@@ -292,4 +292,4 @@ class DiffusersBackbone(NetworkBackbone):
             return Path(snapshot_download(repo_id, allow_patterns=patterns))
         except Exception as exc:
             raise ModelLoadError(f"cannot get {repo_id!r} from the hub or its local cache: "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ModelLoadError
-from .diffusers_unet import TRANSFORMERS, DiffusersBackbone, _cast
+from .diffusers_unet import TRANSFORMERS, DiffusersBackbone, _cast, _first_line
 
 __all__ = ["TextToImage", "is_pipeline"]
 
@@ -242,7 +242,7 @@ def _vae(folder: Path, allow_pickle: bool) -> torch.nn.Module:
         return AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=None if allow_pickle else True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                             f"{_first_line(exc)}") from exc
 
 
 def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict[str, Any]:
@@ -264,7 +264,7 @@ def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict
             parts[name] = cls.from_pretrained(folder / name, **kwargs)
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                             f"{_first_line(exc)}") from exc
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .pipeline import TEXT_PARTS
+
 __all__ = ["tiny_tokenizer", "tiny_t5_tokenizer", "tiny_sd_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline"]
 
 
@@ -97,8 +99,7 @@ def tiny_sd3_pipeline(folder: Path, text_encoders: bool = True, seed: int = 0) -
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
                         norm_num_groups=4, sample_size=16, scaling_factor=1.5305, shift_factor=0.0609)
-    text: dict[str, Any] = {k: None for k in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
-                                              "text_encoder_3", "tokenizer_3")}
+    text: dict[str, Any] = dict.fromkeys(TEXT_PARTS)
     if text_encoders:
         from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
