@@ -86,3 +86,45 @@ def test_gaussian_stats() -> None:
     assert mu.abs().max() < 0.05
     with pytest.raises(ValueError, match="at least 2"):
         gaussian_stats(f[:1])
+
+
+def _mean_metric() -> ds.metrics.Metric:
+    """The mean of the first coordinate, as a metric with a statistic."""
+    def statistic(x, labels, x_T):
+        return lambda i: float(x[i, 0].mean())
+
+    return ds.metrics.Metric("mean", lambda x, labels, x_T: (0.0, 0.0, {}), statistic=statistic)
+
+
+def test_paired_difference_of_a_mean_is_the_closed_form() -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    shared = torch.randn(n, 1, generator=g, dtype=F64) * 3.0
+    a, b = shared, shared + 0.5 + 0.2 * torch.randn(n, 1, generator=g, dtype=F64)
+    diff, se = ds.metrics.paired_difference(_mean_metric(), a, b, None, a, rounds=4000)
+    d = (b - a)[:, 0]
+    assert diff == pytest.approx(float(d.mean()), rel=1e-12)
+    # the bootstrap SE of a mean is the plug-in sd / √n; with 4000 rounds its own relative SE is ≈ 1/√8000
+    closed = float(d.std(unbiased=False)) / math.sqrt(n)
+    assert se == pytest.approx(closed, rel=0.08)
+    unpaired = math.hypot(float(a.std()), float(b.std())) / math.sqrt(n)
+    assert se < unpaired / 10  # the shared part cancels
+    assert ds.metrics.paired_difference(_mean_metric(), a, a, None, a) == (0.0, 0.0)
+
+
+def test_paired_difference_on_the_exact_metric_and_its_errors() -> None:
+    from diffsampler.bench import gmm_ring
+
+    ring = gmm_ring()
+    metric = ds.metrics.make_metric("exact", ring, reference_draws=1000)
+    x, _ = ring.sample_data(200, torch.Generator().manual_seed(1))
+    y = 1.2 * x  # the ring's radius 20 % too large
+    value_x, se_x, _ = metric.score(x, None, x)
+    value_y, se_y, _ = metric.score(y, None, x)
+    diff, se = ds.metrics.paired_difference(metric, x, y, None, x, rounds=20)
+    assert diff == pytest.approx(value_y - value_x, rel=1e-12) and diff > 0
+    assert 0 < se < math.hypot(se_x, se_y)
+    with pytest.raises(ValueError, match="one shape"):
+        ds.metrics.paired_difference(metric, x, y[:10], None, x)
+    with pytest.raises(ValueError, match="no statistic"):
+        ds.metrics.paired_difference(ds.metrics.Metric("bare", metric.score), x, y, None, x)

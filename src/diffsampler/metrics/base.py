@@ -11,18 +11,22 @@ from torch import Tensor
 from ..registry import Registry
 from .frechet import frechet_distance, gaussian_stats
 
-__all__ = ["METRICS", "Metric", "MetricFactory", "bootstrap", "fd_metric", "classifier_features"]
+__all__ = ["METRICS", "Metric", "MetricFactory", "bootstrap", "paired_difference", "fd_metric", "classifier_features"]
+
+Statistic = Callable[[Tensor, "Tensor | None", Tensor], Callable[[Tensor], float]]
 
 
 @dataclass
 class Metric:
     """A named quality measure: ``score(samples, labels, x_T) -> (value, stderr, extra)``; lower is better
-    unless its registration says ``higher=True``."""
+    unless its registration says ``higher=True``. ``statistic(samples, labels, x_T)``, where given, returns
+    the value on a subset of the samples picked by an index tensor (for paired comparisons)."""
 
     name: str
     score: Callable[[Tensor, Tensor | None, Tensor], tuple[float, float, dict[str, float]]]
     needs_x_T: bool = False
     state: dict[str, Any] = field(default_factory=dict)
+    statistic: Statistic | None = None
 
 
 MetricFactory = Callable[..., Metric]  # factory(backbone, schedule, **options) -> Metric
@@ -37,15 +41,33 @@ def bootstrap(fn: Callable[[Tensor], float], n: int, rounds: int = 10, seed: int
     return float(torch.tensor(vals).std())
 
 
+def paired_difference(metric: Metric, a: Tensor, b: Tensor, labels: Tensor | None, x_T: Tensor,
+                      rounds: int = 200, seed: int = 0) -> tuple[float, float]:
+    """value(b) − value(a) and its paired bootstrap SE: both sets resampled with the same indices.
+
+    For two samplers run from the same x_T (and noise seeds) sample i of a and of b are paired, so the
+    difference varies less than the two SEs' root sum of squares says."""
+    if metric.statistic is None:
+        raise ValueError(f"metric {metric.name!r} has no statistic for a paired comparison")
+    if a.shape != b.shape:
+        raise ValueError(f"paired sample sets must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    fa, fb = metric.statistic(a, labels, x_T), metric.statistic(b, labels, x_T)
+    every = torch.arange(len(a))
+    return fb(every) - fa(every), bootstrap(lambda i: fb(i) - fa(i), len(a), rounds, seed)
+
+
 def fd_metric(name: str, features: Callable[[Tensor], Tensor], ref: tuple[Tensor, Tensor]) -> Metric:
     """Fréchet distance of ``features(samples)`` to reference statistics (μ, Σ), bootstrap SE."""
 
-    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+    def statistic(x: Tensor, labels: Tensor | None, x_T: Tensor) -> Callable[[Tensor], float]:
         f = features(x).to(torch.float64)
-        value = frechet_distance(*gaussian_stats(f), *ref)
-        return value, bootstrap(lambda i: frechet_distance(*gaussian_stats(f[i]), *ref), len(f)), {}
+        return lambda i: frechet_distance(*gaussian_stats(f[i]), *ref)
 
-    return Metric(name, score)
+    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+        fd = statistic(x, labels, x_T)
+        return fd(torch.arange(len(x))), bootstrap(fd, len(x)), {}
+
+    return Metric(name, score, statistic=statistic)
 
 
 def classifier_features(clf: Any, x: Tensor, batch_size: int = 250) -> Tensor:

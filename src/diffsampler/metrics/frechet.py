@@ -9,10 +9,12 @@ computed in float64 through symmetric eigendecompositions (no complex sqrtm roun
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein"]
+__all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein", "sliced_wasserstein_to"]
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -41,12 +43,25 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
 
 def sliced_wasserstein(x: Tensor, y: Tensor, projections: int = 128, seed: int = 0) -> float:
     """SW₂ between two point sets: √(mean over random unit directions θ of W₂²(θᵀx, θᵀy)), quantiles matched."""
-    x = x.reshape(x.shape[0], -1).to(torch.float64)
+    return sliced_wasserstein_to(y, projections, seed)(x)
+
+
+def sliced_wasserstein_to(y: Tensor, projections: int = 128, seed: int = 0) -> Callable[[Tensor], float]:
+    """x ↦ SW₂(x, y) for a fixed y, whose projections' quantiles are computed once per quantile count."""
     y = y.reshape(y.shape[0], -1).to(torch.float64)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"dimensions differ: {x.shape[1]} and {y.shape[1]}")
-    theta = torch.randn(x.shape[1], projections, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    theta = torch.randn(y.shape[1], projections, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     theta /= theta.norm(dim=0, keepdim=True)
-    q = torch.linspace(0, 1, max(x.shape[0], y.shape[0]), dtype=torch.float64)
-    px, py = torch.quantile(x @ theta, q, dim=0), torch.quantile(y @ theta, q, dim=0)
-    return float((px - py).pow(2).mean().sqrt())
+    py_of: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def distance(x: Tensor) -> float:
+        x = x.reshape(x.shape[0], -1).to(torch.float64)
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(f"dimensions differ: {x.shape[1]} and {y.shape[1]}")
+        m = max(x.shape[0], y.shape[0])
+        if m not in py_of:
+            q = torch.linspace(0, 1, m, dtype=torch.float64)
+            py_of[m] = q, torch.quantile(y @ theta, q, dim=0)
+        q, py = py_of[m]
+        return float((torch.quantile(x @ theta, q, dim=0) - py).pow(2).mean().sqrt())
+
+    return distance

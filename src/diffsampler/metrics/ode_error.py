@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -36,10 +36,17 @@ def ode_error_metric(backbone: Any, schedule: Any = None, tol: float = 1e-6, bat
             cache.update(x_T=x_T, ref=torch.cat(parts))
         return cache["ref"]
 
+    def distances(x: Tensor, x_T: Tensor) -> Tensor:
+        return (x - reference(x_T)).reshape(x.shape[0], -1).to(torch.float64).norm(dim=1)
+
+    def statistic(x: Tensor, labels: Tensor | None, x_T: Tensor) -> Callable[[Tensor], float]:
+        d = distances(x, x_T)
+        return lambda i: float(d[i].mean())
+
     def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
-        d = (x - reference(x_T)).reshape(x.shape[0], -1).to(torch.float64).norm(dim=1)
+        d = distances(x, x_T)
         return float(d.mean()), float(d.std() / math.sqrt(len(d))), {}
 
-    return Metric("ode-error", score, needs_x_T=True)
+    return Metric("ode-error", score, needs_x_T=True, statistic=statistic)
 
 

@@ -68,12 +68,16 @@ def _set_metric(name: str, what: str, features: Callable[[Tensor], Tensor], real
     def value(f: Tensor) -> float:
         return kid(f, real) if what == "kid" else prdc(f, real, k)[what]
 
+    def statistic(x: Tensor, labels: Tensor | None, x_T: Tensor) -> Callable[[Tensor], float]:
+        f = features(x).double()
+        return lambda i: value(f[i])
+
     def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
         f = features(x).double()
         extra = {} if what == "kid" else {key: round(v, 4) for key, v in prdc(f, real, k).items()}
         return value(f), bootstrap(lambda i: value(f[i]), len(f)), extra
 
-    return Metric(name, score)
+    return Metric(name, score, statistic=statistic)
 
 
 def _digit_features() -> tuple[Callable[[Tensor], Tensor], Tensor, Any]:
@@ -126,12 +130,16 @@ def accuracy_digits(backbone: Any, schedule: Any = None) -> Metric:
     _check_digits("accuracy-digits", backbone)
     _, _, clf = _digit_features()
 
-    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+    def statistic(x: Tensor, labels: Tensor | None, x_T: Tensor) -> Callable[[Tensor], float]:
         if labels is None:
             raise ValueError("metric 'accuracy-digits' needs conditional samples (class labels)")
         with torch.no_grad():
             hit = torch.cat([clf(x[i:i + 250].float()).argmax(1) for i in range(0, len(x), 250)]) == labels
         hit = hit.double()
-        return hit.mean().item(), bootstrap(lambda i: hit[i].mean().item(), len(hit)), {}
+        return lambda i: hit[i].mean().item()
 
-    return Metric("accuracy-digits", score)
+    def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
+        acc = statistic(x, labels, x_T)
+        return acc(torch.arange(len(x))), bootstrap(acc, len(x)), {}
+
+    return Metric("accuracy-digits", score, statistic=statistic)
