@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from typing import Any
 
 import torch
-from leaderboard import HERE, setting, show
+from leaderboard import HERE, cond_of, metric_of, paired, setting, show
 
 import diffsampler as ds
 from diffsampler.bench import bench, read_results
-from diffsampler.metrics import make_metric
 from diffsampler.tuning import load_grid, tune_grid
 
 OUT = HERE / "results" / "grids"
-
-
-def _cond(target: str) -> Any:
-    return (lambda first, b: {"class_labels": torch.arange(first, first + b) % 10}) if target == "digits-cond" \
-        else None
 
 
 def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int) -> Any:
@@ -40,7 +33,7 @@ def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int)
     if path.exists():
         return load_grid(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cond = _cond(target)
+    cond = cond_of(target)
     start = time.perf_counter()
     grid = tune_grid(backbone, sampler=sampler, nfe=nfe, schedule=schedule, model_name=target,
                      cond=cond(0, 128) if cond else None)
@@ -54,9 +47,9 @@ def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int)
 def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: list[str], num_samples: int) -> None:
     for target in targets:
         backbone, schedule, sched = setting(target)
-        metric = make_metric("exact" if target == "ring" else "fd-digits", backbone, schedule)
+        metric = metric_of(target, backbone, schedule)
         common = dict(metric=metric, out=OUT / target, num_samples=num_samples, seed=0, schedule=schedule,
-                      batch_size=250 if target != "ring" else num_samples, model_name=target, cond=_cond(target),
+                      batch_size=250 if target != "ring" else num_samples, model_name=target, cond=cond_of(target),
                       plots=False, on_cell=show(target))
         for k in budgets:
             for sampler in samplers:
@@ -70,10 +63,13 @@ def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: l
 
 
 def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
-    lines = ["| target | sampler | NFE | best named spacing | value ± SE | tuned grid | difference / SE |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown: the best named spacing beside the tuned grid; the difference in paired SEs (positive: tuned
+    is better)."""
+    lines = ["| target | sampler | NFE | best named spacing | value ± SE | tuned grid | value ± SE | "
+             "difference ± paired SE | difference / SE |", "|---|---|---|---|---|---|---|---|---|"]
     for target in targets:
-        _, _, sched = setting(target)
+        backbone, schedule, sched = setting(target)
+        metric = metric_of(target, backbone, schedule)
         rows = read_results(OUT / target)
         for sampler in samplers:
             for k in budgets:
@@ -84,10 +80,12 @@ def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
                 if not named or not tuned:
                     continue
                 a, b = min(named, key=lambda r: r["value"]), tuned[0]
-                z = (a["value"] - b["value"]) / math.hypot(a["stderr"], b["stderr"])
+                grid = tuned_for(target, backbone, sched, sampler, k)
+                diff, se = paired(OUT / target, target, b, a, backbone, schedule, metric, (grid, None))
                 spacing = json.loads(a["options"])["spacing"]
                 lines.append(f"| {target} | {sampler} | {k} | {spacing} | {a['value']:.3g} ± {a['stderr']:.2g} | "
-                             f"{b['value']:.3g} ± {b['stderr']:.2g} | {z:+.1f} |")
+                             f"tuned | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | "
+                             f"{diff / se:+.1f} |")
     return "\n".join(lines)
 
 
