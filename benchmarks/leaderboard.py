@@ -10,8 +10,9 @@ default spacing. diffusers' schedulers run as samplers through ``DIFFUSERS``: bu
 from the model's own scheduler config, as a diffusers user swaps schedulers, with trailing timesteps
 (Lin et al. 2024; the config's leading spacing is also run for DDIM and DPM-Solver++), and their own
 clipping rules. Results go to benchmarks/results/leaderboard/<target>/ (resumable: finished cells are
-kept); ``--table`` writes the README table of the best solver per NFE from what is there, the difference
-with its paired bootstrap SE (both cells' samples drawn again from their shared x_T; kept in paired.json).
+kept); ``--table`` prints the README table of the best solver per NFE from what is there, the difference
+with its paired bootstrap SE (both cells' samples drawn again from their shared x_T; kept in paired.json),
+and draws one plot per target (<target>/leaderboard.png).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import diffsampler as ds
 from diffsampler.bench import bench, cell_label, load_bench_model, parse_sampler_spec, read_results
 from diffsampler.bundled import model_path
-from diffsampler.metrics import Metric, make_metric, paired_difference
+from diffsampler.metrics import METRICS, Metric, make_metric, paired_difference
 from diffsampler.samplers.base import times_like
 
 HERE = Path(__file__).parent
@@ -174,6 +175,22 @@ def cells_of(rows: list[dict[str, Any]], name: str, options: dict[str, Any], ste
     return [r for r in rows if r["sampler"] == name and r["steps"] == steps and json.loads(r["options"]) == options]
 
 
+def cells_at(rows: list[dict[str, Any]], sched: Any, k: int) -> list[dict[str, Any]]:
+    """The cells of every raced sampler at budget k: the most steps within k, at its default spacing."""
+    cell = []
+    for spec in OURS + list(DIFFUSERS):
+        name, options = parse_sampler_spec(spec)
+        n = ds.steps_for_nfe(name, sched, k, **options)
+        cell += cells_of(rows, name, {**options, "spacing": ds.spacing_for(name, sched)}, n)
+    return cell
+
+
+def best_of(cell: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """The best (lowest) cell of each side, ``ours`` and ``diffusers``."""
+    return {side: min((r for r in cell if r["sampler"].startswith("diffusers") == (side == "diffusers")),
+                      key=lambda r: r["value"], default=None) for side in ("ours", "diffusers")}
+
+
 def table(targets: list[str], budgets: list[int]) -> str:
     """Markdown: per target and budget, the best diffsampler solver, the best diffusers scheduler, and the
     difference in paired SEs (positive: diffsampler's is better)."""
@@ -184,23 +201,54 @@ def table(targets: list[str], budgets: list[int]) -> str:
         metric = metric_of(target, backbone, schedule)
         rows = read_results(OUT / target)
         for k in budgets:
-            cell = []
-            for spec in OURS + list(DIFFUSERS):
-                name, options = parse_sampler_spec(spec)
-                n = ds.steps_for_nfe(name, sched, k, **options)
-                cell += cells_of(rows, name, {**options, "spacing": ds.spacing_for(name, sched)}, n)
-            best = {}
-            for side in ("ours", "diffusers"):
-                pick = [r for r in cell if r["sampler"].startswith("diffusers") == (side == "diffusers")]
-                best[side] = min(pick, key=lambda r: r["value"], default=None)
-            if not best["ours"] or not best["diffusers"]:
+            a, b = best_of(cells_at(rows, sched, k)).values()
+            if not a or not b:
                 continue
-            a, b = best["ours"], best["diffusers"]
             diff, se = paired(OUT / target, target, a, b, backbone, schedule, metric)
             a_, b_ = (f"{cell_label(r)} ({r['steps']} steps, {json.loads(r['options'])['spacing']})" for r in (a, b))
             lines.append(f"| {target} | {k} | {a_} | {a['value']:.3g} ± {a['stderr']:.2g} "
                          f"| {b_} | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | {diff / se:+.1f} |")
     return "\n".join(lines)
+
+
+def plot(target: str, budgets: list[int]) -> Path | None:
+    """<target>/leaderboard.png: every sampler's metric against its NFE budget (thin), and each side's
+    best per budget (bold, ± SE); None if no budget has cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, _, sched = setting(target)
+    rows = read_results(OUT / target)
+    cells = {k: cells_at(rows, sched, k) for k in budgets}
+    cells = {k: c for k, c in cells.items() if c}
+    if not cells:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    colours = {"ours": "tab:blue", "diffusers": "tab:orange"}
+    for label in sorted({cell_label(r) for c in cells.values() for r in c}):
+        pts = sorted((k, r["value"]) for k, c in cells.items() for r in c if cell_label(r) == label)
+        side = "diffusers" if label.startswith("diffusers") else "ours"
+        ax.plot(*zip(*pts), color=colours[side], alpha=0.2, lw=0.8)
+    for side, name in (("ours", "best diffsampler solver"), ("diffusers", "best diffusers scheduler")):
+        pts = [(k, best_of(c)[side]) for k, c in sorted(cells.items()) if best_of(c)[side]]
+        ax.errorbar([k for k, _ in pts], [r["value"] for _, r in pts], yerr=[r["stderr"] for _, r in pts],
+                    color=colours[side], marker="o", lw=2, capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sorted(cells), [str(k) for k in sorted(cells)])
+    ax.minorticks_off()
+    ax.set_xlabel("NFE budget per sample")
+    ax.set_ylabel(METRICS.meta(rows[0]["metric"])["label"])
+    ax.set_title(f"{target}: every sampler (thin) and the best of each side")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = OUT / target / "leaderboard.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -216,6 +264,8 @@ def main() -> None:
     targets, budgets = args.targets.split(","), [int(v) for v in args.nfe.split(",")]
     if args.table:
         print(table(targets, budgets))
+        for target in targets:
+            plot(target, budgets)
     else:
         run(targets, budgets, args.num_samples)
 
