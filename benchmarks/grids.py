@@ -85,7 +85,7 @@ def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
                 spacing = json.loads(a["options"])["spacing"]
                 lines.append(f"| {target} | {sampler} | {k} | {spacing} | {a['value']:.3g} ± {a['stderr']:.2g} | "
                              f"tuned | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | "
-                             f"{diff / se:+.1f} |")
+                             f"{diff / se if se else 0.0:+.1f} |")
     return "\n".join(lines)
 
 

@@ -206,8 +206,9 @@ def table(targets: list[str], budgets: list[int]) -> str:
                 continue
             diff, se = paired(OUT / target, target, a, b, backbone, schedule, metric)
             a_, b_ = (f"{cell_label(r)} ({r['steps']} steps, {json.loads(r['options'])['spacing']})" for r in (a, b))
+            z = diff / se if se else 0.0  # bitwise-equal samples on both sides
             lines.append(f"| {target} | {k} | {a_} | {a['value']:.3g} ± {a['stderr']:.2g} "
-                         f"| {b_} | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | {diff / se:+.1f} |")
+                         f"| {b_} | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | {z:+.1f} |")
     return "\n".join(lines)
 
 
