@@ -29,6 +29,7 @@ from diffsampler.metrics import (
     resize_tf1,
     sliced_wasserstein,
 )
+from diffsampler.metrics.frechet import quantiles
 
 F64 = torch.float64
 
@@ -55,6 +56,14 @@ def test_sliced_wasserstein_closed_form() -> None:
     y = torch.randn(20000, 3, generator=g, dtype=F64) + torch.tensor([1.0, 0.0, 0.0], dtype=F64)
     # N(0, I) against N(m, I): every projection is shifted by θ·m, and E(θ·m)² = ‖m‖²/d
     assert sliced_wasserstein(x, y, projections=2000) == pytest.approx((1 / 3) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize(("n", "m"), [(7, 7), (64, 1000), (500, 333)])
+def test_quantiles_are_torch_quantile(n: int, m: int) -> None:
+    v = torch.randn(n, 5, generator=torch.Generator().manual_seed(n), dtype=F64)
+    q = torch.linspace(0, 1, m, dtype=F64)
+    # the same ranks q·(n − 1) and the same lerp: equal to the last bit of a float64 lerp
+    torch.testing.assert_close(quantiles(v, q), torch.quantile(v, q, dim=0), rtol=1e-15, atol=1e-15)
 
 
 def _run(tmp_path, on_cell=None, samplers=("ddim", "pf-ode:euler"), steps=(3, 6)):

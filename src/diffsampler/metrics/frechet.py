@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein", "sliced_wasserstein_to"]
+__all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein", "sliced_wasserstein_to", "quantiles"]
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -60,8 +60,16 @@ def sliced_wasserstein_to(y: Tensor, projections: int = 128, seed: int = 0) -> C
         m = max(x.shape[0], y.shape[0])
         if m not in py_of:
             q = torch.linspace(0, 1, m, dtype=torch.float64)
-            py_of[m] = q, torch.quantile(y @ theta, q, dim=0)
+            py_of[m] = q, quantiles(y @ theta, q)
         q, py = py_of[m]
-        return float((torch.quantile(x @ theta, q, dim=0) - py).pow(2).mean().sqrt())
+        return float((quantiles(x @ theta, q) - py).pow(2).mean().sqrt())
 
     return distance
+
+
+def quantiles(v: Tensor, q: Tensor) -> Tensor:
+    """Column quantiles of v at levels q, linearly interpolated (torch.quantile's rule, a sort shared by all q)."""
+    s = v.sort(dim=0).values
+    pos = q * (v.shape[0] - 1)
+    lo = pos.long()
+    return torch.lerp(s[lo], s[(lo + 1).clamp(max=v.shape[0] - 1)], (pos - lo).unsqueeze(1))
