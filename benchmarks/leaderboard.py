@@ -176,12 +176,19 @@ def cells_of(rows: list[dict[str, Any]], name: str, options: dict[str, Any], ste
 
 
 def cells_at(rows: list[dict[str, Any]], sched: Any, k: int) -> list[dict[str, Any]]:
-    """The cells of every raced sampler at budget k: the most steps within k, at its default spacing."""
+    """The cells of every raced sampler at budget k (the most steps within k, at its default spacing);
+    empty unless the column is complete, so that a budget run in part (or met only by step counts
+    shared with other budgets) is not judged on the few cells it has."""
     cell = []
     for spec in OURS + list(DIFFUSERS):
         name, options = parse_sampler_spec(spec)
         n = ds.steps_for_nfe(name, sched, k, **options)
-        cell += cells_of(rows, name, {**options, "spacing": ds.spacing_for(name, sched)}, n)
+        if n is None:
+            continue
+        found = cells_of(rows, name, {**options, "spacing": ds.spacing_for(name, sched)}, n)
+        if not found:
+            return []
+        cell += found
     return cell
 
 
