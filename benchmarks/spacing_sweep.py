@@ -17,6 +17,7 @@ import argparse
 import torch
 from leaderboard import HERE, OURS, cells_of, setting, show
 
+from diffsampler import retain_freed_memory
 from diffsampler.bench import bench, parse_sampler_spec, read_results
 from diffsampler.metrics import make_metric
 from diffsampler.sampling import steps_for_nfe
@@ -84,4 +85,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    retain_freed_memory()
     main()

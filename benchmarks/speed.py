@@ -135,4 +135,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    ds.retain_freed_memory()
     main()

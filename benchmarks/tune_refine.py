@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from diffsampler import retain_freed_memory
 from diffsampler.bench import load_bench_model
 from diffsampler.tuning import tune_grid
 
@@ -47,4 +48,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    retain_freed_memory()
     main()

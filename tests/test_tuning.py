@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import diffsampler as ds
 from diffsampler.cli import app
-from diffsampler.tuning import cheapest_path, jump_costs, load_grid, tune_grid
+from diffsampler.tuning import _Reuse, cheapest_path, jump_costs, load_grid, tune_grid
 
 from .test_cli import tiny  # noqa: F401  (the tiny class-conditional pipeline)
 
@@ -48,7 +48,11 @@ def test_jump_costs_are_ddim_steps_from_the_reference(mixture) -> None:
         jumped = ds.sample(mixture, schedule=s, sampler="ddim", grid=fine[[i, j]] if j < 12 else
                            torch.cat([fine[i:i + 1], torch.zeros(1, dtype=F64)]), x_T=ref.trajectory[i])
         expected = (jumped - ref.trajectory[j]).pow(2).mean().item()
-        assert cost[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-15)
+        # the costs come from expanded inner products: their rounding is that of the terms' sum, |x̂_0| + |ε̂| + |x_j|
+        x0, x_i, x_j = ref.denoised[i], ref.trajectory[i], ref.trajectory[j]
+        eps = (x_i - s.alpha(fine[i]) * x0) / s.std(fine[i])
+        scale = (x0.norm() + eps.norm() + x_j.norm()).square().item() / x0.numel()
+        assert cost[i, j].item() == pytest.approx(expected, rel=1e-12, abs=64 * torch.finfo(F64).eps * scale)
     assert torch.isinf(cost[7, 3]) and torch.isinf(cost[4, 4])
 
 
@@ -65,6 +69,44 @@ def test_tuned_grid_beats_the_default_spacing_and_is_cut_from_the_fine_grid(mixt
                         refine_batch=32)
     assert refined.distance < heun.distance and refined.extra["refine"] == 2
     assert tuned.extra["refine"] == 0  # ddim's step is the step the costs measure
+
+
+@pytest.mark.parametrize("sampler, nfe", [("dpm-solver++", 6), ("heun", 9), ("unipc", 6), ("dpm-solver++-sde", 6)])
+def test_refinement_reuses_the_shared_trajectory_and_changes_nothing(mixture, monkeypatch, sampler: str,
+                                                                     nfe: int) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    kw = dict(sampler=sampler, nfe=nfe, schedule=s, batch=32, fine_steps=30, refine=2, refine_batch=32)
+    tuned = tune_grid(mixture, **kw)
+    monkeypatch.setattr(_Reuse, "keep", lambda self, run: setattr(self, "seen", []))  # nothing kept to look up
+    plain = tune_grid(mixture, **kw)
+    assert tuned.grid == plain.grid and tuned.distance == plain.distance
+    assert tuned.extra["refine_calls"] == plain.extra["refine_calls"] and plain.extra["refine_calls_reused"] == 0
+    if sampler == "dpm-solver++":  # one call a step: the candidate moving time k reuses the k calls before it
+        n = tuned.steps
+        sweeps = tuned.extra["refine_calls"] / (n * (2 * n - 1))  # the current grid and 2(n − 1) candidates
+        assert sweeps in (1, 2)
+        assert tuned.extra["refine_calls_reused"] == sweeps * n * (n - 1) + (sweeps - 1) * n
+    else:
+        assert tuned.extra["refine_calls_reused"] > 0.3 * tuned.extra["refine_calls"]
+
+
+def test_reuse_answers_only_bitwise_equal_inputs(mixture) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    reuse = _Reuse(mixture)
+    x, t = torch.randn(4, 2, dtype=F64), torch.full((4,), 0.5, dtype=F64)
+    first = reuse.eps(x, t, s)
+    reuse.keep(True)
+    assert torch.equal(reuse.eps(x.clone(), t.clone(), s), first) and reuse.reused == 1
+    nudged = x.clone()
+    nudged[0, 0] = torch.nextafter(nudged[0, 0], torch.tensor(float("inf"), dtype=F64))
+    reuse.eps(nudged, t, s)
+    reuse.eps(x, t.nextafter(torch.zeros_like(t)), s)
+    reuse.eps(x.float(), t, s)
+    reuse.eps(x, t, ds.SCHEDULES.get("cosine")())
+    assert reuse.reused == 1 and reuse.calls == 6
+    reuse.keep(False)  # a dropped run leaves the kept one
+    reuse.eps(x, t, s)
+    assert reuse.reused == 2
 
 
 def test_grid_files_round_trip_and_refuse_another_model_schedule_or_sampler(mixture, tmp_path) -> None:

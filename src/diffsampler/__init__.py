@@ -9,6 +9,7 @@ from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
 from .sampling import SampleResult, generators, sample, spacing_for, steps_for_nfe
 from .schedules import SCHEDULES, SPACINGS, VE, DiscreteSchedule, RectifiedFlow, Schedule, make_grid
+from .tensors import retain_freed_memory
 from .tuning import TunedGrid, load_grid, tune_grid
 
 __version__ = "0.1.0"
@@ -16,4 +17,5 @@ __version__ = "0.1.0"
 __all__ = ["sample", "SampleResult", "generators", "steps_for_nfe", "spacing_for", "SAMPLERS", "SCHEDULES", "SPACINGS",
            "GUIDANCE", "BACKBONES", "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "VE",
            "RectifiedFlow", "make_grid", "Backbone", "CallableBackbone", "DiffusersBackbone", "Empirical",
-           "GaussianMixture", "as_backbone", "tune_grid", "load_grid", "TunedGrid", "__version__"]
+           "GaussianMixture", "as_backbone", "tune_grid", "load_grid", "TunedGrid",
+           "retain_freed_memory", "__version__"]

@@ -22,6 +22,7 @@ from .options import accepted_options, check_options, parse_pairs
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
 from .schedules import SCHEDULES, SPACINGS
+from .tensors import retain_freed_memory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Samplers, schedules and guidance for diffusion models.")
@@ -737,6 +738,7 @@ def _given(exc: Exception, argv: list[str] | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     """The console script: usage errors (a bad flag value, an unknown flag) are one line and exit code 2."""
     signal.signal(signal.SIGTERM, _terminate)
+    retain_freed_memory()
     try:
         code = app(args=argv, prog_name="diffsampler", standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):

@@ -6,8 +6,9 @@ The cost of jumping from fine time i to j in one step is the mean square distanc
 x̂_j = α_j·x̂_0(x_i) + σ_j·ε̂_i, ε̂_i = (x_i − α_i·x̂_0(x_i))/σ_i, to the reference x_j: free, since
 ε at x_i is already known. Dynamic programming picks the N jumps from t = 1 to t = 0 of least total
 cost. The local cost is a first-order step's whatever the sampler; for higher-order samplers a sweep
-of coordinate descent on the sampler's own distance refines it. The grid is scored with the
-sampler itself, against its default spacing, on the same batch.
+of coordinate descent on the sampler's own distance refines it; a candidate that moves the k-th time
+shares the current grid's trajectory up to it, so those network evaluations are looked up, not redone.
+The grid is scored with the sampler itself, against its default spacing, on the same batch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .backbones import Backbone, as_backbone
 from .sampling import generators, sample, spacing_for, start_from, steps_for_nfe, time_grid
 from .schedules import Schedule, check_grid, make_grid
 
@@ -30,6 +32,58 @@ __all__ = ["TunedGrid", "tune_grid", "load_grid", "jump_costs", "cheapest_path"]
 
 FORMAT = "diffsampler-grid/1"
 FIRST_ORDER = [("ddim", {}), ("euler", {}), ("dpm-solver++", {"order": 1})]  # one step = the DDIM step of the costs
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Bitwise-equal tensors (shape, dtype and device too), or equal other values."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return (isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype
+                and a.device == b.device and torch.equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+class _Reuse(Backbone):
+    """``inner`` whose evaluations at inputs bitwise equal to those of the last kept run are looked up, not
+    recomputed: the results are those of ``inner`` exactly, as long as it is a function of its inputs."""
+
+    def __init__(self, inner: Backbone) -> None:
+        self.inner = inner
+        for name in ("schedule", "sample_shape", "num_classes", "null_class_label", "clip", "device", "compiled"):
+            setattr(self, name, getattr(inner, name))
+        self.kept: list[tuple] = []
+        self.seen: list[tuple] = []
+        self.calls = self.reused = 0
+
+    def __getattr__(self, name: str) -> Any:  # the network itself, its prediction type: what a guidance reads
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def keep(self, run: bool) -> None:
+        """End a run: its evaluations become the ones looked up (``run``) or are dropped."""
+        if run:
+            self.kept = self.seen
+        self.seen = []
+
+    def _eval(self, method: str, x: Tensor, t: Tensor, schedule: Schedule, cond: dict[str, Any]) -> Tensor:
+        self.calls += 1
+        key = (method, t, x, schedule, cond)
+        hit = next((e for e in self.kept if e[0] == method and e[3] is schedule and _same(e[1], t)
+                    and _same(e[2], x) and _same(e[4], cond)), None)
+        if hit is None:
+            out = getattr(self.inner, method)(x, t, schedule, **cond)
+        else:
+            self.reused, out = self.reused + 1, hit[5]
+        self.seen.append((key[0], t.clone(), x.clone(), schedule, dict(cond), out))
+        return out.clone()
+
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+        return self._eval("eps", x, t, schedule, cond)
+
+    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
+        return self._eval("denoised", x, t, schedule, cond)
 
 
 def schedule_fingerprint(schedule: Schedule) -> list[float]:
@@ -110,18 +164,24 @@ def load_grid(path: str | Path) -> TunedGrid:
 
 def jump_costs(xs: Tensor, x0s: Tensor, grid: Tensor, schedule: Schedule) -> Tensor:
     """C[i, j] (i < j): mean square distance of the DDIM step from reference x_i to t_j, to reference x_j, in the
-    VP coordinates x/s(t) (the model's x on VE or flow schedules is s(t) times larger)."""
+    VP coordinates x/s(t) (the model's x on VE or flow schedules is s(t) times larger).
+
+    Expanded into inner products, |α_j·x̂_0,i + σ_j·ε̂_i − x_j|² = α_j²|x̂_0,i|² + σ_j²|ε̂_i|² + 2α_jσ_j⟨x̂_0,i, ε̂_i⟩
+    − 2α_j⟨x̂_0,i, x_j⟩ − 2σ_j⟨ε̂_i, x_j⟩ + |x_j|², so that all pairs take two matrix products in float64."""
     m = grid.numel() - 1
-    alpha, std = schedule.alpha(grid).tolist(), schedule.std(grid).tolist()
+    alpha, std = schedule.alpha(grid).double(), schedule.std(grid).double()
     flat_x, flat_x0 = xs.flatten(1).double(), x0s.flatten(1).double()
     if not schedule.variance_preserving:
-        flat_x = flat_x / schedule.scale(grid)[:, None]
+        flat_x = flat_x / schedule.scale(grid).double()[:, None]
+    x, x0 = flat_x[:m], flat_x0[:m]  # the jumps' starts: every time but t = 0, where σ = 0
+    eps = (x - alpha[:m, None] * x0) / std[:m, None]
+    a, s = alpha[None, :], std[None, :]
+    sq = (a.square() * x0.square().sum(1, keepdim=True) + s.square() * eps.square().sum(1, keepdim=True)
+          + 2 * a * s * (x0 * eps).sum(1, keepdim=True) - 2 * a * (x0 @ flat_x.T) - 2 * s * (eps @ flat_x.T)
+          + flat_x.square().sum(1)[None, :])
     cost = torch.full((m + 1, m + 1), math.inf, dtype=torch.float64)
-    for i in range(m):
-        eps = (flat_x[i] - alpha[i] * flat_x0[i]) / std[i]
-        a, s = torch.tensor(alpha[i + 1:], dtype=torch.float64), torch.tensor(std[i + 1:], dtype=torch.float64)
-        jumped = a[:, None] * flat_x0[i] + s[:, None] * eps  # [m − i, B·D]
-        cost[i, i + 1:] = (jumped - flat_x[i + 1:]).pow(2).mean(1)
+    upper = torch.ones(m, m + 1, dtype=torch.bool).triu(1)
+    cost[:m] = torch.where(upper, sq.clamp(min=0) / flat_x.shape[1], math.inf)
     return cost
 
 
@@ -154,8 +214,6 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
     itself (on ``refine_batch`` samples) comes closer: by default one sweep, none for the samplers
     whose step is the DDIM step the costs measure.
     """
-    from .backbones import as_backbone
-
     options = dict(options or {})
     start = time.perf_counter()
     backbone = as_backbone(model, None)
@@ -181,32 +239,36 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
     path = cheapest_path(cost, steps)
     target = ref.samples.double()
 
-    def distance(grid: Tensor, rows: int = batch) -> float:
+    def distance(grid: Tensor, rows: int = batch, net: Backbone = backbone) -> float:
         c = cond if cond is None else {k: v[:rows] if isinstance(v, Tensor) and v.dim() else v for k, v in cond.items()}
-        x = sample(backbone, schedule=sched, sampler=sampler, grid=grid, x_T=x_T[:rows],
+        x = sample(net, schedule=sched, sampler=sampler, grid=grid, x_T=x_T[:rows],
                    generator=generators(seed, rows), guidance=guidance, cond=c, **options)
         return float((x.double() - target[:rows]).pow(2).flatten(1).mean(1).mean().sqrt())
 
     if refine is None:
         refine = 0 if (sampler, options) in FIRST_ORDER else 1
     rows = min(batch, refine_batch)
+    reuse = _Reuse(backbone)
     for _ in range(refine):  # coordinate descent on the sampler's own distance, one fine time at a time
         moved = False
-        here = distance(fine[path], rows)
+        here = distance(fine[path], rows, reuse)
+        reuse.keep(True)
         for k in range(1, steps):
             for step in (-1, 1):
                 cand = path[:k] + [path[k] + step] + path[k + 1:]
                 if cand[k - 1] < cand[k] < cand[k + 1]:
-                    d = distance(fine[cand], rows)
+                    d = distance(fine[cand], rows, reuse)
+                    reuse.keep(d < here)
                     if d < here:
                         path, here, moved = cand, d, True
         if not moved:
             break
     tuned = fine[path]
     default = time_grid(sampler, sched, steps, None)
+    dp_cost = float(sum(cost[a, b] for a, b in zip(path, path[1:])))
     return TunedGrid(grid=tuned.tolist(), model=str(model_name), sampler=sampler, options=options, nfe=nfe,
                      schedule=schedule_fingerprint(sched), distance=distance(tuned),
                      default_distance=distance(default), default_spacing=spacing_for(sampler, sched),
                      fine_steps=fine_steps, batch=batch, seed=seed, seconds=round(time.perf_counter() - start, 1),
-                     extra={"fine_spacing": fine_spacing, "refine": refine, "dp_cost": float(sum(cost[a, b] for a, b in
-                                                                               zip(path, path[1:])))})
+                     extra={"fine_spacing": fine_spacing, "refine": refine, "refine_calls": reuse.calls,
+                            "refine_calls_reused": reuse.reused, "dp_cost": dp_cost})
