@@ -73,10 +73,11 @@ class _Reuse(Backbone):
                     and _same(e[2], x) and _same(e[4], cond)), None)
         if hit is None:
             out = getattr(self.inner, method)(x, t, schedule, **cond)
+            hit = (method, t.clone(), x.clone(), schedule, dict(cond), out)
         else:
-            self.reused, out = self.reused + 1, hit[5]
-        self.seen.append((method, t.clone(), x.clone(), schedule, dict(cond), out))
-        return out.clone()
+            self.reused += 1
+        self.seen.append(hit)
+        return hit[5].clone()
 
     def eps(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
         return self._eval("eps", x, t, schedule, cond)
