@@ -1,7 +1,7 @@
 """Leaderboard: every sampler × NFE budget, with diffusers' schedulers on the same model, x_T and metric.
 
     python benchmarks/leaderboard.py [--nfe 3,5,8,10,15,20,50] [--targets ring,digits-uncond,digits-cond]
-                                     [--num-samples 500] [--threads N]
+                                     [--num-samples 500] [--threads N] [--device cpu|cuda]
 
 Targets: ``ring`` (the exact 8-mode ring, sliced Wasserstein distance to exact draws), ``digits-uncond``
 and ``digits-cond`` (the bundled digits model, unconditional, and conditional at w = 1 with the classes
@@ -12,7 +12,9 @@ from the model's own scheduler config, as a diffusers user swaps schedulers, wit
 clipping rules. Results go to benchmarks/results/leaderboard/<target>/ (resumable: finished cells are
 kept); ``--table`` prints the README table of the best solver per NFE from what is there, the difference
 with its paired bootstrap SE (both cells' samples drawn again from their shared x_T; kept in paired.json),
-and draws one plot per target (<target>/leaderboard.png).
+and draws one plot per target (<target>/leaderboard.png). ``--device cuda`` runs the digits targets on a GPU
+in float32 with TF32 off (the ring stays on the CPU); every cell of a column runs on the same device, from
+the same x_T and noise (drawn on the CPU), and records it.
 """
 
 from __future__ import annotations
@@ -90,10 +92,11 @@ def register_diffusers(config: dict[str, Any]) -> None:
                              spacing=diffusers_spacing(overrides, config))
 
 
-def setting(target: str) -> tuple[Any, Any, Any]:
-    """(backbone, schedule or None, its schedule) of a target, with diffusers' samplers registered for it."""
+def setting(target: str, device: str = "cpu") -> tuple[Any, Any, Any]:
+    """(backbone, schedule or None, its schedule) of a target, with diffusers' samplers registered for it;
+    the digits model on ``device``, the analytic ring on the CPU."""
     model = "gmm-ring" if target == "ring" else "digits"
-    backbone, schedule = load_bench_model(model)
+    backbone, schedule = load_bench_model(model, device="cpu" if model == "gmm-ring" else device)
     if model == "digits":
         config = json.loads((model_path("digits") / "scheduler" / "scheduler_config.json").read_text())
     else:  # the linear schedule the ring is sampled with, unclipped
@@ -120,15 +123,15 @@ def show(target: str) -> Any:
                            f"{r['stderr']:.2g}", flush=True)
 
 
-def run(targets: list[str], budgets: list[int], num_samples: int) -> None:
+def run(targets: list[str], budgets: list[int], num_samples: int, device: str = "cpu") -> None:
     for target in targets:
-        backbone, schedule, _ = setting(target)
+        backbone, schedule, _ = setting(target, device)
         metric = metric_of(target, backbone, schedule)
         for k in budgets:  # budget by budget, so that an interrupted run leaves whole columns
             bench(backbone, samplers=OURS + list(DIFFUSERS), nfe=[k], metric=metric, out=OUT / target,
                   num_samples=num_samples, batch_size=250 if target != "ring" else num_samples, seed=0,
                   schedule=schedule, model_name=target, cond=cond_of(target), plots=False,
-                  on_cell=show(target))
+                  on_cell=show(target), device=backbone.device)
 
 
 def redraw(target: str, row: dict[str, Any], backbone: Any, schedule: Any, metric: Metric,
@@ -148,7 +151,7 @@ def redraw(target: str, row: dict[str, Any], backbone: Any, schedule: Any, metri
         [again] = bench(backbone, samplers=[spec], steps=None if grid is not None else [row["steps"]], grid=grid,
                         spacing=spacing, metric=Metric(metric.name, keep), out=tmp, num_samples=row["num_samples"],
                         batch_size=row["batch_size"], seed=row["seed"], schedule=schedule, model_name=target,
-                        cond=cond_of(target), plots=False)
+                        cond=cond_of(target), plots=False, device=backbone.device)
     if abs(again["value"] - row["value"]) > 0.1 * row["stderr"]:
         print(f"{target} {cell_label(row)}: drawn again it scores {again['value']:.4g}, recorded "
               f"{row['value']:.4g}", flush=True)
@@ -198,13 +201,13 @@ def best_of(cell: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
                       key=lambda r: r["value"], default=None) for side in ("ours", "diffusers")}
 
 
-def table(targets: list[str], budgets: list[int]) -> str:
+def table(targets: list[str], budgets: list[int], device: str = "cpu") -> str:
     """Markdown: per target and budget, the best diffsampler solver, the best diffusers scheduler, and the
     difference in paired SEs (positive: diffsampler's is better)."""
     lines = ["| target | NFE | best diffsampler solver | value ± SE | best diffusers scheduler | value ± SE | "
              "difference ± paired SE | difference / SE |", "|---|---|---|---|---|---|---|---|"]
     for target in targets:
-        backbone, schedule, sched = setting(target)
+        backbone, schedule, sched = setting(target, device)
         metric = metric_of(target, backbone, schedule)
         rows = read_results(OUT / target)
         for k in budgets:
@@ -265,17 +268,22 @@ def main() -> None:
     ap.add_argument("--targets", default="ring,digits-uncond,digits-cond")
     ap.add_argument("--num-samples", type=int, default=500)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where the digits targets run (new cells, and cells drawn again for --table)")
     ap.add_argument("--table", action="store_true", help="print the best-per-NFE table from the results")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda":  # float32 as on the CPU: TF32 would round convolutions to 10-bit mantissas
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     targets, budgets = args.targets.split(","), [int(v) for v in args.nfe.split(",")]
     if args.table:
-        print(table(targets, budgets))
+        print(table(targets, budgets, args.device))
         for target in targets:
             plot(target, budgets)
     else:
-        run(targets, budgets, args.num_samples)
+        run(targets, budgets, args.num_samples, args.device)
 
 
 if __name__ == "__main__":

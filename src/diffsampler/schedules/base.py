@@ -135,6 +135,13 @@ class DiscreteSchedule(Schedule):
         self.betas = betas
         # knots' log ᾱ, with log ᾱ(0) = 0 prepended
         self._log_ab = torch.cat([torch.zeros(1, dtype=_DTYPE), torch.cumsum(torch.log1p(-betas), 0)])
+        self._knots_on: dict[torch.device, Tensor] = {self._log_ab.device: self._log_ab}
+
+    def _knots(self, like: Tensor) -> Tensor:
+        """The knots' log ᾱ on ``like``'s device (copied there once: a GPU's times index a GPU table)."""
+        if like.device not in self._knots_on:
+            self._knots_on[like.device] = self._log_ab.to(like.device)
+        return self._knots_on[like.device]
 
     @property
     def alphas_cumprod(self) -> Tensor:
@@ -150,16 +157,18 @@ class DiscreteSchedule(Schedule):
     def log_alpha_bar(self, t: float | Tensor) -> Tensor:
         u = self._position(t)
         k = u.floor().clamp(0, self.num_train_timesteps - 1)
-        lo, hi = self._log_ab[k.long()], self._log_ab[k.long() + 1]
+        knots = self._knots(u)
+        lo, hi = knots[k.long()], knots[k.long() + 1]
         w = u - k
         # into a zero-SNR last knot (ᾱ = 0) ᾱ itself is linear: log ᾱ = lo + log(1 − w)
         return torch.where(torch.isinf(hi), lo + torch.log1p(-w), lo + w * (hi - lo))
 
     def t_from_log_snr(self, lam: float | Tensor) -> Tensor:
         target = torch.nn.functional.logsigmoid(as_time(lam))  # log ᾱ = log σ(λ)
+        knots = self._knots(target)
         # −log ᾱ increases along the knots; find the segment holding the target
-        k = torch.searchsorted(-self._log_ab, (-target).contiguous()).clamp(1, self.num_train_timesteps)
-        lo, hi = self._log_ab[k - 1], self._log_ab[k]
+        k = torch.searchsorted(-knots, (-target).contiguous()).clamp(1, self.num_train_timesteps)
+        lo, hi = knots[k - 1], knots[k]
         w = torch.where(torch.isinf(hi), -torch.expm1(target - lo), (target - lo) / (hi - lo))
         return ((k - 1) + w) / self.num_train_timesteps
 
