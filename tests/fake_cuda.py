@@ -45,6 +45,8 @@ def to_fake_cuda(module: torch.nn.Module) -> torch.nn.Module:
 
 
 class FakeCuda(TorchFunctionMode):
+    """The mode: ``with FakeCuda(): ...`` (see the module's docstring)."""
+
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = dict(kwargs or {})
         name = getattr(func, "__name__", "")
@@ -67,10 +69,8 @@ class FakeCuda(TorchFunctionMode):
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         cuda = any(on_cuda(t) for t in tensors)
         if cuda and name not in _CROSS:
-            checked = tensors[1:] if name == "__getitem__" and on_cuda(args[0]) else tensors
-            if name == "__getitem__" and on_cuda(args[0]):
-                checked = []
-            bad = [tuple(t.shape) for t in checked if not on_cuda(t) and t.dim() > 0]
+            indexing_gpu = name == "__getitem__" and on_cuda(args[0])  # CPU indices may index a GPU tensor
+            bad = [tuple(t.shape) for t in ([] if indexing_gpu else tensors) if not on_cuda(t) and t.dim() > 0]
             if bad:
                 raise RuntimeError(f"fake cuda: {name} mixes cuda tensors with cpu tensors of shapes {bad}")
         out = func(*args, **kwargs)

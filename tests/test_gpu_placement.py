@@ -115,3 +115,16 @@ def test_bench_and_the_leaderboard_run_on_the_device(tmp_path: Path, monkeypatch
     assert [r["device"] for r in gpu] == ["cuda"] * len(samplers)
     assert [r["value"] for r in gpu] == [r["value"] for r in cpu]
     assert not on_cuda(x) and metric.score(x, labels, x_T)[0] == row["value"]
+
+
+def test_tune_grid_runs_on_the_device() -> None:
+    from diffsampler.tuning import tune_grid
+
+    backbone = tiny_backbone("linear")
+    kwargs = dict(sampler="dpm-solver++", nfe=4, batch=4, fine_steps=12, refine_batch=2,
+                  cond={"class_labels": torch.tensor([0, 1, 2, 0])})
+    cpu = tune_grid(backbone, **kwargs)
+    to_fake_cuda(backbone.unet)
+    with FakeCuda():
+        gpu = tune_grid(backbone, **kwargs)
+    assert gpu.grid == cpu.grid and gpu.distance == cpu.distance
