@@ -7,7 +7,8 @@
 Targets as in ``leaderboard.py``. For each target, sampler and NFE: every named spacing, and the grid
 ``tune_grid`` finds for it (128 samples from seed 1 000 003, disjoint from the scored samples of seed 0;
 cached in benchmarks/results/grids/<target>/tuned/). Results go to benchmarks/results/grids/<target>/
-(resumable); ``--table`` prints the best named spacing beside the tuned grid, in SE units.
+(resumable); ``--table`` prints the best named spacing beside the tuned grid, in SE units, and draws
+results/grids/grids.png.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from leaderboard import HERE, cond_of, metric_of, paired, setting, show
 
 import diffsampler as ds
 from diffsampler.bench import bench, read_results
+from diffsampler.metrics import METRICS
 from diffsampler.tuning import load_grid, tune_grid
 
 OUT = HERE / "results" / "grids"
@@ -73,13 +75,9 @@ def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
         rows = read_results(OUT / target)
         for sampler in samplers:
             for k in budgets:
-                n = ds.steps_for_nfe(sampler, sched, k)
-                cells = [r for r in rows if r["sampler"] == sampler and r["steps"] == n]
-                named = [r for r in cells if "spacing" in json.loads(r["options"])]
-                tuned = [r for r in cells if "grid" in json.loads(r["options"])]
-                if not named or not tuned:
+                a, b = cells(rows, sched, sampler, k)
+                if not a or not b:
                     continue
-                a, b = min(named, key=lambda r: r["value"]), tuned[0]
                 grid = tuned_for(target, backbone, sched, sampler, k)
                 diff, se = paired(OUT / target, target, b, a, backbone, schedule, metric, (grid, None))
                 spacing = json.loads(a["options"])["spacing"]
@@ -87,6 +85,50 @@ def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
                              f"tuned | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | "
                              f"{diff / se if se else 0.0:+.1f} |")
     return "\n".join(lines)
+
+
+def cells(rows: list[dict[str, Any]], sched: Any, sampler: str, k: int) -> tuple[Any, Any]:
+    """(the best named-spacing cell, the tuned cell) of sampler at budget k; None where not run."""
+    n = ds.steps_for_nfe(sampler, sched, k)
+    found = [r for r in rows if r["sampler"] == sampler and r["steps"] == n]
+    named = [r for r in found if "spacing" in json.loads(r["options"])]
+    tuned = [r for r in found if "grid" in json.loads(r["options"])]
+    return min(named, key=lambda r: r["value"], default=None), (tuned or [None])[0]
+
+
+def plot(targets: list[str], samplers: list[str], budgets: list[int]) -> Any:
+    """results/grids/grids.png: per target, each sampler's tuned grid (solid) and best named spacing (dashed)
+    against NFE, ± SE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), dpi=120, squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        _, _, sched = setting(target)
+        rows = read_results(OUT / target)
+        for i, sampler in enumerate(samplers):
+            pairs = {k: cells(rows, sched, sampler, k) for k in budgets}
+            for which, style, label in ((1, "-", "tuned"), (0, "--", "best named")):
+                pts = [(k, p[which]) for k, p in pairs.items() if p[0] and p[1]]
+                shift = 0.06 * (2 * i + which - len(samplers))  # side by side, so that the error bars show
+                if pts:
+                    ax.errorbar([k + shift for k, _ in pts], [r["value"] for _, r in pts],
+                                [r["stderr"] for _, r in pts],
+                                color=f"C{i}", ls=style, marker="o", ms=3, capsize=2, label=f"{sampler}, {label}")
+        ax.set_xticks(budgets, [str(k) for k in budgets])
+        ax.set_title(target)
+        ax.set_xlabel("NFE")
+        ax.set_ylabel(METRICS.meta(rows[0]["metric"])["label"] if rows else "")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = OUT / "grids.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -106,6 +148,7 @@ def main() -> None:
     spacings = ds.SPACINGS.names() if a.spacings == "all" else a.spacings.split(",")
     if a.table:
         print(table(targets, samplers, budgets))
+        plot(targets, samplers, budgets)
     else:
         run(targets, samplers, budgets, spacings, a.num_samples)
 
