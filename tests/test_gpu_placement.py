@@ -3,12 +3,10 @@ and guidance keeps its tensors on the model's device and gives the CPU's samples
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from diffusers import UNet2DModel
 
 import diffsampler as ds
 from diffsampler.backbones import DiffusersBackbone
@@ -16,6 +14,7 @@ from diffsampler.bundled import load_model
 from diffsampler.guidance import GUIDANCE
 
 from .fake_cuda import FakeCuda, on_cuda, to_fake_cuda
+from .test_diffusers_backbone import tiny_unet
 from .test_matrix import CASES
 
 STEPS = 6
@@ -37,10 +36,7 @@ def test_fake_cuda_refuses_what_cuda_refuses() -> None:
 
 
 def tiny_backbone(schedule: str) -> DiffusersBackbone:
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4, num_class_embeds=4)
+    unet = tiny_unet(num_class_embeds=4)
     sched = ds.SCHEDULES.get(schedule)()
     zero_snr = sched.alpha_bar(1.0).item() == 0  # ε says nothing of x_0 there
     return DiffusersBackbone(unet, sched, prediction_type="v_prediction" if zero_snr else "epsilon", null_class_label=3)
@@ -97,7 +93,7 @@ def test_every_guidance_stays_on_the_device(name: str) -> None:
 
 
 def test_bench_and_the_leaderboard_run_on_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     import leaderboard
 
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
