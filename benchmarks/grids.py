@@ -42,7 +42,7 @@ def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int)
     grid.extra["wall_s"] = round(time.perf_counter() - start, 1)
     grid.save(path)
     print(f"{target} {sampler} NFE {nfe}: tuned in {grid.extra['wall_s']}s, distance {grid.distance:.4g} "
-          f"(default {grid.default_distance:.4g})", flush=True)
+          f"(default {grid.default_distance:.4g}{', kept' if grid.extra['kept_default'] else ''})", flush=True)
     return grid
 
 

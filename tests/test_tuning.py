@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import diffsampler as ds
 from diffsampler.cli import app
+from diffsampler.sampling import time_grid
 from diffsampler.tuning import _Reuse, cheapest_path, jump_costs, load_grid, tune_grid
 
 from .test_cli import tiny  # noqa: F401  (the tiny class-conditional pipeline)
@@ -67,8 +68,21 @@ def test_tuned_grid_beats_the_default_spacing_and_is_cut_from_the_fine_grid(mixt
     assert heun.steps == 5 and heun.nfe == 9  # heun's 2N − 1 evaluations
     refined = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30, refine=2,
                         refine_batch=32)
-    assert refined.distance < heun.distance and refined.extra["refine"] == 2
+    assert refined.extra["found_distance"] < heun.extra["found_distance"] and refined.extra["refine"] == 2
     assert tuned.extra["refine"] == 0  # ddim's step is the step the costs measure
+    assert not tuned.extra["kept_default"]
+
+
+def test_a_tuned_grid_further_than_the_default_spacing_gives_way_to_it(mixture, monkeypatch) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    crowded = lambda cost, steps: [*range(steps), cost.shape[0] - 1]  # noqa: E731  (every step but the last at t≈1)
+    monkeypatch.setattr("diffsampler.tuning.cheapest_path", crowded)
+    tuned = tune_grid(mixture, sampler="ddim", nfe=4, schedule=s, batch=64, fine_steps=60)
+    default = time_grid("ddim", s, 4, None)
+    assert tuned.extra["kept_default"] and tuned.grid == default.tolist()
+    assert tuned.distance == tuned.default_distance < tuned.extra["found_distance"]
+    x = ds.sample(mixture, schedule=s, sampler="ddim", grid=tuned, x_T=torch.randn(8, 2, dtype=F64))
+    assert torch.isfinite(x).all()
 
 
 @pytest.mark.parametrize("sampler, nfe", [("dpm-solver++", 6), ("heun", 9), ("unipc", 6), ("dpm-solver++-sde", 6)])

@@ -701,9 +701,11 @@ def tune_grid_(
                           refine=refine,
                           guidance=guide, cond={} if labels is None else {"class_labels": labels.to(dev)})
         tuned.save(out)
-        typer.echo(f"{sampler}, {tuned.steps} steps (NFE {nfe}): distance to the PF-ODE {tuned.distance:.4g} on the "
-                   f"tuned grid, {tuned.default_distance:.4g} on {tuned.default_spacing} | {tuned.seconds:.0f}s | "
-                   f"wrote {out}")
+        found = (f"no grid closer than {tuned.default_spacing}, its default spacing, which is kept: distance to "
+                 f"the PF-ODE {tuned.distance:.4g}" if tuned.extra["kept_default"] else
+                 f"distance to the PF-ODE {tuned.distance:.4g} on the tuned grid, {tuned.default_distance:.4g} on "
+                 f"{tuned.default_spacing}")
+        typer.echo(f"{sampler}, {tuned.steps} steps (NFE {nfe}): {found} | {tuned.seconds:.0f}s | wrote {out}")
     except typer.Exit:
         raise
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:

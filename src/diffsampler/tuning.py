@@ -8,7 +8,9 @@ x̂_j = α_j·x̂_0(x_i) + σ_j·ε̂_i, ε̂_i = (x_i − α_i·x̂_0(x_i))/σ_
 cost. The local cost is a first-order step's whatever the sampler; for higher-order samplers a sweep
 of coordinate descent on the sampler's own distance refines it; a candidate that moves the k-th time
 shares the current grid's trajectory up to it, so those network evaluations are looked up, not redone.
-The grid is scored with the sampler itself, against its default spacing, on the same batch.
+The grid is scored with the sampler itself, against its default spacing, on the same batch; where
+the default spacing comes closer, it is the grid returned (``extra["kept_default"]``; the search's own
+grid measured ``extra["found_distance"]``).
 """
 
 from __future__ import annotations
@@ -266,9 +268,15 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
     tuned = fine[path]
     default = time_grid(sampler, sched, steps, None)
     dp_cost = float(sum(cost[a, b] for a, b in zip(path, path[1:])))
+    tuned_distance = found_distance = distance(tuned)
+    default_distance = distance(default)
+    kept_default = default_distance < found_distance  # local costs need not add up to the sampler's own distance
+    if kept_default:
+        tuned, tuned_distance = default, default_distance
     return TunedGrid(grid=tuned.tolist(), model=str(model_name), sampler=sampler, options=options, nfe=nfe,
-                     schedule=schedule_fingerprint(sched), distance=distance(tuned),
-                     default_distance=distance(default), default_spacing=spacing_for(sampler, sched),
+                     schedule=schedule_fingerprint(sched), distance=tuned_distance,
+                     default_distance=default_distance, default_spacing=spacing_for(sampler, sched),
                      fine_steps=fine_steps, batch=batch, seed=seed, seconds=round(time.perf_counter() - start, 1),
                      extra={"fine_spacing": fine_spacing, "refine": refine, "refine_calls": reuse.calls,
-                            "refine_calls_reused": reuse.reused, "dp_cost": dp_cost})
+                            "refine_calls_reused": reuse.reused, "dp_cost": dp_cost, "kept_default": kept_default,
+                            "found_distance": found_distance})
