@@ -1,4 +1,5 @@
-"""Shared fixtures: small exact targets, a fixed nonlinear ε-model, k-diffusion's sampling module."""
+"""Shared fixtures: small exact targets, a fixed nonlinear ε-model, k-diffusion's sampling module, registries
+that a test may change."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import diffsampler as ds
+from diffsampler.metrics import METRICS
 
 
 class TanhEps(torch.nn.Module):
@@ -38,6 +40,14 @@ def mixture() -> ds.GaussianMixture:
     """Three well-separated 2-D components with unequal weights and diagonal covariances."""
     return ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
                               variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+
+
+@pytest.fixture
+def own_registries(monkeypatch) -> None:
+    """What the test registers is gone after it: each registry's tables are copies for its duration."""
+    for registry in (ds.SAMPLERS, ds.SPACINGS, ds.SCHEDULES, ds.GUIDANCE, METRICS):
+        for attr in ("_items", "_origins", "_meta"):
+            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
 
 
 @pytest.fixture(scope="module")

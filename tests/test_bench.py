@@ -127,11 +127,9 @@ def test_compiled_cells_are_their_own(tmp_path) -> None:
 
 
 
-def test_cells_record_the_spacing_they_walked(tmp_path, monkeypatch) -> None:
+def test_cells_record_the_spacing_they_walked(tmp_path, own_registries) -> None:
     """A cell at a sampler's default spacing records it, so a changed default runs a new cell, not the old one."""
     gm, sched = gmm_ring(), ds.SCHEDULES.get("linear")()
-    for attr in ("_items", "_origins", "_meta"):
-        monkeypatch.setattr(ds.SAMPLERS, attr, dict(getattr(ds.SAMPLERS, attr)))
 
     def run(default: str):
         ds.SAMPLERS.register("ddim", ds.SAMPLERS.get("ddim"), replace=True, spacing=default, discrete=True)

@@ -11,7 +11,7 @@ import torch
 import diffsampler as ds
 from diffsampler.bench import bench, gmm_ring
 from diffsampler.guidance import CFG
-from diffsampler.metrics import METRICS, make_metric
+from diffsampler.metrics import make_metric
 
 TEXT = (Path(__file__).parents[1] / "CONTRIBUTING.md").read_text()
 EXAMPLES = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
@@ -19,11 +19,8 @@ F64 = torch.float64
 
 
 @pytest.fixture
-def registered(monkeypatch):
+def registered(own_registries):
     """Run every example, each in a module of its own; the registries are restored afterwards."""
-    for registry in (ds.SAMPLERS, ds.SPACINGS, METRICS, ds.GUIDANCE):
-        for attr in ("_items", "_origins", "_meta"):
-            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
     for i, code in enumerate(EXAMPLES):
         assert len(code.strip().splitlines()) <= 30, f"example {i} is longer than an example should be"
         exec(compile(code, f"CONTRIBUTING.md example {i}", "exec"), {"__name__": f"contributing_{i}"})
