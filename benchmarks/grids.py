@@ -2,7 +2,7 @@
 
     python benchmarks/grids.py [--samplers ddim,dpm-solver++,unipc] [--nfe 4,5,6,8,10]
                                [--targets ring,digits-uncond,digits-cond] [--spacings all] [--num-samples 500]
-                               [--threads N] [--table]
+                               [--threads N] [--device cpu|cuda] [--table]
 
 Targets as in ``leaderboard.py``. For each target, sampler and NFE: every named spacing, and the grid
 ``tune_grid`` finds for it (128 samples from seed 1 000 003, disjoint from the scored samples of seed 0;
@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import torch
-from leaderboard import HERE, cond_of, metric_of, paired, setting, show
+from leaderboard import HERE, cond_of, metric_of, paired, setting, show, use_device
 
 import diffsampler as ds
 from diffsampler.bench import bench, read_results
@@ -46,13 +46,14 @@ def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int)
     return grid
 
 
-def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: list[str], num_samples: int) -> None:
+def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: list[str], num_samples: int,
+        device: str = "cpu") -> None:
     for target in targets:
-        backbone, schedule, sched = setting(target)
+        backbone, schedule, sched = setting(target, device)
         metric = metric_of(target, backbone, schedule)
         common = dict(metric=metric, out=OUT / target, num_samples=num_samples, seed=0, schedule=schedule,
                       batch_size=250 if target != "ring" else num_samples, model_name=target, cond=cond_of(target),
-                      plots=False, on_cell=show(target))
+                      plots=False, on_cell=show(target), device=backbone.device)
         for k in budgets:
             for sampler in samplers:
                 grid = tuned_for(target, backbone, sched, sampler, k)
@@ -64,13 +65,13 @@ def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: l
                         print(f"{target} {sampler} NFE {k} {spacing}: {exc}", flush=True)
 
 
-def table(targets: list[str], samplers: list[str], budgets: list[int]) -> str:
+def table(targets: list[str], samplers: list[str], budgets: list[int], device: str = "cpu") -> str:
     """Markdown: the best named spacing beside the tuned grid; the difference in paired SEs (positive: tuned
     is better)."""
     lines = ["| target | sampler | NFE | best named spacing | value ± SE | tuned grid | value ± SE | "
              "difference ± paired SE | difference / SE |", "|---|---|---|---|---|---|---|---|---|"]
     for target in targets:
-        backbone, schedule, sched = setting(target)
+        backbone, schedule, sched = setting(target, device)
         metric = metric_of(target, backbone, schedule)
         rows = read_results(OUT / target)
         for sampler in samplers:
@@ -139,18 +140,20 @@ def main() -> None:
     ap.add_argument("--spacings", default="all")
     ap.add_argument("--num-samples", type=int, default=500)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the digits targets run")
     ap.add_argument("--table", action="store_true")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    use_device(a.device)
     targets, samplers = a.targets.split(","), a.samplers.split(",")
     budgets = [int(v) for v in a.nfe.split(",")]
     spacings = ds.SPACINGS.names() if a.spacings == "all" else a.spacings.split(",")
     if a.table:
-        print(table(targets, samplers, budgets))
+        print(table(targets, samplers, budgets, a.device))
         plot(targets, samplers, budgets)
     else:
-        run(targets, samplers, budgets, spacings, a.num_samples)
+        run(targets, samplers, budgets, spacings, a.num_samples, a.device)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Every guidance on the bundled digits model at its best scale: fd-digits, accuracy, precision and recall against NFE.
 
-    python benchmarks/guidance.py [--n 500] [--steps 5,10,20] [--sweep-steps 10] [--table]
+    python benchmarks/guidance.py [--n 500] [--steps 5,10,20] [--sweep-steps 10] [--device cpu|cuda] [--table]
 
 Conditional (the classes in turn): no guidance (w = 1), cfg, cfg-pp, apg, cfg-zero-star, pag,
 autoguidance (the bundled ``digits-weak``) and classifier guidance (the bundled noisy classifier,
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from leaderboard import use_device
 
 import diffsampler as ds
 from diffsampler.bundled import load_classifier, load_model
@@ -68,10 +69,10 @@ def save(cells: dict[str, dict], n: int) -> None:
 
 
 class Runner:
-    def __init__(self, n: int) -> None:
-        self.n, self.cells = n, load()
-        self.unet, weak = load_model("digits"), load_model("digits-weak")
-        self.make = guidances(weak, load_classifier("noisy"))
+    def __init__(self, n: int, device: str = "cpu") -> None:
+        self.n, self.cells, self.device = n, load(), device
+        self.unet, weak = load_model("digits", device=device), load_model("digits-weak", device=device)
+        self.make = guidances(weak, load_classifier("noisy").to(device))
         self.metrics = {m: make_metric(m, self.unet) for m in ("fd-digits", "accuracy-digits", "precision-digits",
                                                                  "recall-digits")}
 
@@ -86,7 +87,7 @@ class Runner:
             cond = {"class_labels": labels[first:first + b]} if labels is not None else {}
             r = ds.sample(self.unet, sampler="ddim", steps=steps, shape=(b, 1, 28, 28), full_output=True,
                           generator=ds.generators(0, b, start=first), guidance=self.make[name](scale), cond=cond)
-            xs.append(r.samples)
+            xs.append(r.samples.cpu())
             nfe = r.nfe
         x = torch.cat(xs)
         row: dict[str, Any] = {"setting": setting, "guidance": name, "scale": scale, "steps": steps, "nfe": nfe}
@@ -95,7 +96,7 @@ class Runner:
                 continue
             value, se, _ = metric.score(x, labels, x)
             row[m.removesuffix("-digits")], row[m.removesuffix("-digits") + "_se"] = round(value, 4), round(se, 4)
-        row["seconds"] = round(time.time() - start, 1)
+        row["seconds"], row["device"] = round(time.time() - start, 1), self.device
         self.cells[k] = row
         save(self.cells, self.n)
         print(f"{setting} {name} scale {scale:g} steps {steps} NFE {nfe}: fd {row['fd']:.3f} ± {row['fd_se']:.3f}"
@@ -106,9 +107,9 @@ class Runner:
         return min(SCALES[name], key=lambda s: self.cell(setting, name, s, steps)["fd"])
 
 
-def run(n: int, steps: list[int], sweep: int) -> None:
+def run(n: int, steps: list[int], sweep: int, device: str = "cpu") -> None:
     torch.set_grad_enabled(False)
-    r = Runner(n)
+    r = Runner(n, device)
     for setting, names in (("conditional", list(SCALES)), ("unconditional", list(UNCONDITIONAL))):
         for name in names:
             scale = 1.0 if name == "none" else r.best(setting, name, sweep)
@@ -173,10 +174,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--steps", default="5,10,20")
     p.add_argument("--sweep-steps", type=int, default=10)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--table", action="store_true", help="print the table and draw the plot from the cells so far")
     a = p.parse_args()
     if not a.table:
-        run(a.n, [int(s) for s in a.steps.split(",")], a.sweep_steps)
+        use_device(a.device)
+        run(a.n, [int(s) for s in a.steps.split(",")], a.sweep_steps, a.device)
     print(table(a.sweep_steps))
     plot(a.sweep_steps)
 

@@ -106,6 +106,13 @@ def setting(target: str, device: str = "cpu") -> tuple[Any, Any, Any]:
     return backbone, schedule, schedule or backbone.schedule
 
 
+def use_device(device: str) -> None:
+    """On a GPU, float32 as on the CPU: TF32 would round convolutions and matmuls to 10-bit mantissas."""
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
 def metric_of(target: str, backbone: Any, schedule: Any) -> Metric:
     """The target's metric: sliced Wasserstein to exact draws on the ring, fd-digits on the digits."""
     return make_metric("exact" if target == "ring" else "fd-digits", backbone, schedule)
@@ -274,9 +281,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "cuda":  # float32 as on the CPU: TF32 would round convolutions to 10-bit mantissas
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    use_device(args.device)
     targets, budgets = args.targets.split(","), [int(v) for v in args.nfe.split(",")]
     if args.table:
         print(table(targets, budgets, args.device))

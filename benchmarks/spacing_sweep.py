@@ -2,7 +2,7 @@
 
     python benchmarks/spacing_sweep.py [--nfe 5,10] [--targets ring,digits-uncond] [--num-samples 500]
                                        [--spacings trailing,leading,karras,logsnr,uniform] [--samplers a,b]
-                                       [--threads N] [--table]
+                                       [--threads N] [--device cpu|cuda] [--table]
 
 Targets as in ``leaderboard.py`` (the exact ring, sliced Wasserstein; the bundled digits model
 unconditional, fd-digits); the samplers are the leaderboard's and ``pf-ode:heun``. Results go to
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from leaderboard import HERE, OURS, cells_of, setting, show
+from leaderboard import HERE, OURS, cells_of, setting, show, use_device
 
 from diffsampler import retain_freed_memory
 from diffsampler.bench import bench, parse_sampler_spec, read_results
@@ -27,16 +27,17 @@ SPACINGS = ["trailing", "leading", "karras", "logsnr", "uniform"]
 SAMPLERS = [*OURS, "pf-ode:heun"]
 
 
-def run(targets: list[str], budgets: list[int], num_samples: int, spacings: list[str], samplers: list[str]) -> None:
+def run(targets: list[str], budgets: list[int], num_samples: int, spacings: list[str], samplers: list[str],
+        device: str = "cpu") -> None:
     for target in targets:
-        backbone, schedule, _ = setting(target)
+        backbone, schedule, _ = setting(target, device)
         metric = make_metric("exact" if target == "ring" else "fd-digits", backbone, schedule)
         for k in budgets:
             for spacing in spacings:
                 bench(backbone, samplers=samplers, nfe=[k], metric=metric, out=OUT / target, num_samples=num_samples,
                       batch_size=250 if target != "ring" else num_samples, seed=0, schedule=schedule,
                       model_name=target, spacing=spacing, plots=False,
-                      on_cell=show(target))
+                      on_cell=show(target), device=backbone.device)
 
 
 def table(targets: list[str], budgets: list[int]) -> str:
@@ -72,16 +73,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--spacings", default=",".join(SPACINGS))
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the digits target runs")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    use_device(args.device)
     targets = args.targets.split(",")
     if args.table:
         print(table(targets, [int(v) for v in args.nfe.split(",")]))
     else:
         run(targets, [int(v) for v in args.nfe.split(",")], args.num_samples, args.spacings.split(","),
-            args.samplers.split(","))
+            args.samplers.split(","), args.device)
 
 
 if __name__ == "__main__":
