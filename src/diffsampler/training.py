@@ -117,7 +117,7 @@ CHECKPOINT = "checkpoint.pt"
 
 
 @torch.enable_grad()  # whatever grad mode the caller is in
-def train_unet(out: Path, iters: int = 5000, batch: int = 64, lr: float = 2e-3, p_uncond: float = 0.2,
+def train_unet(out: Path, iters: int = 7000, batch: int = 64, lr: float = 2e-3, p_uncond: float = 0.1,
                ema: float = 0.999, ema_warmup: bool = True, min_snr: float | None = 5.0, seed: int = 0,
                log_every: int = 100, checkpoint_every: int = 250, command: str | None = None,
                keep_at: tuple[int, ...] = ()) -> dict[str, Any]:
