@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from leaderboard import HERE, OURS, cells_of, setting, show, use_device
+from leaderboard import HERE, OURS, cells_of, metric_of, setting, show, use_device
 
 from diffsampler import retain_freed_memory
 from diffsampler.bench import bench, parse_sampler_spec, read_results
-from diffsampler.metrics import make_metric
 from diffsampler.sampling import steps_for_nfe
 
 OUT = HERE / "results" / "spacing_sweep"
@@ -31,7 +30,7 @@ def run(targets: list[str], budgets: list[int], num_samples: int, spacings: list
         device: str = "cpu") -> None:
     for target in targets:
         backbone, schedule, _ = setting(target, device)
-        metric = make_metric("exact" if target == "ring" else "fd-digits", backbone, schedule)
+        metric = metric_of(target, backbone, schedule)
         for k in budgets:
             for spacing in spacings:
                 bench(backbone, samplers=samplers, nfe=[k], metric=metric, out=OUT / target, num_samples=num_samples,
