@@ -3,7 +3,11 @@ and guidance keeps its tensors on the model's device and gives the CPU's samples
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -126,3 +130,41 @@ def test_tune_grid_runs_on_the_device() -> None:
     with FakeCuda():
         gpu = tune_grid(backbone, **kwargs)
     assert gpu.grid == cpu.grid and gpu.distance == cpu.distance
+
+
+@pytest.mark.slow  # the bundled model and its metric, twice, the device half under a Python-level mode
+@pytest.mark.parametrize("script", ["spacing_sweep", "grids"])
+def test_the_sweep_scripts_run_on_the_device(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             own_registries: None) -> None:
+    """Their ``--device cuda`` cells run on the device, say so, and equal the CPU's."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import leaderboard
+
+    module = importlib.import_module(script)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    if script == "grids":  # the default tuning batches take minutes on the CPU
+        from diffsampler.tuning import tune_grid
+
+        monkeypatch.setattr(module, "tune_grid", functools.partial(tune_grid, batch=4, fine_steps=12, refine_batch=2))
+
+    def setting_on(device: str) -> Any:
+        def setting(target: str, _: str = "cpu") -> tuple[Any, Any, Any]:
+            backbone, schedule, sched = leaderboard.setting(target)
+            if device == "cuda":
+                to_fake_cuda(backbone.unet)
+            return backbone, schedule, sched
+        return setting
+
+    rows = {}
+    for device in ("cpu", "cuda"):
+        monkeypatch.setattr(module, "OUT", tmp_path / device)
+        monkeypatch.setattr(module, "setting", setting_on(device))
+        with FakeCuda() if device == "cuda" else contextlib.nullcontext():
+            if script == "grids":
+                module.run(["digits-uncond"], ["dpm-solver++"], [3], ["trailing"], num_samples=6, device=device)
+            else:
+                module.run(["digits-uncond"], [3], 6, ["trailing"], ["ddim", "dpm-solver++"], device=device)
+        rows[device] = ds.bench.read_results(tmp_path / device / "digits-uncond")
+    assert len(rows["cuda"]) == 2  # grids: the tuned grid and the trailing one
+    assert [r["device"] for r in rows["cuda"]] == ["cuda"] * len(rows["cuda"])
+    assert [r["value"] for r in rows["cuda"]] == [r["value"] for r in rows["cpu"]]
