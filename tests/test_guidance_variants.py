@@ -110,14 +110,25 @@ def test_autoguidance_interpolates_between_the_weak_and_the_full_model(setting) 
         assert r.nfe == 8  # the weak network counts
     calls = []
 
-    def counted(x, t, _backbone=None, **c):
-        calls.append(_backbone)
-        return (mixture if _backbone is None else _backbone).eps(x, t, s, **c)
+    class Counted:  # the network a guidance wraps: ``of`` gives a second backbone's
+        def __init__(self, backbone):
+            self.backbone = backbone
 
-    guided = AutoGuidance(weak, scale=2.5)(counted, s, mixture)(x, t, class_labels=y)
+        def __call__(self, x, t, **c):
+            calls.append(self.backbone)
+            return self.backbone.eps(x, t, s, **c)
+
+        def of(self, other):
+            return Counted(other)
+
+    guided = AutoGuidance(weak, scale=2.5)(Counted(mixture), s, mixture)(x, t, class_labels=y)
     torch.testing.assert_close(guided, blurred + 2.5 * (full - blurred), rtol=1e-12, atol=1e-12)
-    assert calls == [None, weak]
-    same = AutoGuidance(mixture, scale=4.0)(counted, s, mixture)(x, t, class_labels=y)
+    assert calls == [mixture, weak]
+    with pytest.raises(ValueError, match="put it first in a compose"):
+        AutoGuidance(weak)(lambda x, t, **c: mixture.eps(x, t, s, **c), s, mixture)
+    with pytest.raises(ValueError, match="AutoGuidance evaluates a second network, so it must come first"):
+        Compose([CFG(), AutoGuidance(weak)])
+    same = AutoGuidance(mixture, scale=4.0)(Counted(mixture), s, mixture)(x, t, class_labels=y)
     torch.testing.assert_close(same, full, rtol=1e-12, atol=1e-12)  # a model guided by itself is itself
 
 
@@ -210,8 +221,8 @@ def test_cfgpp_composes_with_thresholding_only(cfgpp_run) -> None:
     assert thr.nfe == 16
     plain = run("ddim", CFGPP(scale=0.7))
     assert (thr.samples - plain).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="compose: AutoGuidance cannot wrap a guidance that re-noises"):
-        run("ddim", Compose([CFGPP(scale=0.7), AutoGuidance(mixture, scale=1.0)]))
+    with pytest.raises(ValueError, match="compose: CFG cannot wrap a guidance that re-noises"):
+        run("ddim", Compose([CFGPP(scale=0.7), CFG(scale=2.0)]))
 
 
 @pytest.mark.parametrize("make,message", [

@@ -18,6 +18,7 @@ LAYERS = [  # each may import its own room and the rooms of the layers before it
     NEUTRAL,
     {"schedules"},
     {"samplers", "guidance", "backbones"},
+    {"model_fn"},
     {"sampling"},
     {"tuning"},
     {"data", "classifier"},

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .backbones import as_backbone
 from .guidance import Guidance
+from .model_fn import ModelFn, finite, take_rows
 from .options import check_options
 from .registry import declared_meta
 from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler, Sampler, noise_from
@@ -20,7 +21,7 @@ from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
 
 __all__ = ["sample", "SampleResult", "generators", "time_grid", "spacing_for", "steps_for_nfe", "take_rows",
-           "ClippedEps", "start_from"]
+           "start_from", "ModelFn"]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -81,48 +82,6 @@ def _clip_bound(clip: float | bool | None, default: float | None) -> float | Non
     return float(bound)
 
 
-def take_rows(cond: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
-    """Per-sample conditioning (tensors whose first dimension is the batch) restricted to ``rows``."""
-    return {k: v[rows.to(v.device)] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == batch else v
-            for k, v in cond.items()}
-
-
-class ClippedEps:
-    """ε of a clipped prediction: ε' = (x − α·clip(x̂_0, ±bound))/√(1−ᾱ), with x̂_0 = (x − √(1−ᾱ)·ε)/α.
-
-    ``pair`` re-noises with the clipped ε too, or with the network's own ε where ``raw`` asks for it;
-    an inner paired ε (CFG++) keeps its own re-noising ε.
-    """
-
-    def __init__(self, eps: EpsFn, schedule: Schedule, bound: float) -> None:
-        self.eps, self.schedule, self.bound = eps, schedule, bound
-        if hasattr(eps, "pair"):
-            self.pair = self._pair_of_pair
-
-    def _clip(self, x: Tensor, t: Tensor, e: Tensor) -> Tensor:
-        alpha, std = bcast(self.schedule.alpha(t), x), bcast(self.schedule.std(t), x)
-        return (x - alpha * ((x - std * e) / alpha).clamp(-self.bound, self.bound)) / std
-
-    def pair(self, x: Tensor, t: Tensor, rows: Tensor | None = None, raw: bool = False) -> tuple[Tensor, Tensor]:
-        e = self.eps(x, t, rows=rows)
-        clipped = self._clip(x, t, e)
-        return clipped, (e if raw else clipped)
-
-    def _pair_of_pair(self, x: Tensor, t: Tensor, rows: Tensor | None = None,
-                      raw: bool = False) -> tuple[Tensor, Tensor]:
-        e, e_r = self.eps.pair(x, t, rows=rows)
-        return self._clip(x, t, e), e_r
-
-    def __call__(self, x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
-        return self._clip(x, t, self.eps(x, t, rows=rows))
-
-
-def finite(x: Tensor) -> bool:
-    """No NaN or inf in x, in one reduction: both propagate through a sum (kept in ≥ float32, so fp16 cannot
-    overflow it); an elementwise isfinite costs 25× more per step."""
-    return bool(torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)))
-
-
 def start_from(z: Tensor, schedule: Schedule, t0: float | Tensor = 1.0) -> Tensor:
     """The model's x_T for standard-normal draws z at time t0: s(t0)·z (z itself on a VP schedule), what
     ``sample`` draws when it is given no x_T."""
@@ -136,11 +95,6 @@ def zero_snr_step(x: Tensor, denoised: Tensor, alpha_bar_next: float) -> Tensor:
     for x) give the same distribution; every sampler takes this step, then walks the rest of the grid.
     """
     return torch.add(x * math.sqrt(1 - alpha_bar_next), denoised, alpha=math.sqrt(alpha_bar_next))
-
-
-def _step_of(grid: Tensor, t: float) -> int:
-    """The step (1-based) whose interval [t_{i+1}, t_i] holds t."""
-    return max(1, min(int((grid >= t - 1e-12).sum()), grid.numel() - 1))
 
 
 def spacing_for(sampler: str | Sampler, schedule: Schedule | None, spacing: str | None = None) -> str:
@@ -249,66 +203,18 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     if not finite(x_T):
         raise ValueError("x_T holds NaN or infinite values")
 
-    cond = dict(cond or {})
-    batch, rows_done, calls = x_T.shape[0], 0, 0
-
-    predict = "eps"  # "denoised" for the first step from zero SNR, where ε cannot tell x̂_0
-
-    def counted(x: Tensor, t: Tensor, _backbone: Any = None, **c: Any) -> Tensor:
-        """ε of the backbone (or of ``_backbone``, a guidance's second network) at the model's x = s(t)·x_vp,
-        counted per sample."""
-        nonlocal rows_done, calls
-        rows_done, calls = rows_done + x.shape[0], calls + 1
-        model_x = x if vp else x * bcast(sched.scale(t), x).to(x.dtype)
-        return getattr(backbone if _backbone is None else _backbone, predict)(model_x, t, sched, **c)
-
-    def nfe() -> int | float:
-        """Network evaluations per sample: a doubled (guided) batch counts twice."""
-        n = rows_done / batch
-        return int(n) if n.is_integer() else n
-
-    eps_c = counted if guidance is None else guidance(counted, sched, backbone)
-    call = getattr(eps_c, "pair", eps_c)  # a paired guidance (CFG++) returns (ε, ε to re-noise with)
-    paired = call is not eps_c
-    if paired and not meta["renoise"]:
+    model_fn = ModelFn(backbone, sched, batch=x_T.shape[0], cond=cond, guidance=guidance, clip=bound,
+                       deterministic=deterministic, grid=times)
+    if model_fn.renoise and not meta["renoise"]:
         able = [s for s in SAMPLERS.names() if SAMPLERS.meta(s)["renoise"]]
         raise ValueError(f"sampler {name!r} cannot re-noise with a second ε, which this guidance needs; "
                          f"samplers that can: {', '.join(able)}")
-
-    def evaluate(x: Tensor, t: Tensor, rows: Tensor | None) -> Any:
-        if not deterministic:
-            return call(x, t, **(cond if rows is None else take_rows(cond, rows, batch)))
-        index = torch.arange(batch, device=x.device) if rows is None else rows
-        parts = [call(x[i:i + 1], t[i:i + 1], **take_rows(cond, index[i:i + 1], batch)) for i in range(x.shape[0])]
-        return tuple(torch.cat(p) for p in zip(*parts)) if paired else torch.cat(parts)
-
-    def checked(out: Tensor, x: Tensor, t: Tensor) -> Tensor:
-        if out.shape != x.shape:
-            raise ValueError(f"model output {tuple(out.shape)} does not match the shape of x {tuple(x.shape)}")
-        if not finite(out):
-            at = float(t.reshape(-1)[0])
-            raise ValueError(f"the model returned NaN or infinite values at t={at:.4g} (step {_step_of(times, at)} "
-                             f"of {steps}, network call {calls})")
-        return out
-
-    def eps_fn(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
-        out = evaluate(x, t, rows)
-        return checked(out[0] if paired else out, x, t)
-
-    def eps_pair_fn(x: Tensor, t: Tensor, rows: Tensor | None = None, raw: bool = False) -> tuple[Tensor, Tensor]:
-        e, e_r = evaluate(x, t, rows)
-        return checked(e, x, t), checked(e_r, x, t)
-
-    if paired:
-        eps_fn.pair = eps_pair_fn  # type: ignore[attr-defined]
-    run_eps: EpsFn = eps_fn if bound is None else ClippedEps(eps_fn, sched, bound)
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []
-
-    first = 0  # steps taken before the sampler's own: 1 where the grid starts at zero SNR
+    first = int(sched.alpha_bar(times[0]).item() == 0)  # the step from zero SNR that sample takes itself
 
     def on_step(info: dict[str, Any]) -> None:
-        info["nfe"] = nfe()
+        info["nfe"] = model_fn.nfe
         info["i"] += first
         if not vp:  # rk45 reports no t_next, and its t per sample
             t = info["t_next"] if info["t_next"] is not None else info["t"]
@@ -322,22 +228,12 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     report_to = on_step if (callback or return_trajectory) else None
     x = x_start
     with torch.no_grad():
-        if sched.alpha_bar(times[0]).item() == 0:
-            if guidance is not None and not getattr(guidance, "zero_snr", False):
-                raise ValueError(f"{type(guidance).__name__} guidance works on ε, and at zero SNR (t = "
-                                 f"{times[0].item():g}) ε = x says nothing of x̂_0; use cfg (rescale in the model's "
-                                 "space), pag or autoguidance, or start the grid below zero SNR")
-            predict = "denoised"
-            out = evaluate(x, times_like(times[0], x), None)
-            predict = "eps"
-            m = checked(out[0] if paired else out, x, times[0])
-            if bound is not None:
-                m = m.clamp(-bound, bound)
+        if first:
+            m = model_fn.denoised(x, times_like(times[0], x))
             x = zero_snr_step(x, m, sched.alpha_bar(times[1]).item())
-            first = 1
             if report_to is not None:
                 report_to({"i": 0, "t": times[0].item(), "t_next": times[1].item(), "x": x, "denoised": m})
-        x0 = x if times.numel() - first < 2 else fn(run_eps, x, times[first:], sched, noise_sampler=draw,
+        x0 = x if times.numel() - first < 2 else fn(model_fn, x, times[first:], sched, noise_sampler=draw,
                                                    callback=report_to, **options)
     if not vp and times[-1] > 0:
         x0 = x0 * sched.scale(times[-1]).item()
@@ -345,5 +241,5 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
         raise ValueError(f"sampler {name!r} produced NaN or infinite values from finite model outputs")
     if not (full_output or return_trajectory):
         return x0
-    return SampleResult(x0, nfe(), times, calls, torch.stack(xs) if xs else None,
+    return SampleResult(x0, model_fn.nfe, times, model_fn.calls, torch.stack(xs) if xs else None,
                         torch.stack(x0s) if x0s else None, {"sampler": name, "steps": steps, **options})

@@ -25,6 +25,8 @@ from .cfg import CFG
 class APG(CFG):
     """Adaptive projected guidance: CFG's update split along D_c, the parallel part scaled by η, its norm capped."""
 
+    linear = False
+
     def __init__(self, scale: float = 3.0, eta: float = 0.0, norm_threshold: float = 0.0, momentum: float = 0.0,
                  space: str = "x0", interval: tuple[float, float] | None = None, null_label: int | None = None,
                  label_key: str = "class_labels") -> None:

@@ -12,16 +12,24 @@ from ..registry import Registry
 from ..schedules import Schedule
 from ..tensors import check_labels
 
-__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "MODEL_KEY", "check_scale", "check_interval", "inside", "labels_of"]
+__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "NEGATIVE", "check_scale", "check_interval", "inside", "labels_of"]
 
 CondEpsFn = Callable[..., Tensor]
-# a conditioning key the counted ε-function of ``sample`` reads: evaluate this backbone instead of the sampled
-# one (autoguidance's weak model), counted as a network evaluation like any other
-MODEL_KEY = "_backbone"
+NEGATIVE = "negative_"  # cond[NEGATIVE + k] is k's unconditional half (a negative prompt's states)
 
 
 class Guidance(Protocol):
-    """``guidance(eps, schedule, backbone) -> guided eps(x, t, **cond)``."""
+    """``guidance(eps, schedule, backbone) -> guided eps(x, t, **cond)``, wrapping the counted network ``eps``.
+
+    What a guidance can do it declares as plain attributes (a plugin without them gets the defaults):
+    ``renoise`` (False): the guided function returns (ε giving x̂_0, ε to re-noise with), as CFG++;
+    ``zero_snr`` (False): it can guide the first step from zero SNR, where ``eps`` answers x̂_0 in place of ε;
+    ``second_network`` (False): it evaluates another backbone through ``eps.of(backbone)``, counted too.
+    """
+
+    renoise: bool
+    zero_snr: bool
+    second_network: bool
 
     def __call__(self, eps: CondEpsFn, schedule: Schedule, backbone: Any = None) -> CondEpsFn: ...
 

@@ -22,10 +22,9 @@ from torch import Tensor
 from ..schedules import Schedule
 from ..schedules.predictions import convert, from_epsilon
 from ..tensors import bcast
-from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
+from .base import GUIDANCE, NEGATIVE, check_interval, check_scale, inside, labels_of
 
 TEXT_KEY = "encoder_hidden_states"
-NEGATIVE = "negative_"  # cond[NEGATIVE + k] is k's unconditional half (a negative prompt's states)
 PROMPT_KEYS = (TEXT_KEY, "pooled_projections", "text_embeds")  # a prompt's conditioning: CFG needs its negative
 
 
@@ -38,6 +37,10 @@ def without_negatives(cond: dict[str, Any]) -> dict[str, Any]:
 class CFG:
     """Classifier-free guidance ε_u + w(ε_c − ε_u), w = 1 conditional; one doubled batch per step."""
 
+    renoise = False
+    second_network = False
+    linear = True  # ``combine`` is a fixed linear mix of the two predictions (subclasses that are not say so)
+
     def __init__(self, scale: float = 3.0, rescale: float = 0.0, interval: tuple[float, float] | None = None,
                  null_label: int | None = None, label_key: str = "class_labels", rescale_space: str = "model") -> None:
         self.scale = check_scale("cfg", scale)
@@ -48,6 +51,9 @@ class CFG:
         self.rescale_space = rescale_space
         self.rescale, self.interval = float(rescale), check_interval(interval)
         self.null_label, self.label_key = null_label, label_key
+        # the first step from zero SNR hands it x̂_0 in place of ε (which is x there): a linear mix of the
+        # predictions guides x̂_0 alike, rescaled, if at all, in the model's own space
+        self.zero_snr = self.linear and (self.rescale == 0 or rescale_space == "model")
 
     def _halves(self, x: Tensor, cond: dict[str, Any], backbone: Any) -> dict[str, Any]:
         """Conditioning for the doubled batch [conditional; unconditional]."""
@@ -66,12 +72,6 @@ class CFG:
                              "or use a model that has one")
         both[self.label_key] = torch.cat([y, torch.full_like(y, int(null))])
         return both
-
-    @property
-    def zero_snr(self) -> bool:
-        """Whether it can guide the first step from zero SNR, where ``sample`` hands it x̂_0 in place of ε (which
-        is x there): a fixed linear mix of the predictions, rescaled, if at all, in the model's own space."""
-        return type(self).combine is CFG.combine and (self.rescale == 0 or self.rescale_space == "model")
 
     def _rescaled(self, g: Tensor, e_c: Tensor, x: Tensor, t: Tensor, schedule: Schedule, kind: str) -> Tensor:
         """Lin et al.'s rescale of the guided g towards the conditional e_c, in the prediction space ``kind``."""

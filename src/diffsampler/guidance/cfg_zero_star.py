@@ -25,6 +25,8 @@ from .cfg import CFG
 class CFGZeroStar(CFG):
     """CFG from s*·ε_u, s* = ⟨ε_c, ε_u⟩/‖ε_u‖² per sample; optionally x̂_0 = 0 at the first evaluation times."""
 
+    linear = False
+
     def __init__(self, scale: float = 3.0, zero_init_steps: int = 0, interval: tuple[float, float] | None = None,
                  null_label: int | None = None, label_key: str = "class_labels") -> None:
         super().__init__(scale=scale, interval=interval, null_label=null_label, label_key=label_key)

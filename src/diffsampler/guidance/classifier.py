@@ -25,6 +25,10 @@ from .base import GUIDANCE, check_interval, check_scale, inside, labels_of
 class ClassifierGuidance:
     """ε − s·√(1−ᾱ)·∇ₓ log p(y | x_t, t) with any noise-conditional classifier; per-sample labels."""
 
+    renoise = False
+    zero_snr = False  # its gradient is of ε's x_t: at zero SNR, where x̂_0 stands in for ε, it has no meaning
+    second_network = False
+
     def __init__(self, classifier: Callable[[Tensor, Tensor], Tensor], scale: float = 1.0,
                  interval: tuple[float, float] | None = None, pass_labels: bool = False,
                  label_key: str = "class_labels") -> None:

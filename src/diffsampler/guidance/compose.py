@@ -1,6 +1,8 @@
 """Composition of guidances: ``Compose([inner, …, outer])`` wraps ε with each in turn.
 
-A guidance that wraps a paired ε (CFG++) must keep its ``pair``; one that would drop it is an error."""
+What it can do follows from its parts: it re-noises (``renoise``) when one of them does, and then every
+guidance after that one must declare ``wraps_renoise``; it guides from zero SNR when all of them can; a
+guidance with a ``second_network`` must come first, where it wraps the network itself."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from typing import Any, Sequence
 
 from ..schedules import Schedule
 from .base import GUIDANCE
+
+
+def _can(g: Any, what: str) -> bool:
+    return bool(getattr(g, what, False))
 
 
 @GUIDANCE.register("compose", cli=False)
@@ -18,16 +24,17 @@ class Compose:
         if not guidances:
             raise ValueError("compose needs at least one guidance")
         self.guidances = list(guidances)
-
-    @property
-    def zero_snr(self) -> bool:
-        """Able to guide from zero SNR when every part is."""
-        return all(getattr(g, "zero_snr", False) for g in self.guidances)
+        for i, g in enumerate(self.guidances):
+            if i > 0 and _can(g, "second_network"):
+                raise ValueError(f"compose: {type(g).__name__} evaluates a second network, so it must come first")
+            if any(_can(h, "renoise") for h in self.guidances[:i]) and not _can(g, "wraps_renoise"):
+                raise ValueError(f"compose: {type(g).__name__} cannot wrap a guidance that re-noises with a second "
+                                 "ε (cfg-pp); of the built-in guidances only dynamic-thresholding can")
+        self.renoise = any(_can(g, "renoise") for g in self.guidances)
+        self.zero_snr = all(_can(g, "zero_snr") for g in self.guidances)
+        self.second_network = _can(self.guidances[0], "second_network")
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         for g in self.guidances:
-            inner, eps = eps, g(eps, schedule, backbone)
-            if hasattr(inner, "pair") and not hasattr(eps, "pair"):
-                raise ValueError(f"compose: {type(g).__name__} cannot wrap a guidance that re-noises with a second "
-                                 "ε (cfg-pp); of the built-in guidances only dynamic-thresholding can")
+            eps = g(eps, schedule, backbone)
         return eps

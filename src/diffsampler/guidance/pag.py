@@ -102,7 +102,7 @@ class PAG(CFG):
                  interval: tuple[float, float] | None = None, null_label: int | None = None,
                  label_key: str = "class_labels") -> None:
         super().__init__(scale=cfg_scale, interval=interval, null_label=null_label, label_key=label_key)
-        self.pag_scale = check_scale("pag", scale)
+        self.cfg_scale, self.scale = self.scale, check_scale("pag", scale)
         self.layers = tuple(layers.split(",")) if isinstance(layers, str) else tuple(layers)
         if not self.layers or not all(isinstance(layer, str) and layer for layer in self.layers):
             raise ValueError(f"pag layers must be one or more layer names (regular expressions), got {layers!r}")
@@ -113,7 +113,7 @@ class PAG(CFG):
             raise ValueError(f"pag needs a diffusers UNet with self-attention layers; the model is "
                              f"{type(backbone).__name__}")
         modules = self_attention_layers(unet, self.layers)
-        with_cfg = self.scale != 1
+        with_cfg = self.cfg_scale != 1
 
         def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
             on = inside(t, self.interval)
@@ -127,13 +127,13 @@ class PAG(CFG):
                             else v) for k, v in halves.items()}
                 with perturbed(modules, 2 * b):
                     e_u, e_c, e_p = eps(torch.cat([x, x, x]), torch.cat([t, t, t]), **both).chunk(3)
-                g = e_u + self.scale * (e_c - e_u) + self.pag_scale * (e_c - e_p)
+                g = e_u + self.cfg_scale * (e_c - e_u) + self.scale * (e_c - e_p)
             else:
                 both = {k: (torch.cat([v, v]) if isinstance(v, Tensor) and v.shape[:1] == (b,) else v)
                         for k, v in plain.items()}
                 with perturbed(modules, b):
                     e_c, e_p = eps(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
-                g = e_c + self.pag_scale * (e_c - e_p)
+                g = e_c + self.scale * (e_c - e_p)
             return torch.where(bcast(on, x).bool(), g, e_c)
 
         return guided

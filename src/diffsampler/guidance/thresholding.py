@@ -31,6 +31,11 @@ def dynamic_threshold(x0: Tensor, percentile: float = 0.995, max_value: float = 
 class DynamicThresholding:
     """Imagen's dynamic thresholding of x̂_0 (percentile p, max_value); compose it outside a guidance."""
 
+    renoise = False
+    zero_snr = False
+    second_network = False
+    wraps_renoise = True  # around CFG++ it thresholds the denoising ε and keeps the re-noising one
+
     def __init__(self, percentile: float = 0.995, max_value: float = 1.0,
                  interval: tuple[float, float] | None = None) -> None:
         if not 0 < percentile <= 1:
@@ -45,14 +50,10 @@ class DynamicThresholding:
             x0 = dynamic_threshold((x - std * e) / alpha, self.percentile, self.max_value)
             return torch.where(bcast(inside(t, self.interval), x).bool(), (x - alpha * x0) / std, e)
 
-        def thresholded(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-            return apply(x, t, eps(x, t, **cond))
+        def thresholded(x: Tensor, t: Tensor, **cond: Any) -> Tensor | tuple[Tensor, Tensor]:
+            out = eps(x, t, **cond)
+            if isinstance(out, tuple):  # CFG++ inside: (ε, ε_r)
+                return apply(x, t, out[0]), out[1]
+            return apply(x, t, out)
 
-        inner = getattr(eps, "pair", None)
-        if inner is not None:  # CFG++: threshold the denoising ε, keep the re-noising one
-            def pair(x: Tensor, t: Tensor, **cond: Any) -> tuple[Tensor, Tensor]:
-                e, e_r = inner(x, t, **cond)
-                return apply(x, t, e), e_r
-
-            thresholded.pair = pair  # type: ignore[attr-defined]
         return thresholded

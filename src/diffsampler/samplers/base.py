@@ -10,11 +10,12 @@ at different times) calls ``eps_fn(x[rows], t[rows], rows=rows)``: ``rows`` are 
 the batch it was given, so that per-sample conditioning follows the rows evaluated.
 
 The ε that gives x̂_0 and the ε a step re-noises with can differ: CFG++ denoises with the guided ε
-and re-noises with the unconditional one. Such an ε-function has a ``pair(x, t, rows=None,
-raw=False)`` method, and ``eps_pair(eps_fn, x, t)`` returns both ((ε, ε) for a plain one). A
-sampler that uses the second one declares ``renoise=True`` at registration; ``sample`` refuses a
-paired ε-function for the others. ``raw=True`` asks a clipped ε-function to re-noise with the
-network's own ε (diffusers' DDIM convention) instead of the clipped one.
+and re-noises with the unconditional one. ``sample`` hands samplers a ``ModelFn``, whose
+``pair(x, t, rows=None, raw=False)`` returns both; ``eps_pair(eps_fn, x, t)`` asks for them of any
+ε-function ((ε, ε) for a plain one without ``pair``). A sampler that uses the second one declares
+``renoise=True`` at registration; ``sample`` refuses a re-noising guidance for the others. ``raw=True``
+asks a clipped ε-function to re-noise with the network's own ε (diffusers' DDIM convention) instead
+of the clipped one.
 """
 
 from __future__ import annotations
