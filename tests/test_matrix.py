@@ -34,11 +34,13 @@ CASES = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {}), ("ddim", {
 
 
 def _restart_nfe(schedule: str, options: dict) -> int:
-    """restart's extra cost: 2·restarts·restart_steps where the grid level nearest σ = 0.1 is below σ = 2."""
+    """restart's extra cost: 2·restarts·K where the grid level nearest σ = 0.1 is below σ = 2, with K = restart_steps
+    or, by default, the grid's own levels in (σ_near, 2] (at least 2)."""
     grid = ds.sampling.time_grid("restart", ds.SCHEDULES.get(schedule)(), STEPS)
     sig = ds.SCHEDULES.get(schedule)().sigma(grid[1:-1]).tolist()
     near = min(sig, key=lambda s: abs(torch.log(torch.tensor(s / 0.1)).item()))
-    return 2 * options.get("restarts", 1) * options.get("restart_steps", 2) if near < 2.0 else 0
+    k = options.get("restart_steps", max(2, sum(1 for s in sig if near < s <= 2.0)))
+    return 2 * options.get("restarts", 1) * k if near < 2.0 else 0
 
 
 def test_cases_cover_every_builtin_sampler() -> None:

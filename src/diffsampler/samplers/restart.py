@@ -4,11 +4,13 @@ In y = x/√ᾱ, σ = √((1−ᾱ)/ᾱ): the grid is walked with EDM's Heun ste
 the grid's noise level σ_j nearest ``restart_min`` (if ``restart_max`` > σ_j), the sample is taken back
 up ``restarts`` times by the forward process and solved down again:
 
-    y ← y + s_noise·√(σ_max² − σ_j²)·z,   then ``restart_steps`` Heun steps on a Karras (ρ = 7) grid σ_max → σ_j,
+    y ← y + s_noise·√(σ_max² − σ_j²)·z,   then K Heun steps on a Karras (ρ = 7) grid σ_max → σ_j,
 
 with σ_max = ``restart_max``. The noise contracts the error accumulated so far (the paper's argument);
-the ODE steps keep the discretisation error of an ODE solver. NFE = 2N − 1 + 2·restarts·restart_steps
-on grids ending at t = 0.
+the ODE steps keep the discretisation error of an ODE solver, so K follows the grid's density by default:
+K = max(2, #{k : σ_j < σ_k ≤ σ_max}), the steps the main walk itself takes over that interval (more inner
+steps as the steps grow, as the paper's settings and the common web-UI implementation do; a fixed K stops
+the error from falling with N). ``restart_steps`` fixes K. NFE = 2N − 1 + 2·restarts·K on grids ending at t = 0.
 """
 
 from __future__ import annotations
@@ -23,14 +25,20 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report,
 from .heun import heun_step
 
 
+def inner_steps(sig: list[float], j: int, restart_max: float) -> int:
+    """K by default: the grid's own levels in (σ_j, σ_max], at least 2."""
+    return max(2, sum(1 for s in sig[:j] if s <= restart_max))
+
+
 @SAMPLERS.register("restart")
 def restart(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
             callback: Callback | None = None, restart_min: float = 0.1, restart_max: float = 2.0, restarts: int = 1,
-            restart_steps: int = 2, s_noise: float = 1.0) -> Tensor:
-    """Restart: Heun on the grid, with ``restarts`` passes of noise up to σ = restart_max and
-    ``restart_steps`` Heun steps back down from the grid level nearest σ = restart_min;
-    NFE = 2·steps − 1 + 2·restarts·restart_steps."""
-    if not (0 < restart_min < restart_max) or isinstance(restarts, bool) or restarts < 0 or restart_steps < 1:
+            restart_steps: int | None = None, s_noise: float = 1.0) -> Tensor:
+    """Restart: Heun on the grid, with ``restarts`` passes of noise up to σ = restart_max and K Heun steps back
+    down from the grid level nearest σ = restart_min (K = ``restart_steps``, or the grid's own steps over that
+    interval, at least 2); NFE = 2·steps − 1 + 2·restarts·K."""
+    if (not (0 < restart_min < restart_max) or isinstance(restarts, bool) or restarts < 0
+            or (restart_steps is not None and restart_steps < 1)):
         raise ValueError(f"need 0 < restart_min < restart_max, restarts ≥ 0 and restart_steps ≥ 1, got "
                          f"restart_min={restart_min}, restart_max={restart_max}, restarts={restarts}, "
                          f"restart_steps={restart_steps}")
@@ -42,7 +50,8 @@ def restart(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise
     for i in range(len(sig) - 1):
         y, d0 = heun_step(D, y, sig[i], sig[i + 1])
         if i + 1 == j and restart_max > sig[j]:
-            levels = karras_sigmas(restart_steps + 1, sig[j], restart_max).tolist()
+            k = restart_steps if restart_steps is not None else inner_steps(sig, j, restart_max)
+            levels = karras_sigmas(k + 1, sig[j], restart_max).tolist()
             for _ in range(restarts):
                 y = y + s_noise * math.sqrt(restart_max**2 - sig[j] ** 2) * noise_sampler(y)
                 for s, u in zip(levels[:-1], levels[1:]):
