@@ -112,3 +112,36 @@ def test_multistep_convergence_order(setting, tight, sampler: str, options: dict
         errs.append((out - tight).pow(2).sum(1).sqrt().mean().item())
     fitted = -np.polyfit(np.log(FINE_STEPS), np.log(errs), 1)[0]
     assert order - 0.2 < fitted < order + 0.35, f"{sampler} {options}: fitted order {fitted:.2f} from errors {errs}"
+
+
+def test_rk45_agrees_with_scipy_solve_ivp(setting) -> None:
+    """The same ODE, dy/du = σ·ε(y/√(1+σ²), t(σ)) in u = log σ, solved per sample by scipy's RK45 at the same
+    tolerances: both land within their tolerance's reach of a DOP853 solution at 1e-12, and of each other."""
+    from scipy.integrate import solve_ivp
+
+    gm, s, x, _ = setting
+    x = x[:8]
+    u0, u1 = s.sigma(torch.tensor(1.0, dtype=torch.float64)).log().item(), s.sigma(s.t_min).log().item()
+
+    def f(u: float, y: np.ndarray) -> np.ndarray:
+        sig = np.exp(u)
+        t = s.t_from_log_snr(torch.tensor([-2 * u], dtype=torch.float64))
+        xx = torch.from_numpy(y).reshape(1, -1) / np.sqrt(1 + sig * sig)
+        return sig * gm.eps(xx, t, s).reshape(-1).numpy()
+
+    def solve(y0: torch.Tensor, method: str, tol: float) -> torch.Tensor:
+        r = solve_ivp(f, (u0, u1), y0.numpy(), method=method, rtol=tol, atol=tol)
+        assert r.success
+        return torch.from_numpy(r.y[:, -1]) / np.sqrt(1 + np.exp(2 * u1))
+
+    y0 = x * np.sqrt(1 + np.exp(2 * u0))
+    for tol in (1e-4, 1e-6):
+        ours = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=tol, atol=tol, grid=[1.0, s.t_min],
+                         x_T=x)
+        theirs = torch.stack([solve(y, "RK45", tol) for y in y0])
+        tight = torch.stack([solve(y, "DOP853", 1e-12) for y in y0])
+        err_ours, err_theirs = (ours - tight).abs().max().item(), (theirs - tight).abs().max().item()
+        # y is of size |x|·√(1+σ_max²) ≈ 10² at the start: an absolute tolerance tol on y is tol/√(1+σ²) on x at the end
+        assert err_ours < 100 * tol and err_theirs < 100 * tol, (tol, err_ours, err_theirs)
+        assert err_ours < 5 * err_theirs + tol, (tol, err_ours, err_theirs)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=50 * tol)
