@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from . import bundled, images  # noqa: F401  (ds.bundled.load_model, ds.images.save_png)
 from .backbones import BACKBONES, Backbone, CallableBackbone, DiffusersBackbone, Empirical, GaussianMixture, as_backbone
 from .guidance import GUIDANCE
@@ -12,7 +14,10 @@ from .schedules import SCHEDULES, SPACINGS, VE, DiscreteSchedule, RectifiedFlow,
 from .tensors import retain_freed_memory
 from .tuning import TunedGrid, load_grid, tune_grid
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("diffsampler")  # written once, in pyproject.toml
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = ["sample", "SampleResult", "generators", "steps_for_nfe", "spacing_for", "SAMPLERS", "SCHEDULES", "SPACINGS",
            "GUIDANCE", "BACKBONES", "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "VE",

@@ -110,16 +110,12 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 
 @contextmanager
 def locked(out: Path):
-    """Hold ``out/.lock`` exclusively: two runs writing into one folder take turns and lose nothing."""
-    import fcntl
+    """Hold ``out/.lock`` exclusively: two runs writing into one folder take turns and lose nothing (on any OS)."""
+    from filelock import FileLock
 
     out.mkdir(parents=True, exist_ok=True)
-    with (out / ".lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(out / ".lock"):
+        yield
 
 
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
