@@ -3,7 +3,7 @@
     python benchmarks/pipelines.py [--repeats 7] [--steps 20] [--width 32] [--size 64] [--device cpu|cuda]
                                    [--dtype fp32|fp16]
 
-A tiny random Stable Diffusion 1.x pipeline (``diffsampler.backbones.tiny``; UNet widths ``width``,
+A tiny random Stable Diffusion 1.x pipeline (the tests' ``tests/tiny_pipelines.py``; UNet widths ``width``,
 2·``width``) is built offline; both sides encode the prompts, run DDIM (the config's leading spacing,
 steps_offset 1, the last step to ᾱ_0 as the config says) with CFG 7.5 on two prompts and a negative
 one from the same latents, and decode to pixels. Median wall time of ``--repeats`` interleaved runs
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from speed import ROOT, machine, paired
 
 import diffsampler as ds
 from diffsampler.backbones import DiffusersBackbone
-from diffsampler.backbones.tiny import tiny_sd_pipeline
 from diffsampler.guidance import CFG
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: its tests build the tiny pipeline
+from tests.tiny_pipelines import tiny_sd_pipeline  # noqa: E402
 
 PROMPTS, NEGATIVE, SCALE = ["a photo of 2 cats", "a dog, 3"], "blurry", 7.5
 

@@ -88,3 +88,74 @@ def test_the_check_sees_a_climbing_arrow(tmp_path) -> None:
     bad = SRC / "samplers" / "ddim.py"
     imports = _imports(bad) | {"diffsampler.bench"}
     assert any(_layer(_room(t)) >= _layer("samplers") for t in imports if _room(t) not in ("samplers", "__init__"))
+
+
+def _module(path: Path) -> str:
+    name = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module → the package modules it imports (a name imported from a package counts as its submodule where one
+    exists), every import inside functions too: a lazy import is an arrow all the same."""
+    modules = {_module(p) for p in FILES}
+    graph = {}
+    for p in FILES:
+        targets = set()
+        for t in _all_imports(p):
+            while t not in modules and "." in t:
+                t = t.rsplit(".", 1)[0]
+            if t in modules:
+                targets.add(t)
+        graph[_module(p)] = targets - {_module(p)}
+    return graph
+
+
+def _all_imports(path: Path) -> set[str]:
+    module = _module(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            found.update(f"{target}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {f for f in found if f.startswith("diffsampler")}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, or None (depth-first search; package __init__ modules that only re-export their own
+    submodules are left out, as importing ``pkg.sub`` runs ``pkg/__init__`` by design)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if n.startswith(m + ".") or m.startswith(n + "."):
+                continue  # a package and its own submodules
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_cycles_inside_a_folder_either() -> None:
+    cycle = _cycle(_graph())
+    assert cycle is None, " → ".join(cycle)
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert _cycle({"a.x": {"a.y"}, "a.y": {"a.x"}}) == ["a.x", "a.y", "a.x"]
+    assert _cycle({"a.x": {"a.y"}, "a.y": set()}) is None

@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 import diffsampler as ds
 from diffsampler.backbones import DiffusersBackbone
 from diffsampler.backbones.pipeline import TextToImage
-from diffsampler.backbones.tiny import tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 from diffsampler.cli import app
 from diffsampler.guidance import CFG
+
+from .tiny_pipelines import tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 
 PROMPTS = ["a photo of 2 cats", "a dog, 3"]
 

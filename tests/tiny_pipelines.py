@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .pipeline import TEXT_PARTS
+from diffsampler.backbones.pipeline import TEXT_PARTS
 
 __all__ = ["tiny_tokenizer", "tiny_t5_tokenizer", "tiny_sd_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline"]
 

@@ -10,6 +10,7 @@ from .base import PREDICTION_TYPES, Backbone, CallableBackbone, convert, to_epsi
 from .diffusers_unet import DiffusersBackbone
 from .empirical import Empirical
 from .gaussian_mixture import GaussianMixture
+from .pipeline import TextToImage
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone", "backbones")
 BACKBONES.register("callable", CallableBackbone)
@@ -27,6 +28,7 @@ def as_backbone(model: Any, prediction_type: str | None = None) -> Backbone:
     return CallableBackbone(model, prediction_type or "epsilon")
 
 
-__all__ = ["BACKBONES", "Backbone", "CallableBackbone", "DiffusersBackbone", "Empirical", "GaussianMixture",
+__all__ = ["BACKBONES", "Backbone", "CallableBackbone", "DiffusersBackbone", "TextToImage", "Empirical",
+           "GaussianMixture",
            "ModelLoadError", "PREDICTION_TYPES", "as_backbone",
            "to_epsilon", "convert"]

@@ -10,7 +10,6 @@ read from safetensors; pickle checkpoints (``.bin``, ``.ckpt``, ``.pt``, ``.pth`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +20,19 @@ from ..errors import ModelLoadError
 from ..schedules import DiscreteSchedule, Schedule
 from ..tensors import check_labels
 from .base import NetworkBackbone, prediction_type_of
+from .diffusers_io import (
+    EXTRA_CONFIG,
+    PICKLE_SUFFIXES,
+    TRANSFORMERS,
+    UNET_CLASSES,
+    cast,
+    first_line,
+    load_weights,
+    read_json,
+)
 
 __all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
 
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
-UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel", "SD3Transformer2DModel")
-TRANSFORMERS = ("SD3Transformer2DModel",)  # called with keywords: hidden_states, timestep, encoder_hidden_states, …
-EXTRA_CONFIG = "diffsampler.json"  # null label, class names, clipping: what diffusers' configs do not hold
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path} must hold a JSON object of settings, got a {type(data).__name__}")
-    return data
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unet_class(config: dict[str, Any]) -> type:
@@ -52,31 +42,6 @@ def _unet_class(config: dict[str, Any]) -> type:
     if name not in UNET_CLASSES:
         raise ModelLoadError(f"unsupported model class {name!r}; supported: {', '.join(UNET_CLASSES)}")
     return getattr(diffusers, name)
-
-
-def _load_weights(path: Path, allow_pickle: bool) -> dict[str, Tensor]:
-    if path.suffix in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise ModelLoadError(f"{path} is a pickle checkpoint, which can run code when loaded; "
-                                 "use a .safetensors file, or allow_pickle=True (--allow-pickle) if you trust it")
-        import pickle
-
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:  # torch's message suggests a code-running load: never pass it on
-            raise ModelLoadError(f"refused to load {path}: it holds objects other than tensors, which could run "
-                                 "code when loaded") from exc
-        except Exception as exc:
-            raise ModelLoadError(f"cannot read checkpoint {path}: {_first_line(exc)}") from exc
-        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-            raise ModelLoadError(f"{path} holds no state dict of tensors")
-        return state
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for corrupt or truncated files
-        raise ModelLoadError(f"cannot read safetensors file {path}: {_first_line(exc)}") from exc
 
 
 def _weights_in(folder: Path, allow_pickle: bool) -> Path:
@@ -90,7 +55,7 @@ def _weights_in(folder: Path, allow_pickle: bool) -> Path:
 
 
 def _refuse(path: Path) -> Path:
-    _load_weights(path, allow_pickle=False)
+    load_weights(path, allow_pickle=False)
     return path  # not reached
 
 
@@ -100,27 +65,18 @@ def _build(config: dict[str, Any], state: dict[str, Tensor], origin: Path) -> to
         model = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
     except Exception as exc:  # diffusers raises whatever a bad value leads to (ZeroDivisionError, TypeError, …)
         raise ModelLoadError(f"the model config of {origin} does not build a {cls.__name__}: "
-                             f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                             f"{type(exc).__name__}: {first_line(exc)}") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelLoadError(f"weights in {origin} do not fit the model config: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"weights in {origin} do not fit the model config: {first_line(exc)}") from exc
     return model
-
-
-def _cast(unet: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Cast to ``dtype`` but keep the modules the class lists as float32, as diffusers' from_pretrained does."""
-    torch.nn.Module.to(unet, dtype)  # diffusers' own .to(dtype) warns about those modules even when there are none
-    keep = getattr(unet, "_keep_in_fp32_modules", None) or []
-    for name, module in unet.named_modules():
-        if any(k in name.split(".") for k in keep):
-            torch.nn.Module.to(module, torch.float32)
 
 
 def _beside(folder: Path, model_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The scheduler config and ``diffsampler.json`` of a model: in its folder, or in the pipeline around it."""
     def first(*candidates: Path) -> dict[str, Any] | None:
-        return next((_read_json(p) for p in candidates if p.is_file()), None)
+        return next((read_json(p) for p in candidates if p.is_file()), None)
 
     sched = first(folder / "scheduler" / "scheduler_config.json", model_dir / "scheduler_config.json",
                   model_dir.parent / "scheduler" / "scheduler_config.json")
@@ -131,6 +87,10 @@ def _beside(folder: Path, model_dir: Path) -> tuple[dict[str, Any] | None, dict[
 class DiffusersBackbone(NetworkBackbone):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` predicting ε, x_0 or v on training-index time, or an
     ``SD3Transformer2DModel`` predicting flow (its ``pooled_projections`` in ``cond``) on rectified-flow time."""
+
+    # subclasses that load whole folders of their own (``recognizes(path)``, ``from_folder(…)``), tried in turn by
+    # ``from_pretrained``; pipeline.py registers TextToImage
+    folder_kinds: list[Any] = []
 
     def __init__(self, unet: torch.nn.Module, schedule: Schedule | None = None, prediction_type: str = "epsilon",
                  null_class_label: int | None = None, clip: float | None = None,
@@ -173,7 +133,7 @@ class DiffusersBackbone(NetworkBackbone):
         if device is not None:
             self.unet.to(device)
         if dtype is not None:
-            _cast(self.unet, dtype)
+            cast(self.unet, dtype)
         return self
 
     def compile(self, **options: Any) -> "DiffusersBackbone":
@@ -229,16 +189,16 @@ class DiffusersBackbone(NetworkBackbone):
                         allow_pickle: bool = False, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None, prediction_type: str | None = None,
                         text: bool = True) -> "DiffusersBackbone":
-        """Load from a pipeline or model folder, a weights file (+ ``config``), or a hub id. A text-to-image
-        pipeline folder gives a ``TextToImage`` (its VAE, tokenizer and text encoder too) unless ``text=False``."""
-        from .pipeline import TextToImage, is_pipeline
-
+        """Load from a pipeline or model folder, a weights file (+ ``config``), or a hub id. A folder that a
+        class in ``folder_kinds`` recognises (a text-to-image pipeline: ``TextToImage``, with its VAE, tokenizer and
+        text encoder) loads as that class unless ``text=False``."""
         path = Path(source)
         if not path.exists() and isinstance(source, str) and source.count("/") == 1 \
                 and not source.startswith((".", "/", "~")):
             path = cls._hub_snapshot(source, allow_pickle)
-        if text and path.is_dir() and is_pipeline(path):
-            return TextToImage.from_folder(path, allow_pickle, prediction_type, device, dtype)
+        kind = next((k for k in cls.folder_kinds if k.recognizes(path)), None) if text and path.is_dir() else None
+        if kind is not None:
+            return kind.from_folder(path, allow_pickle, prediction_type, device, dtype)
         if path.is_file():
             unet, sched_cfg, extra = cls._from_file(path, config, allow_pickle)
         elif path.is_dir():
@@ -253,7 +213,7 @@ class DiffusersBackbone(NetworkBackbone):
             clip = float(sched_cfg.get("clip_sample_range", 1.0))
         unet.to(device)
         if dtype is not None:
-            _cast(unet, dtype)
+            cast(unet, dtype)
         return cls(unet, schedule, ptype, extra.get("null_class_label"), clip, extra)
 
     @staticmethod
@@ -263,9 +223,9 @@ class DiffusersBackbone(NetworkBackbone):
         if not (model_dir / "config.json").is_file():
             raise ModelLoadError(f"{folder} holds no diffusers model: expected unet/config.json, "
                                  "transformer/config.json or config.json")
-        cfg = _read_json(model_dir / "config.json")
+        cfg = read_json(model_dir / "config.json")
         _unet_class(cfg)
-        unet = _build(cfg, _load_weights(_weights_in(model_dir, allow_pickle), allow_pickle), model_dir)
+        unet = _build(cfg, load_weights(_weights_in(model_dir, allow_pickle), allow_pickle), model_dir)
         return unet, *_beside(folder, model_dir)
 
     @staticmethod
@@ -275,8 +235,8 @@ class DiffusersBackbone(NetworkBackbone):
             if not beside.is_file():
                 raise ModelLoadError(f"{path} needs its model config: pass config= or put config.json beside it")
             config = beside
-        cfg = dict(config) if isinstance(config, dict) else _read_json(Path(config))
-        unet = _build(cfg, _load_weights(path, allow_pickle), path)
+        cfg = dict(config) if isinstance(config, dict) else read_json(Path(config))
+        unet = _build(cfg, load_weights(path, allow_pickle), path)
         return unet, *_beside(path.parent, path.parent)
 
     @staticmethod
@@ -292,4 +252,4 @@ class DiffusersBackbone(NetworkBackbone):
             return Path(snapshot_download(repo_id, allow_patterns=patterns))
         except Exception as exc:
             raise ModelLoadError(f"cannot get {repo_id!r} from the hub or its local cache: "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                                 f"{type(exc).__name__}: {first_line(exc)}") from exc

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ModelLoadError
-from .diffusers_unet import TRANSFORMERS, DiffusersBackbone, _cast, _first_line
+from .diffusers_io import TRANSFORMERS, cast, first_line, is_pipeline
+from .diffusers_unet import DiffusersBackbone
 
 __all__ = ["TextToImage", "is_pipeline"]
 
@@ -28,14 +29,10 @@ COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3")
 
 
-def is_pipeline(folder: Path) -> bool:
-    """Whether ``folder`` is a text-to-image pipeline (a model_index.json naming a text encoder)."""
-    index = folder / "model_index.json"
-    return index.is_file() and "text_encoder" in json.loads(index.read_text())
-
-
 class TextToImage(DiffusersBackbone):
     """A UNet2DConditionModel with its VAE, tokenizer and text encoder; sampling runs on latents."""
+
+    recognizes = staticmethod(is_pipeline)
 
     def __init__(self, base: DiffusersBackbone, vae: torch.nn.Module, text: dict[str, Any] | None = None,
                  height: int | None = None, width: int | None = None,
@@ -181,7 +178,7 @@ class TextToImage(DiffusersBackbone):
         if device is not None:
             self.vae.to(device)
         if dtype is not None:
-            _cast(self.vae, dtype)
+            cast(self.vae, dtype)
         for encoder in self._encoders():
             if device is not None:
                 encoder.to(device)
@@ -242,7 +239,7 @@ def _vae(folder: Path, allow_pickle: bool) -> torch.nn.Module:
         return AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=None if allow_pickle else True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: "
-                             f"{_first_line(exc)}") from exc
+                             f"{first_line(exc)}") from exc
 
 
 def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict[str, Any]:
@@ -264,8 +261,11 @@ def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict
             parts[name] = cls.from_pretrained(folder / name, **kwargs)
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: "
-                             f"{_first_line(exc)}") from exc
+                             f"{first_line(exc)}") from exc
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
     return parts
+
+
+DiffusersBackbone.folder_kinds.append(TextToImage)
