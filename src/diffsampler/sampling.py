@@ -15,7 +15,7 @@ from .guidance import Guidance
 from .model_fn import ModelFn, finite, take_rows
 from .options import check_options
 from .registry import declared_meta
-from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler, Sampler, noise_from
+from .samplers import SAMPLERS, Callback, NoiseSampler, Sampler, noise_from
 from .samplers.base import times_like
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
