@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -26,13 +28,13 @@ def test_unknown_names(tanh_eps) -> None:
 
 @pytest.mark.parametrize("steps", [0, -1, 2.5, "10", None])
 def test_steps_must_be_positive_int(tanh_eps, steps) -> None:
-    with pytest.raises(ValueError, match=f"steps must be an integer ≥ 1, got {steps!r}"):
+    with pytest.raises(ValueError, match=re.escape(f"steps={steps!r}: must be an integer ≥ 1")):
         _ok(tanh_eps, steps=steps)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_more_steps_than_training_steps(tanh_eps, sampler: str) -> None:
-    with pytest.raises(ValueError, match="steps=1001 is more than the schedule's 1000 training steps"):
+    with pytest.raises(ValueError, match="steps=1001: more than the schedule's 1000 training steps"):
         _ok(tanh_eps, sampler=sampler, steps=1001, spacing="karras")
     _ok(tanh_eps, sampler="pf-ode", steps=1001, spacing="karras")  # continuous solvers may take more
 

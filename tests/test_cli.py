@@ -169,10 +169,10 @@ ERRORS = [
     (["--class", "x"], "--class 'x' must be an integer"),
     (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
     (["--opt", "wrong=1"], "unknown option 'wrong' for sampler 'dpm-solver++'; accepted: order, lower_order_final"),
-    (["--opt", "noequals"], "--opt 'noequals' is not key=value"),
-    (["--steps", "0"], "--steps 0: steps must be an integer ≥ 1, got 0"),
-    (["--steps", "1001", "--sampler", "ddim"], "--steps 1001: that is more than the schedule's 1000"),
-    (["--steps", "1001", "--spacing", "leading"], "--steps 1001 --spacing leading: that is more than the "
+    (["--opt", "noequals"], "--opt: 'noequals' is not key=value"),
+    (["--steps", "0"], "--steps 0: must be an integer ≥ 1"),
+    (["--steps", "1001", "--sampler", "ddim"], "--steps 1001: more than the schedule's 1000"),
+    (["--steps", "1001", "--spacing", "leading"], "--steps 1001 --spacing leading: more than the "
                                                   "schedule's 1000 training steps (spacing 'leading' picks"),
     (["--device", "tpu"], "unknown --device 'tpu'; accepted: auto, cpu, cuda"),
     (["--dtype", "fp8"], "unknown --dtype 'fp8'; accepted: fp32, fp16, bf16"),
@@ -286,3 +286,21 @@ def test_spacing_options_reach_the_grid(tiny, tmp_path) -> None:  # noqa: F811
 def test_new_guidance_from_the_command_line(tiny, tmp_path, args, nfe: int) -> None:  # noqa: F811
     r = invoke("sample", "--model", tiny / "tiny", "--steps", 3, "--n", 3, "--out", tmp_path / "g.png", *args)
     assert r.exit_code == 0 and f"NFE {nfe} per sample" in r.output, r.output
+
+
+def test_help_groups_the_options_and_lists_every_guidance_from_the_registry() -> None:
+    r = runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    for panel in ("Model", "Sampling", "Guidance", "Output", "Run", "Text-to-image"):
+        assert f"─ {panel} ─" in r.output, panel
+    listed = [n for n in ds.GUIDANCE.names() if ds.GUIDANCE.meta(n)["cli"]]
+    assert "compose" not in listed and {"pag", "autoguidance", "cfg-pp", "classifier"} <= set(listed)
+    assert f"Guidance method: {', '.join(listed)}." in r.output
+
+
+def test_pag_summary_names_the_pag_scale(tmp_path) -> None:
+    """PAG's --scale is its own scale; CFG's under it (cfg_scale) stays 1."""
+    r = runner.invoke(app, ["sample", "--guidance", "pag", "--scale", "5", "--steps", "2", "--n", "2",
+                            "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 0, r.output
+    assert "guidance pag (scale 5)" in r.output, r.output

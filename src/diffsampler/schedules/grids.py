@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..errors import BadValue
 from ..registry import Registry
 from .base import Schedule, as_time
 
@@ -44,8 +45,8 @@ def _indices(schedule: Schedule, idx: Tensor) -> Tensor:
 
 def _check_index_steps(schedule: Schedule, steps: int, spacing: str) -> None:
     if steps > schedule.num_train_timesteps:
-        raise ValueError(f"steps={steps} is more than the schedule's {schedule.num_train_timesteps} "
-                         f"training steps (spacing {spacing!r} picks training indices)")
+        raise BadValue("steps", steps, f"more than the schedule's {schedule.num_train_timesteps} training steps "
+                                       f"(spacing {spacing!r} picks training indices)")
 
 
 @SPACINGS.register("leading")
@@ -211,8 +212,8 @@ def ddim_uniform(schedule: Schedule, steps: int) -> Tensor:
     """
     T = schedule.num_train_timesteps
     if steps > T - 1:
-        raise ValueError(f"steps={steps} is more than the schedule's {T} training steps less one "
-                         f"(spacing 'ddim-uniform' starts at training index 1)")
+        raise BadValue("steps", steps, f"more than the schedule's {T} training steps less one "
+                                       "(spacing 'ddim-uniform' starts at training index 1)")
     return _indices(schedule, 1 + torch.arange(steps - 1, -1, -1) * (T // steps))
 
 
@@ -301,6 +302,6 @@ def make_grid(schedule: Schedule, steps: int, spacing: str | None = None, **opti
     """A decreasing grid of ``steps + 1`` times: ``steps`` start times from ``spacing`` (default: the schedule
     family's, else trailing), then t = 0."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer ≥ 1, got {steps!r}")
+        raise BadValue("steps", steps, "must be an integer ≥ 1")
     starts = SPACINGS.get(spacing or schedule.default_spacing or "trailing")(schedule, steps, **options)
     return check_grid(torch.cat([starts, torch.zeros(1, dtype=torch.float64)]))
