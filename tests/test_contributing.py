@@ -12,6 +12,7 @@ import diffsampler as ds
 from diffsampler.bench import bench, gmm_ring
 from diffsampler.guidance import CFG
 from diffsampler.metrics import make_metric
+from diffsampler.model_fn import ModelFn
 
 TEXT = (Path(__file__).parents[1] / "CONTRIBUTING.md").read_text()
 EXAMPLES = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
@@ -46,8 +47,17 @@ def test_the_spacing_makes_a_valid_grid(registered) -> None:
 
 def test_the_metric_plugs_into_bench(registered, tmp_path) -> None:
     gm = gmm_ring()
-    rows = bench(gm, samplers=["ddim"], steps=[20], metric=make_metric("mean-error", gm), out=tmp_path,
-                 num_samples=400, batch_size=200, schedule=ds.SCHEDULES.get("linear")(), plots=False)
+    rows = bench(
+        gm,
+        samplers=["ddim"],
+        steps=[20],
+        metric=make_metric("mean-error", gm),
+        out=tmp_path,
+        num_samples=400,
+        batch_size=200,
+        schedule=ds.SCHEDULES.get("linear")(),
+        plots=False,
+    )
     # the ring's mean is 0 and its per-coordinate std ≈ 2.8: 400 samples put the mean within ~0.2
     assert rows[0]["metric"] == "mean-error" and 0 < rows[0]["value"] < 0.5 and rows[0]["stderr"] > 0
 
@@ -55,6 +65,8 @@ def test_the_metric_plugs_into_bench(registered, tmp_path) -> None:
 def test_the_guidance_is_cfg_with_a_growing_scale(registered, mixture) -> None:
     guide = ds.GUIDANCE.get("cfg-linear")(scale=3.0)
     s = ds.SCHEDULES.get("linear")()
+    model_fn = ModelFn(mixture, s, batch=6, guidance=guide, cond={"class_labels": torch.arange(6) % 3})
+    assert model_fn.zero_snr and not model_fn.renoise  # what it declares is what sample reads
     eps = guide(lambda x, t, **c: mixture.eps(x, t, s, **c), s, mixture)
     x = torch.randn(6, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
     labels = torch.arange(6) % 3
