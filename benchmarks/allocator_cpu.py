@@ -42,8 +42,9 @@ print(json.dumps({"retain": took, "batch": batch, "wall_s": round(wall, 3),
 
 def measure(mode: str, batch: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(batch)], capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(batch)], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -61,15 +62,32 @@ def main() -> None:
         if len({r["samples_sha1"] for rs in runs.values() for r in rs}) != 1:
             raise SystemExit(f"batch {batch}: the two allocator settings drew different samples")
         best = {mode: min(rs, key=lambda r: r["wall_s"]) for mode, rs in runs.items()}
-        row = {"batch": batch, "steps": 10, "default": best["default"], "retain": best["retain"],
-               "speed_up": round(best["default"]["wall_s"] / best["retain"]["wall_s"], 3)}
+        row = {
+            "batch": batch,
+            "steps": 10,
+            "default": best["default"],
+            "retain": best["retain"],
+            "speed_up": round(best["default"]["wall_s"] / best["retain"]["wall_s"], 3),
+        }
         rows.append(row)
-        print(f"batch {batch}: {best['default']['wall_s']:.2f} s → {best['retain']['wall_s']:.2f} s "
-              f"({row['speed_up']:.2f}×), page faults {best['default']['minor_faults']} → "
-              f"{best['retain']['minor_faults']}, peak memory {best['default']['max_rss_mib']} → "
-              f"{best['retain']['max_rss_mib']} MiB", flush=True)
-    OUT.write_text(json.dumps({"command": "python benchmarks/allocator_cpu.py " + " ".join(sys.argv[1:]),
-                               "threads": os.cpu_count(), "rows": rows}, indent=1) + "\n")
+        print(
+            f"batch {batch}: {best['default']['wall_s']:.2f} s → {best['retain']['wall_s']:.2f} s "
+            f"({row['speed_up']:.2f}×), page faults {best['default']['minor_faults']} → "
+            f"{best['retain']['minor_faults']}, peak memory {best['default']['max_rss_mib']} → "
+            f"{best['retain']['max_rss_mib']} MiB",
+            flush=True,
+        )
+    OUT.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/allocator_cpu.py " + " ".join(sys.argv[1:]),
+                "threads": os.cpu_count(),
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -35,17 +35,33 @@ def main() -> None:
     rows = []
     for pass_labels, scales in SCALES.items():
         for s in scales:
-            x = ds.sample(unet, sampler="dpm-solver++", steps=20, shape=(args.n, 1, 28, 28), seed=0,
-                          guidance=ClassifierGuidance(noisy, scale=s, pass_labels=pass_labels),
-                          cond={"class_labels": y})
+            x = ds.sample(
+                unet,
+                sampler="dpm-solver++",
+                steps=20,
+                shape=(args.n, 1, 28, 28),
+                seed=0,
+                guidance=ClassifierGuidance(noisy, scale=s, pass_labels=pass_labels),
+                cond={"class_labels": y},
+            )
             with torch.no_grad():
                 acc = (clean(x).argmax(1) == y).float().mean().item()
             rows.append({"model": "conditional" if pass_labels else "unconditional", "scale": s, "accuracy": acc})
             print(f"{rows[-1]['model']:>13} model, classifier scale {s:g}: accuracy {acc:.2f}", flush=True)
     out = Path(__file__).parent / "results" / "classifier_guidance.json"
-    out.write_text(json.dumps({"command": "python benchmarks/classifier_guidance.py", "n": args.n, "class": args.cls,
-                               "machine": f"{platform.machine()}, torch {torch.__version__}", "rows": rows},
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/classifier_guidance.py",
+                "n": args.n,
+                "class": args.cls,
+                "machine": f"{platform.machine()}, torch {torch.__version__}",
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

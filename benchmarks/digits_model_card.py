@@ -62,9 +62,18 @@ def draw(unet, n: int, seed: int, sampler: str, steps: int, guidance, cond: dict
     xs = []
     for first in range(0, n, 100):
         b = min(100, n - first)
-        c = {k: v[first:first + b] for k, v in cond.items()}
-        xs.append(ds.sample(unet, sampler=sampler, steps=steps, shape=(b, 1, 28, 28),
-                            generator=ds.generators(seed, b, start=first), guidance=guidance, cond=c))
+        c = {k: v[first : first + b] for k, v in cond.items()}
+        xs.append(
+            ds.sample(
+                unet,
+                sampler=sampler,
+                steps=steps,
+                shape=(b, 1, 28, 28),
+                generator=ds.generators(seed, b, start=first),
+                guidance=guidance,
+                cond=c,
+            )
+        )
     return torch.cat(xs)
 
 
@@ -79,8 +88,10 @@ def main() -> None:
     trained = json.loads((model_path("digits") / "training.json").read_text())
     test_x, test_y = load_digits("test")
     ref = gaussian_stats(classifier_features(clean, test_x))
-    save_file({"mu": ref[0].contiguous(), "sigma": ref[1].contiguous()},
-              str(model_path("digits-classifier") / "fd_reference.safetensors"))
+    save_file(
+        {"mu": ref[0].contiguous(), "sigma": ref[1].contiguous()},
+        str(model_path("digits-classifier") / "fd_reference.safetensors"),
+    )
     old = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     history = old.pop("history", [])
     if old and old.get("model") != trained:
@@ -92,22 +103,32 @@ def main() -> None:
     rows["real train digits (floor)"] = evaluate(train_x[pick], train_y[pick], clean, ref)
     labels = torch.arange(a.n) % 10
     chosen = settings(noisy, labels)
-    for name in (a.only.split(",") if a.only else chosen):
+    for name in a.only.split(",") if a.only else chosen:
         sampler, steps, guidance, cond = chosen[name]
         start = time.perf_counter()
         x = draw(unet, a.n, a.seed, sampler, steps, guidance, cond)
-        rows[name] = {"sampler": sampler, "steps": steps, **evaluate(x, labels, clean, ref),
-                      "seconds": round(time.perf_counter() - start, 1)}
+        rows[name] = {
+            "sampler": sampler,
+            "steps": steps,
+            **evaluate(x, labels, clean, ref),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         print(name, rows[name], flush=True)
     grid = draw(unet, 100, a.seed, "ddim", 20, CFG(scale=3.0), {"class_labels": torch.arange(100) % 10})
     save_png(model_path("digits") / "samples.png", grid, nrow=10)
-    result = {"command": f"python benchmarks/digits_model_card.py --n {a.n} --seed {a.seed}",
-              "model": trained, "samples_per_setting": a.n, "reference": "500 held-out digits (50 a class)",
-              "clean_classifier_held_out_accuracy": round(classifier_accuracy(clean), 4),
-              "noisy_classifier_held_out_accuracy_at_t": {t: round(classifier_accuracy(noisy, t), 4)
-                                                          for t in (0, 250, 500, 750)},
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-              "rows": rows, "history": history}
+    result = {
+        "command": f"python benchmarks/digits_model_card.py --n {a.n} --seed {a.seed}",
+        "model": trained,
+        "samples_per_setting": a.n,
+        "reference": "500 held-out digits (50 a class)",
+        "clean_classifier_held_out_accuracy": round(classifier_accuracy(clean), 4),
+        "noisy_classifier_held_out_accuracy_at_t": {
+            t: round(classifier_accuracy(noisy, t), 4) for t in (0, 250, 500, 750)
+        },
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "rows": rows,
+        "history": history,
+    }
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(rows, indent=2))
 

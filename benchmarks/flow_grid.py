@@ -28,19 +28,34 @@ def run(steps: list[int], shift: float, num_samples: int) -> None:
     backbone, schedule = ANALYTIC["gmm-ring"](), ds.RectifiedFlow(shift=shift)
     metric = make_metric("exact", backbone, schedule)
     for spacing in SPACINGS:
-        bench(backbone, samplers=SAMPLERS, steps=steps, metric=metric, out=OUT, num_samples=num_samples,
-              batch_size=num_samples, seed=0, schedule=schedule, model_name=f"gmm-ring, rectified flow shift {shift:g}",
-              spacing=spacing, plots=False)
+        bench(
+            backbone,
+            samplers=SAMPLERS,
+            steps=steps,
+            metric=metric,
+            out=OUT,
+            num_samples=num_samples,
+            batch_size=num_samples,
+            seed=0,
+            schedule=schedule,
+            model_name=f"gmm-ring, rectified flow shift {shift:g}",
+            spacing=spacing,
+            plots=False,
+        )
 
 
 def table() -> str:
     """Markdown: per sampler and steps, each spacing's distance ± SE and mean log-density."""
     rows = read_results(OUT)
-    lines = ["| sampler | steps | " + " | ".join(f"{sp}: distance, log-density" for sp in SPACINGS) + " |",
-             "|---|---|" + "---|" * len(SPACINGS)]
+    lines = [
+        "| sampler | steps | " + " | ".join(f"{sp}: distance, log-density" for sp in SPACINGS) + " |",
+        "|---|---|" + "---|" * len(SPACINGS),
+    ]
     ceiling = rows[0]["extra"]["true_mean_log_density"] if rows else float("nan")
-    keys = dict.fromkeys((r["sampler"], json.dumps({k: v for k, v in json.loads(r["options"]).items()
-                                                    if k != "spacing"}), r["steps"]) for r in rows)
+    keys = dict.fromkeys(
+        (r["sampler"], json.dumps({k: v for k, v in json.loads(r["options"]).items() if k != "spacing"}), r["steps"])
+        for r in rows
+    )
     for name, options, n in keys:
         cols = []
         for sp in SPACINGS:

@@ -37,23 +37,43 @@ def tuned_for(target: str, backbone: Any, schedule: Any, sampler: str, nfe: int)
     path.parent.mkdir(parents=True, exist_ok=True)
     cond = cond_of(target)
     start = time.perf_counter()
-    grid = tune_grid(backbone, sampler=sampler, nfe=nfe, schedule=schedule, model_name=target,
-                     cond=cond(0, 128) if cond else None)
+    grid = tune_grid(
+        backbone, sampler=sampler, nfe=nfe, schedule=schedule, model_name=target, cond=cond(0, 128) if cond else None
+    )
     grid.extra["wall_s"] = round(time.perf_counter() - start, 1)
     grid.save(path)
-    print(f"{target} {sampler} NFE {nfe}: tuned in {grid.extra['wall_s']}s, distance {grid.distance:.4g} "
-          f"(default {grid.default_distance:.4g}{', kept' if grid.extra['kept_default'] else ''})", flush=True)
+    print(
+        f"{target} {sampler} NFE {nfe}: tuned in {grid.extra['wall_s']}s, distance {grid.distance:.4g} "
+        f"(default {grid.default_distance:.4g}{', kept' if grid.extra['kept_default'] else ''})",
+        flush=True,
+    )
     return grid
 
 
-def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: list[str], num_samples: int,
-        device: str = "cpu") -> None:
+def run(
+    targets: list[str],
+    samplers: list[str],
+    budgets: list[int],
+    spacings: list[str],
+    num_samples: int,
+    device: str = "cpu",
+) -> None:
     for target in targets:
         backbone, schedule, sched = setting(target, device)
         metric = metric_of(target, backbone, schedule)
-        common = dict(metric=metric, out=OUT / target, num_samples=num_samples, seed=0, schedule=schedule,
-                      batch_size=250 if target != "ring" else num_samples, model_name=target, cond=cond_of(target),
-                      plots=False, on_cell=show(target), device=backbone.device)
+        common = dict(
+            metric=metric,
+            out=OUT / target,
+            num_samples=num_samples,
+            seed=0,
+            schedule=schedule,
+            batch_size=250 if target != "ring" else num_samples,
+            model_name=target,
+            cond=cond_of(target),
+            plots=False,
+            on_cell=show(target),
+            device=backbone.device,
+        )
         for k in budgets:
             for sampler in samplers:
                 grid = tuned_for(target, backbone, sched, sampler, k)
@@ -68,8 +88,11 @@ def run(targets: list[str], samplers: list[str], budgets: list[int], spacings: l
 def table(targets: list[str], samplers: list[str], budgets: list[int], device: str = "cpu") -> str:
     """Markdown: the best named spacing beside the tuned grid; the difference in paired SEs (positive: tuned
     is better)."""
-    lines = ["| target | sampler | NFE | best named spacing | value ± SE | tuned grid | value ± SE | "
-             "difference ± paired SE | difference / SE |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target | sampler | NFE | best named spacing | value ± SE | tuned grid | value ± SE | "
+        "difference ± paired SE | difference / SE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for target in targets:
         backbone, schedule, sched = setting(target, device)
         metric = metric_of(target, backbone, schedule)
@@ -82,9 +105,11 @@ def table(targets: list[str], samplers: list[str], budgets: list[int], device: s
                 grid = tuned_for(target, backbone, sched, sampler, k)
                 diff, se = paired(OUT / target, target, b, a, backbone, schedule, metric, (grid, None))
                 spacing = json.loads(a["options"])["spacing"]
-                lines.append(f"| {target} | {sampler} | {k} | {spacing} | {a['value']:.3g} ± {a['stderr']:.2g} | "
-                             f"tuned | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | "
-                             f"{diff / se if se else 0.0:+.1f} |")
+                lines.append(
+                    f"| {target} | {sampler} | {k} | {spacing} | {a['value']:.3g} ± {a['stderr']:.2g} | "
+                    f"tuned | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | "
+                    f"{diff / se if se else 0.0:+.1f} |"
+                )
     return "\n".join(lines)
 
 
@@ -115,9 +140,17 @@ def plot(targets: list[str], samplers: list[str], budgets: list[int]) -> Any:
                 pts = [(k, p[which]) for k, p in pairs.items() if p[0] and p[1]]
                 shift = 0.06 * (2 * i + which - len(samplers))  # side by side, so that the error bars show
                 if pts:
-                    ax.errorbar([k + shift for k, _ in pts], [r["value"] for _, r in pts],
-                                [r["stderr"] for _, r in pts],
-                                color=f"C{i}", ls=style, marker="o", ms=3, capsize=2, label=f"{sampler}, {label}")
+                    ax.errorbar(
+                        [k + shift for k, _ in pts],
+                        [r["value"] for _, r in pts],
+                        [r["stderr"] for _, r in pts],
+                        color=f"C{i}",
+                        ls=style,
+                        marker="o",
+                        ms=3,
+                        capsize=2,
+                        label=f"{sampler}, {label}",
+                    )
         ax.set_xticks(budgets, [str(k) for k in budgets])
         ax.set_title(target)
         ax.set_xlabel("NFE")

@@ -39,16 +39,30 @@ from diffsampler.metrics import make_metric
 
 OUT = Path(__file__).parent / "results" / "guidance"
 CELLS = OUT / "cells.json"
-SCALES = {"none": (1.0,), "cfg": (1.5, 2.0, 3.0), "cfg-pp": (0.4, 0.7, 1.0), "apg": (2.0, 4.0),
-          "cfg-zero-star": (1.5, 2.5), "pag": (1.0, 2.0), "autoguidance": (1.5, 2.5), "classifier": (1.0, 3.0)}
+SCALES = {
+    "none": (1.0,),
+    "cfg": (1.5, 2.0, 3.0),
+    "cfg-pp": (0.4, 0.7, 1.0),
+    "apg": (2.0, 4.0),
+    "cfg-zero-star": (1.5, 2.5),
+    "pag": (1.0, 2.0),
+    "autoguidance": (1.5, 2.5),
+    "classifier": (1.0, 3.0),
+}
 UNCONDITIONAL = ("none", "autoguidance", "pag")
 
 
 def guidances(weak: Any, noisy: Any) -> dict[str, Callable[[float], Any]]:
-    return {"none": lambda s: None, "cfg": lambda s: CFG(scale=s), "cfg-pp": lambda s: CFGPP(scale=s),
-            "apg": lambda s: APG(scale=s), "cfg-zero-star": lambda s: CFGZeroStar(scale=s),
-            "pag": lambda s: PAG(scale=s), "autoguidance": lambda s: AutoGuidance(weak, scale=s),
-            "classifier": lambda s: ClassifierGuidance(noisy, scale=s, pass_labels=True)}
+    return {
+        "none": lambda s: None,
+        "cfg": lambda s: CFG(scale=s),
+        "cfg-pp": lambda s: CFGPP(scale=s),
+        "apg": lambda s: APG(scale=s),
+        "cfg-zero-star": lambda s: CFGZeroStar(scale=s),
+        "pag": lambda s: PAG(scale=s),
+        "autoguidance": lambda s: AutoGuidance(weak, scale=s),
+        "classifier": lambda s: ClassifierGuidance(noisy, scale=s, pass_labels=True),
+    }
 
 
 def key(setting: str, name: str, scale: float, steps: int) -> str:
@@ -62,9 +76,19 @@ def load() -> dict[str, dict]:
 def save(cells: dict[str, dict], n: int) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = CELLS.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"command": "python benchmarks/guidance.py", "n": n, "sampler": "ddim",
-                               "machine": f"{platform.machine()}, torch {torch.__version__}",
-                               "cells": cells}, indent=1) + "\n")
+    tmp.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/guidance.py",
+                "n": n,
+                "sampler": "ddim",
+                "machine": f"{platform.machine()}, torch {torch.__version__}",
+                "cells": cells,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     os.replace(tmp, CELLS)
 
 
@@ -73,8 +97,9 @@ class Runner:
         self.n, self.cells, self.device = n, load(), device
         self.unet, weak = load_model("digits", device=device), load_model("digits-weak", device=device)
         self.make = guidances(weak, load_classifier("noisy").to(device))
-        self.metrics = {m: make_metric(m, self.unet) for m in ("fd-digits", "accuracy-digits", "precision-digits",
-                                                                 "recall-digits")}
+        self.metrics = {
+            m: make_metric(m, self.unet) for m in ("fd-digits", "accuracy-digits", "precision-digits", "recall-digits")
+        }
 
     def cell(self, setting: str, name: str, scale: float, steps: int) -> dict:
         k = key(setting, name, scale, steps)
@@ -84,9 +109,17 @@ class Runner:
         labels = torch.arange(self.n) % 10 if setting == "conditional" else None
         for first in range(0, self.n, 100):
             b = min(100, self.n - first)
-            cond = {"class_labels": labels[first:first + b]} if labels is not None else {}
-            r = ds.sample(self.unet, sampler="ddim", steps=steps, shape=(b, 1, 28, 28), full_output=True,
-                          generator=ds.generators(0, b, start=first), guidance=self.make[name](scale), cond=cond)
+            cond = {"class_labels": labels[first : first + b]} if labels is not None else {}
+            r = ds.sample(
+                self.unet,
+                sampler="ddim",
+                steps=steps,
+                shape=(b, 1, 28, 28),
+                full_output=True,
+                generator=ds.generators(0, b, start=first),
+                guidance=self.make[name](scale),
+                cond=cond,
+            )
             xs.append(r.samples.cpu())
             nfe = r.nfe
         x = torch.cat(xs)
@@ -99,8 +132,11 @@ class Runner:
         row["seconds"], row["device"] = round(time.time() - start, 1), self.device
         self.cells[k] = row
         save(self.cells, self.n)
-        print(f"{setting} {name} scale {scale:g} steps {steps} NFE {nfe}: fd {row['fd']:.3f} ± {row['fd_se']:.3f}"
-              + (f", accuracy {row['accuracy']:.3f}" if "accuracy" in row else ""), flush=True)
+        print(
+            f"{setting} {name} scale {scale:g} steps {steps} NFE {nfe}: fd {row['fd']:.3f} ± {row['fd_se']:.3f}"
+            + (f", accuracy {row['accuracy']:.3f}" if "accuracy" in row else ""),
+            flush=True,
+        )
         return row
 
     def best(self, setting: str, name: str, steps: int) -> float:
@@ -136,13 +172,18 @@ def table(sweep: int) -> str:
     cells = load()
     lines = []
     for setting in ("conditional", "unconditional"):
-        lines += [f"\n{setting}:\n", "| guidance | scale | NFE | fd-digits ± SE | accuracy | precision | recall |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"\n{setting}:\n",
+            "| guidance | scale | NFE | fd-digits ± SE | accuracy | precision | recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, rows in best_rows(cells, setting, sweep).items():
             for c in rows:
                 acc = f"{c['accuracy']:.3f}" if "accuracy" in c else "—"
-                lines.append(f"| {name} | {c['scale']:g} | {c['nfe']:g} | {c['fd']:.3f} ± {c['fd_se']:.3f} | {acc} "
-                             f"| {c['precision']:.3f} | {c['recall']:.3f} |")
+                lines.append(
+                    f"| {name} | {c['scale']:g} | {c['nfe']:g} | {c['fd']:.3f} ± {c['fd_se']:.3f} | {acc} "
+                    f"| {c['precision']:.3f} | {c['recall']:.3f} |"
+                )
     return "\n".join(lines)
 
 
@@ -154,12 +195,19 @@ def plot(sweep: int) -> None:
 
     cells = load()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (setting, metric) in zip(axes, (("conditional", "fd"), ("conditional", "accuracy"),
-                                            ("unconditional", "fd"))):
+    for ax, (setting, metric) in zip(
+        axes, (("conditional", "fd"), ("conditional", "accuracy"), ("unconditional", "fd"))
+    ):
         for name, rows in best_rows(cells, setting, sweep).items():
             rows = [c for c in rows if metric in c]
-            ax.errorbar([c["nfe"] for c in rows], [c[metric] for c in rows], yerr=[c[metric + "_se"] for c in rows],
-                        marker="o", capsize=2, label=f"{name} ({rows[0]['scale']:g})")
+            ax.errorbar(
+                [c["nfe"] for c in rows],
+                [c[metric] for c in rows],
+                yerr=[c[metric + "_se"] for c in rows],
+                marker="o",
+                capsize=2,
+                label=f"{name} ({rows[0]['scale']:g})",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("NFE per sample")
         ax.set_ylabel("fd-digits" if metric == "fd" else "class accuracy")

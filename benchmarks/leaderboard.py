@@ -35,9 +35,29 @@ from diffsampler.samplers.base import times_like
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "leaderboard"
-OURS = ["ddim", "ddpm", "euler-maruyama", "dpm-solver++", "dpm-solver++:order=3", "euler", "euler-ancestral", "heun",
-        "lms", "dpm-solver++-2s", "dpm-solver++-sde", "dpm-solver++-singlestep", "unipc", "unipc:variant=bh1",
-        "unipc:order=3", "deis", "deis:order=3", "ipndm", "pndm", "plms", "restart"]
+OURS = [
+    "ddim",
+    "ddpm",
+    "euler-maruyama",
+    "dpm-solver++",
+    "dpm-solver++:order=3",
+    "euler",
+    "euler-ancestral",
+    "heun",
+    "lms",
+    "dpm-solver++-2s",
+    "dpm-solver++-sde",
+    "dpm-solver++-singlestep",
+    "unipc",
+    "unipc:variant=bh1",
+    "unipc:order=3",
+    "deis",
+    "deis:order=3",
+    "ipndm",
+    "pndm",
+    "plms",
+    "restart",
+]
 # name → (diffusers class, config overrides): each variant raced on our side that diffusers has (its UniPC bh1
 # returns NaN on the step into σ = 0, so it is not here)
 DIFFUSERS = {
@@ -63,8 +83,9 @@ def diffusers_sampler(cls_name: str, overrides: dict[str, Any], config: dict[str
     """A sampler that runs diffusers' ``cls_name`` (from ``config`` + ``overrides``) for len(grid) − 1 steps."""
     import diffusers
 
-    def run(eps_fn: Any, x: torch.Tensor, grid: torch.Tensor, schedule: Any, *, noise_sampler: Any,
-            callback: Any = None) -> torch.Tensor:
+    def run(
+        eps_fn: Any, x: torch.Tensor, grid: torch.Tensor, schedule: Any, *, noise_sampler: Any, callback: Any = None
+    ) -> torch.Tensor:
         sched = getattr(diffusers, cls_name).from_config(config, **overrides)
         sched.set_timesteps(len(grid) - 1)
         raw = getattr(eps_fn, "eps", eps_fn)  # the scheduler applies its own config's clipping, as in diffusers
@@ -88,8 +109,12 @@ def diffusers_spacing(overrides: dict[str, Any], config: dict[str, Any]) -> str:
 
 def register_diffusers(config: dict[str, Any]) -> None:
     for name, (cls_name, overrides) in DIFFUSERS.items():
-        ds.SAMPLERS.register(name, diffusers_sampler(cls_name, overrides, config), replace=True,
-                             spacing=diffusers_spacing(overrides, config))
+        ds.SAMPLERS.register(
+            name,
+            diffusers_sampler(cls_name, overrides, config),
+            replace=True,
+            spacing=diffusers_spacing(overrides, config),
+        )
 
 
 def setting(target: str, device: str = "cpu") -> tuple[Any, Any, Any]:
@@ -100,8 +125,13 @@ def setting(target: str, device: str = "cpu") -> tuple[Any, Any, Any]:
     if model == "digits":
         config = json.loads((model_path("digits") / "scheduler" / "scheduler_config.json").read_text())
     else:  # the linear schedule the ring is sampled with, unclipped
-        config = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
-                  "clip_sample": False}
+        config = {
+            "num_train_timesteps": 1000,
+            "beta_schedule": "linear",
+            "beta_start": 1e-4,
+            "beta_end": 0.02,
+            "clip_sample": False,
+        }
     register_diffusers(config)
     return backbone, schedule, schedule or backbone.schedule
 
@@ -120,14 +150,14 @@ def metric_of(target: str, backbone: Any, schedule: Any) -> Metric:
 
 def cond_of(target: str) -> Any:
     """bench's ``cond``: the classes in turn on digits-cond, none elsewhere."""
-    return (lambda first, b: {"class_labels": torch.arange(first, first + b) % 10}) if target == "digits-cond" \
-        else None
+    return (lambda first, b: {"class_labels": torch.arange(first, first + b) % 10}) if target == "digits-cond" else None
 
 
 def show(target: str) -> Any:
     """A bench ``on_cell`` that prints the finished cell on one line."""
-    return lambda r: print(f"{target} {r['sampler']} {r['options']} NFE {r['nfe']:g}: {r['value']:.4g} ± "
-                           f"{r['stderr']:.2g}", flush=True)
+    return lambda r: print(
+        f"{target} {r['sampler']} {r['options']} NFE {r['nfe']:g}: {r['value']:.4g} ± {r['stderr']:.2g}", flush=True
+    )
 
 
 def run(targets: list[str], budgets: list[int], num_samples: int, device: str = "cpu") -> None:
@@ -135,14 +165,27 @@ def run(targets: list[str], budgets: list[int], num_samples: int, device: str = 
         backbone, schedule, _ = setting(target, device)
         metric = metric_of(target, backbone, schedule)
         for k in budgets:  # budget by budget, so that an interrupted run leaves whole columns
-            bench(backbone, samplers=OURS + list(DIFFUSERS), nfe=[k], metric=metric, out=OUT / target,
-                  num_samples=num_samples, batch_size=250 if target != "ring" else num_samples, seed=0,
-                  schedule=schedule, model_name=target, cond=cond_of(target), plots=False,
-                  on_cell=show(target), device=backbone.device)
+            bench(
+                backbone,
+                samplers=OURS + list(DIFFUSERS),
+                nfe=[k],
+                metric=metric,
+                out=OUT / target,
+                num_samples=num_samples,
+                batch_size=250 if target != "ring" else num_samples,
+                seed=0,
+                schedule=schedule,
+                model_name=target,
+                cond=cond_of(target),
+                plots=False,
+                on_cell=show(target),
+                device=backbone.device,
+            )
 
 
-def redraw(target: str, row: dict[str, Any], backbone: Any, schedule: Any, metric: Metric,
-           grid: Any = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def redraw(
+    target: str, row: dict[str, Any], backbone: Any, schedule: Any, metric: Metric, grid: Any = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """A finished cell's (samples, labels, x_T), drawn again as bench drew them; warns if its value moved."""
     options = json.loads(row["options"])
     spacing = options.pop("spacing", None)
@@ -155,25 +198,49 @@ def redraw(target: str, row: dict[str, Any], backbone: Any, schedule: Any, metri
         return metric.score(x, labels, x_T)
 
     with tempfile.TemporaryDirectory() as tmp:
-        [again] = bench(backbone, samplers=[spec], steps=None if grid is not None else [row["steps"]], grid=grid,
-                        spacing=spacing, metric=Metric(metric.name, keep), out=tmp, num_samples=row["num_samples"],
-                        batch_size=row["batch_size"], seed=row["seed"], schedule=schedule, model_name=target,
-                        cond=cond_of(target), plots=False, device=backbone.device)
+        [again] = bench(
+            backbone,
+            samplers=[spec],
+            steps=None if grid is not None else [row["steps"]],
+            grid=grid,
+            spacing=spacing,
+            metric=Metric(metric.name, keep),
+            out=tmp,
+            num_samples=row["num_samples"],
+            batch_size=row["batch_size"],
+            seed=row["seed"],
+            schedule=schedule,
+            model_name=target,
+            cond=cond_of(target),
+            plots=False,
+            device=backbone.device,
+        )
     if abs(again["value"] - row["value"]) > 0.1 * row["stderr"]:
-        print(f"{target} {cell_label(row)}: drawn again it scores {again['value']:.4g}, recorded "
-              f"{row['value']:.4g}", flush=True)
+        print(
+            f"{target} {cell_label(row)}: drawn again it scores {again['value']:.4g}, recorded {row['value']:.4g}",
+            flush=True,
+        )
     return kept["x"], kept["labels"], kept["x_T"]
 
 
-def paired(out: Path, target: str, a: dict[str, Any], b: dict[str, Any], backbone: Any, schedule: Any,
-           metric: Metric, grids: tuple[Any, Any] = (None, None)) -> tuple[float, float]:
+def paired(
+    out: Path,
+    target: str,
+    a: dict[str, Any],
+    b: dict[str, Any],
+    backbone: Any,
+    schedule: Any,
+    metric: Metric,
+    grids: tuple[Any, Any] = (None, None),
+) -> tuple[float, float]:
     """value(b) − value(a) and its paired bootstrap SE (200 rounds), computed once and kept in paired.json."""
     path = out / "paired.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
     key = json.dumps([[r["sampler"], r["options"], r["steps"], r["num_samples"], r["seed"]] for r in (a, b)])
     if key not in cache:
-        (xa, labels, x_T), (xb, _, _) = (redraw(target, r, backbone, schedule, metric, g)
-                                         for r, g in zip((a, b), grids))
+        (xa, labels, x_T), (xb, _, _) = (
+            redraw(target, r, backbone, schedule, metric, g) for r, g in zip((a, b), grids)
+        )
         diff, se = paired_difference(metric, xa, xb, labels, x_T)
         cache[key] = {"difference": diff, "paired_se": se, "rounds": 200}
         path.write_text(json.dumps(cache, indent=1) + "\n")
@@ -204,15 +271,24 @@ def cells_at(rows: list[dict[str, Any]], sched: Any, k: int) -> list[dict[str, A
 
 def best_of(cell: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
     """The best (lowest) cell of each side, ``ours`` and ``diffusers``."""
-    return {side: min((r for r in cell if r["sampler"].startswith("diffusers") == (side == "diffusers")),
-                      key=lambda r: r["value"], default=None) for side in ("ours", "diffusers")}
+    return {
+        side: min(
+            (r for r in cell if r["sampler"].startswith("diffusers") == (side == "diffusers")),
+            key=lambda r: r["value"],
+            default=None,
+        )
+        for side in ("ours", "diffusers")
+    }
 
 
 def table(targets: list[str], budgets: list[int], device: str = "cpu") -> str:
     """Markdown: per target and budget, the best diffsampler solver, the best diffusers scheduler, and the
     difference in paired SEs (positive: diffsampler's is better)."""
-    lines = ["| target | NFE | best diffsampler solver | value ± SE | best diffusers scheduler | value ± SE | "
-             "difference ± paired SE | difference / SE |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target | NFE | best diffsampler solver | value ± SE | best diffusers scheduler | value ± SE | "
+        "difference ± paired SE | difference / SE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for target in targets:
         backbone, schedule, sched = setting(target, device)
         metric = metric_of(target, backbone, schedule)
@@ -224,8 +300,10 @@ def table(targets: list[str], budgets: list[int], device: str = "cpu") -> str:
             diff, se = paired(OUT / target, target, a, b, backbone, schedule, metric)
             a_, b_ = (f"{cell_label(r)} ({r['steps']} steps, {json.loads(r['options'])['spacing']})" for r in (a, b))
             z = diff / se if se else 0.0  # bitwise-equal samples on both sides
-            lines.append(f"| {target} | {k} | {a_} | {a['value']:.3g} ± {a['stderr']:.2g} "
-                         f"| {b_} | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | {z:+.1f} |")
+            lines.append(
+                f"| {target} | {k} | {a_} | {a['value']:.3g} ± {a['stderr']:.2g} "
+                f"| {b_} | {b['value']:.3g} ± {b['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | {z:+.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -251,8 +329,16 @@ def plot(target: str, budgets: list[int]) -> Path | None:
         ax.plot(*zip(*pts), color=colours[side], alpha=0.2, lw=0.8)
     for side, name in (("ours", "best diffsampler solver"), ("diffusers", "best diffusers scheduler")):
         pts = [(k, best_of(c)[side]) for k, c in sorted(cells.items()) if best_of(c)[side]]
-        ax.errorbar([k for k, _ in pts], [r["value"] for _, r in pts], yerr=[r["stderr"] for _, r in pts],
-                    color=colours[side], marker="o", lw=2, capsize=3, label=name)
+        ax.errorbar(
+            [k for k, _ in pts],
+            [r["value"] for _, r in pts],
+            yerr=[r["stderr"] for _, r in pts],
+            color=colours[side],
+            marker="o",
+            lw=2,
+            capsize=3,
+            label=name,
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(sorted(cells), [str(k) for k in sorted(cells)])
@@ -275,8 +361,12 @@ def main() -> None:
     ap.add_argument("--targets", default="ring,digits-uncond,digits-cond")
     ap.add_argument("--num-samples", type=int, default=500)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                    help="where the digits targets run (new cells, and cells drawn again for --table)")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where the digits targets run (new cells, and cells drawn again for --table)",
+    )
     ap.add_argument("--table", action="store_true", help="print the best-per-NFE table from the results")
     args = ap.parse_args()
     if args.threads:

@@ -45,23 +45,51 @@ def run(repeats: int, steps: int, width: int, size: int, device: str, dtype: str
 
     def ours() -> None:
         cond = bb.encode_prompt(PROMPTS, NEGATIVE)
-        x = ds.sample(bb, sampler="ddim", steps=steps, spacing="leading", spacing_options={"steps_offset": 1},
-                      x_T=latents, guidance=CFG(scale=SCALE), cond=cond, set_alpha_to_one=False)
+        x = ds.sample(
+            bb,
+            sampler="ddim",
+            steps=steps,
+            spacing="leading",
+            spacing_options={"steps_offset": 1},
+            x_T=latents,
+            guidance=CFG(scale=SCALE),
+            cond=cond,
+            set_alpha_to_one=False,
+        )
         out["ours"] = (bb.decode(x) / 2 + 0.5).clamp(0, 1)
 
     def theirs() -> None:  # the pixels on the CPU, as ours: on a GPU the timing then includes the wait
-        out["theirs"] = pipe(PROMPTS, negative_prompt=[NEGATIVE] * len(PROMPTS), num_inference_steps=steps,
-                             guidance_scale=SCALE, height=size, width=size, latents=latents,
-                             output_type="pt").images.cpu()
+        out["theirs"] = pipe(
+            PROMPTS,
+            negative_prompt=[NEGATIVE] * len(PROMPTS),
+            num_inference_steps=steps,
+            guidance_scale=SCALE,
+            height=size,
+            width=size,
+            latents=latents,
+            output_type="pt",
+        ).images.cpu()
 
     a, b, ratios = paired(ours, theirs, repeats)
     if device == "cuda":
         torch.cuda.synchronize()
     diff = ((out["ours"].float() - out["theirs"].float()).abs().max() / out["theirs"].float().abs().max()).item()
-    return {"machine": machine(), "device": device, "dtype": dtype, "steps": steps, "unet_widths": [width, 2 * width],
-            "image_size": size, "batch": len(PROMPTS), "cfg_scale": SCALE, "repeats": repeats,
-            "diffsampler_s": round(a, 4), "diffusers_s": round(b, 4), "ratio_of_medians": round(a / b, 4),
-            "pair_ratios": [round(r, 4) for r in ratios], "images_max_rel_difference": diff}
+    return {
+        "machine": machine(),
+        "device": device,
+        "dtype": dtype,
+        "steps": steps,
+        "unet_widths": [width, 2 * width],
+        "image_size": size,
+        "batch": len(PROMPTS),
+        "cfg_scale": SCALE,
+        "repeats": repeats,
+        "diffsampler_s": round(a, 4),
+        "diffusers_s": round(b, 4),
+        "ratio_of_medians": round(a / b, 4),
+        "pair_ratios": [round(r, 4) for r in ratios],
+        "images_max_rel_difference": diff,
+    }
 
 
 def main() -> None:
@@ -74,8 +102,10 @@ def main() -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
     a = p.parse_args()
     result = run(a.repeats, a.steps, a.width, a.size, a.device, a.dtype)
-    result["command"] = (f"python benchmarks/pipelines.py --repeats {a.repeats} --steps {a.steps} --width {a.width} "
-                         f"--size {a.size} --device {a.device} --dtype {a.dtype}")
+    result["command"] = (
+        f"python benchmarks/pipelines.py --repeats {a.repeats} --steps {a.steps} --width {a.width} "
+        f"--size {a.size} --device {a.device} --dtype {a.dtype}"
+    )
     name = "pipelines" if (a.device, a.dtype) == ("cpu", "fp32") else f"pipelines-{a.device}-{a.dtype}"
     (ROOT / "results" / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -26,17 +26,35 @@ SPACINGS = ["trailing", "leading", "karras", "logsnr", "uniform"]
 SAMPLERS = [*OURS, "pf-ode:heun"]
 
 
-def run(targets: list[str], budgets: list[int], num_samples: int, spacings: list[str], samplers: list[str],
-        device: str = "cpu") -> None:
+def run(
+    targets: list[str],
+    budgets: list[int],
+    num_samples: int,
+    spacings: list[str],
+    samplers: list[str],
+    device: str = "cpu",
+) -> None:
     for target in targets:
         backbone, schedule, _ = setting(target, device)
         metric = metric_of(target, backbone, schedule)
         for k in budgets:
             for spacing in spacings:
-                bench(backbone, samplers=samplers, nfe=[k], metric=metric, out=OUT / target, num_samples=num_samples,
-                      batch_size=250 if target != "ring" else num_samples, seed=0, schedule=schedule,
-                      model_name=target, spacing=spacing, plots=False,
-                      on_cell=show(target), device=backbone.device)
+                bench(
+                    backbone,
+                    samplers=samplers,
+                    nfe=[k],
+                    metric=metric,
+                    out=OUT / target,
+                    num_samples=num_samples,
+                    batch_size=250 if target != "ring" else num_samples,
+                    seed=0,
+                    schedule=schedule,
+                    model_name=target,
+                    spacing=spacing,
+                    plots=False,
+                    on_cell=show(target),
+                    device=backbone.device,
+                )
 
 
 def table(targets: list[str], budgets: list[int]) -> str:
@@ -45,21 +63,28 @@ def table(targets: list[str], budgets: list[int]) -> str:
     for target in targets:
         rows, (_, _, schedule) = read_results(OUT / target), setting(target)
         for k in budgets:
-            lines += ["", f"{target}, NFE {k}:", "", "| sampler | " + " | ".join(SPACINGS) + " | best |",
-                      "|---" * (len(SPACINGS) + 2) + "|"]
+            lines += [
+                "",
+                f"{target}, NFE {k}:",
+                "",
+                "| sampler | " + " | ".join(SPACINGS) + " | best |",
+                "|---" * (len(SPACINGS) + 2) + "|",
+            ]
             for spec in SAMPLERS:
                 name, options = parse_sampler_spec(spec)
                 cells = {}
                 for sp in SPACINGS:
-                    found = cells_of(rows, name, {**options, "spacing": sp},
-                                     steps_for_nfe(name, schedule, k, sp, **options))
+                    found = cells_of(
+                        rows, name, {**options, "spacing": sp}, steps_for_nfe(name, schedule, k, sp, **options)
+                    )
                     if found:
                         cells[sp] = found[0]
                 if not cells:
                     continue
                 best = min(cells, key=lambda sp: cells[sp]["value"])
-                cols = [f"{cells[sp]['value']:.3g} ± {cells[sp]['stderr']:.2g}" if sp in cells else "—"
-                        for sp in SPACINGS]
+                cols = [
+                    f"{cells[sp]['value']:.3g} ± {cells[sp]['stderr']:.2g}" if sp in cells else "—" for sp in SPACINGS
+                ]
                 lines.append(f"| {spec} | " + " | ".join(cols) + f" | {best} |")
     return "\n".join(lines).strip()
 
@@ -82,8 +107,14 @@ def main() -> None:
     if args.table:
         print(table(targets, [int(v) for v in args.nfe.split(",")]))
     else:
-        run(targets, [int(v) for v in args.nfe.split(",")], args.num_samples, args.spacings.split(","),
-            args.samplers.split(","), args.device)
+        run(
+            targets,
+            [int(v) for v in args.nfe.split(",")],
+            args.num_samples,
+            args.spacings.split(","),
+            args.samplers.split(","),
+            args.device,
+        )
 
 
 if __name__ == "__main__":

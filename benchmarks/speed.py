@@ -29,10 +29,10 @@ import diffsampler as ds
 ROOT = Path(__file__).resolve().parent
 
 
-
 def machine() -> str:
     """A one-line description of where the numbers were measured."""
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
 
 def paired(ours, theirs, repeats: int) -> tuple[float, float, list[float]]:
     """Median seconds of each and the per-pair ratios, runs interleaved so that both see the same machine state."""
@@ -69,14 +69,19 @@ def overhead(repeats: int, steps: int = 50, shape=(64, 3, 32, 32)) -> dict:
         for t in dpm.timesteps:
             x = dpm.step(zero_cost(x, t), t, x).prev_sample
 
-    ours_ddim = lambda: ds.sample(zero_cost, schedule=sched, sampler="ddim", steps=steps, spacing="leading",  # noqa
-                                  x_T=x_T, clip=False)
-    ours_dpm = lambda: ds.sample(zero_cost, schedule=sched, sampler="dpm-solver++", grid=dpm_grid,  # noqa
-                                 x_T=x_T, clip=False)
+    def ours_ddim():
+        return ds.sample(zero_cost, schedule=sched, sampler="ddim", steps=steps, spacing="leading", x_T=x_T, clip=False)
+
+    def ours_dpm():
+        return ds.sample(zero_cost, schedule=sched, sampler="dpm-solver++", grid=dpm_grid, x_T=x_T, clip=False)
+
     for name, ours, theirs in (("ddim", ours_ddim, diffusers_ddim), ("dpm-solver++", ours_dpm, diffusers_dpm)):
         a, b, _ = paired(ours, theirs, repeats)
-        out[name] = {"diffsampler_ms_per_step": 1e3 * a / steps, "diffusers_ms_per_step": 1e3 * b / steps,
-                     "ratio": a / b}
+        out[name] = {
+            "diffsampler_ms_per_step": 1e3 * a / steps,
+            "diffusers_ms_per_step": 1e3 * b / steps,
+            "ratio": a / b,
+        }
     return {"batch": list(shape), "steps": steps, **out}
 
 
@@ -95,8 +100,11 @@ def end_to_end(repeats: int, steps: int = 50, batch: int = 64) -> dict:
                 x = ref.step(unet(x, t, class_labels=y).sample, t, x).prev_sample
         return x
 
-    ours = lambda: ds.sample(bb, sampler="ddim", steps=steps, spacing="leading", x_T=x_T,  # noqa: E731
-                             cond={"class_labels": y}, clip=False)
+    def ours():
+        return ds.sample(
+            bb, sampler="ddim", steps=steps, spacing="leading", x_T=x_T, cond={"class_labels": y}, clip=False
+        )
+
     torch.testing.assert_close(ours(), diffusers_loop(), rtol=1e-3, atol=1e-3)
 
     in_unet = [0.0]  # time inside the UNet, to show what each loop adds around it
@@ -118,18 +126,28 @@ def end_to_end(repeats: int, steps: int = 50, batch: int = 64) -> dict:
 
     a, b, ratios = paired(ours, diffusers_loop, repeats)
     around = [(outside(ours), outside(diffusers_loop)) for _ in range(3)]
-    return {"batch": batch, "steps": steps, "diffsampler_s": a, "diffusers_s": b, "ratio": a / b,
-            "pair_ratios": sorted(round(r, 3) for r in ratios),
-            "diffsampler_ms_per_step_outside_unet": statistics.median(o for o, _ in around),
-            "diffusers_ms_per_step_outside_unet": statistics.median(t for _, t in around)}
+    return {
+        "batch": batch,
+        "steps": steps,
+        "diffsampler_s": a,
+        "diffusers_s": b,
+        "ratio": a / b,
+        "pair_ratios": sorted(round(r, 3) for r in ratios),
+        "diffsampler_ms_per_step_outside_unet": statistics.median(o for o, _ in around),
+        "diffusers_ms_per_step_outside_unet": statistics.median(t for _, t in around),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
-    result = {"command": f"python benchmarks/speed.py --repeats {a.repeats}", "machine": machine(),
-              "overhead_zero_cost_backbone": overhead(a.repeats), "end_to_end_digits_ddim50": end_to_end(a.repeats)}
+    result = {
+        "command": f"python benchmarks/speed.py --repeats {a.repeats}",
+        "machine": machine(),
+        "overhead_zero_cost_backbone": overhead(a.repeats),
+        "end_to_end_digits_ddim50": end_to_end(a.repeats),
+    }
     (ROOT / "results" / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

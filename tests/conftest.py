@@ -38,8 +38,11 @@ def tanh_eps() -> TanhEps:
 @pytest.fixture
 def mixture() -> ds.GaussianMixture:
     """Three well-separated 2-D components with unequal weights and diagonal covariances."""
-    return ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
-                              variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    return ds.GaussianMixture(
+        means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]],
+        weights=[0.5, 0.3, 0.2],
+        variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]],
+    )
 
 
 @pytest.fixture

@@ -95,8 +95,10 @@ class FakeCuda(TorchFunctionMode):
                         dest = _is_cuda_device(a)
                     except (RuntimeError, TypeError):
                         pass
-            args = tuple(CPU if _is_cuda_device(a) else (a.dtype if isinstance(a, torch.Tensor) else a)
-                         if i else a for i, a in enumerate(args))
+            args = tuple(
+                CPU if _is_cuda_device(a) else (a.dtype if isinstance(a, torch.Tensor) else a) if i else a
+                for i, a in enumerate(args)
+            )
             if "device" in kwargs:
                 kwargs["device"] = CPU
         out = func(*args, **kwargs) if name == "to" else src.clone() if dest else func(src)

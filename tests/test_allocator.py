@@ -23,8 +23,13 @@ print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def probe(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
+    )
     took, faults = out.stdout.split()
     return took, int(faults)
 

@@ -19,7 +19,7 @@ def test_mixture_eps_is_minus_std_times_autograd_score(mixture, schedule: str) -
     t = _times(7)
     x = torch.randn(7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
     x.requires_grad_(True)
-    logp = torch.stack([mixture.log_prob(x[i:i + 1], s.alpha_bar(t[i]).item())[0] for i in range(7)])
+    logp = torch.stack([mixture.log_prob(x[i : i + 1], s.alpha_bar(t[i]).item())[0] for i in range(7)])
     (score,) = torch.autograd.grad(logp.sum(), x)
     expected = -s.std(t)[:, None] * score
     torch.testing.assert_close(mixture.eps(x.detach(), t, s), expected, rtol=1e-10, atol=1e-10)

@@ -97,8 +97,9 @@ def test_bad_schedule_and_mixture_parameters() -> None:
 def test_option_values_are_checked_against_their_types(tanh_eps) -> None:
     with pytest.raises(TypeError, match="option 'eta' of sampler 'ddim' takes a number, got 'abc'"):
         _ok(tanh_eps, eta="abc")
-    with pytest.raises(TypeError, match="option 'lower_order_final' of sampler 'dpm-solver\\+\\+' takes true or "
-                                        "false, got 'maybe'"):
+    with pytest.raises(
+        TypeError, match="option 'lower_order_final' of sampler 'dpm-solver\\+\\+' takes true or false, got 'maybe'"
+    ):
         _ok(tanh_eps, sampler="dpm-solver++", lower_order_final="maybe")
     with pytest.raises(TypeError, match="option 'max_iterations' of sampler 'pf-ode' takes an integer, got 2.5"):
         _ok(tanh_eps, sampler="pf-ode", method="rk45", max_iterations=2.5)
@@ -109,8 +110,11 @@ def test_non_finite_values_are_reported_not_returned(tanh_eps) -> None:
     def nan_late(x, t):  # NaN from the third step on (t_model ≤ 600 on the 5-step trailing grid)
         return torch.where(t.reshape(-1, 1) < 650, torch.nan, tanh_eps(x, t))
 
-    with pytest.raises(ValueError, match=r"the model returned NaN or infinite values at t=0\.6 \(step 3 of 5, "
-                                         r"network call 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the model returned NaN or infinite values at t=0\.6 \(step 3 of 5, "
+        r"network call 3\)",
+    ):
         _ok(nan_late)
     x_T = torch.randn(2, 6)
     x_T[1, 2] = torch.nan

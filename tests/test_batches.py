@@ -26,16 +26,36 @@ def _linear_classifier(k: int, dim: int = 2):
 def test_adaptive_solver_with_per_sample_labels(mixture, guidance: str) -> None:
     """rk45 evaluates only the samples still running: their labels must follow (it crashed when some had finished)."""
     labels = torch.arange(N) % mixture.num_components
-    guide = CFG(scale=2.0) if guidance == "cfg" else ClassifierGuidance(_linear_classifier(3), scale=1.0,
-                                                                        pass_labels=True)
+    guide = (
+        CFG(scale=2.0) if guidance == "cfg" else ClassifierGuidance(_linear_classifier(3), scale=1.0, pass_labels=True)
+    )
     x_T = torch.randn(N, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
-    r = ds.sample(mixture, schedule="linear", sampler="pf-ode", method="rk45", rtol=1e-3, atol=1e-3, x_T=x_T,
-                  guidance=guide, cond={"class_labels": labels}, full_output=True)
+    r = ds.sample(
+        mixture,
+        schedule="linear",
+        sampler="pf-ode",
+        method="rk45",
+        rtol=1e-3,
+        atol=1e-3,
+        x_T=x_T,
+        guidance=guide,
+        cond={"class_labels": labels},
+        full_output=True,
+    )
     per_call = 2 if guidance == "cfg" else 1
     assert r.nfe < per_call * r.calls, "some samples finished before others: the case under test"
     for i in (0, 7, N - 1):  # sample i alone, with its own label, is the same sample
-        alone = ds.sample(mixture, schedule="linear", sampler="pf-ode", method="rk45", rtol=1e-3, atol=1e-3,
-                          x_T=x_T[i:i + 1], guidance=guide, cond={"class_labels": labels[i:i + 1]})
+        alone = ds.sample(
+            mixture,
+            schedule="linear",
+            sampler="pf-ode",
+            method="rk45",
+            rtol=1e-3,
+            atol=1e-3,
+            x_T=x_T[i : i + 1],
+            guidance=guide,
+            cond={"class_labels": labels[i : i + 1]},
+        )
         torch.testing.assert_close(alone[0], r.samples[i], rtol=1e-12, atol=1e-12)
 
 
@@ -46,18 +66,41 @@ def test_take_rows_slices_only_batched_conditioning() -> None:
     assert out["one"].tolist() == [9] and out["scalar"] == 3
 
 
-@pytest.mark.parametrize("args", [["--sampler", "ddpm"], ["--sampler", "dpm-solver++"],
-                                  ["--sampler", "ddim", "--guidance", "cfg", "--scale", "2"],
-                                  ["--sampler", "pf-ode", "--opt", "method=rk45", "--opt", "rtol=1e-2",
-                                   "--opt", "atol=1e-2"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--sampler", "ddpm"],
+        ["--sampler", "dpm-solver++"],
+        ["--sampler", "ddim", "--guidance", "cfg", "--scale", "2"],
+        ["--sampler", "pf-ode", "--opt", "method=rk45", "--opt", "rtol=1e-2", "--opt", "atol=1e-2"],
+    ],
+)
 def test_deterministic_samples_do_not_depend_on_batch_size(tiny, tmp_path, args) -> None:  # noqa: F811
     runner = CliRunner()
 
     def run(batch_size: int) -> torch.Tensor:
         out = tmp_path / f"b{batch_size}.safetensors"
-        r = runner.invoke(app, ["sample", "--model", str(tiny / "tiny"), "--steps", "4", "--n", "7", "--class",
-                                "0,1,2", "--batch-size", str(batch_size), "--deterministic", "--quiet",
-                                "--out", str(out), *args])
+        r = runner.invoke(
+            app,
+            [
+                "sample",
+                "--model",
+                str(tiny / "tiny"),
+                "--steps",
+                "4",
+                "--n",
+                "7",
+                "--class",
+                "0,1,2",
+                "--batch-size",
+                str(batch_size),
+                "--deterministic",
+                "--quiet",
+                "--out",
+                str(out),
+                *args,
+            ],
+        )
         assert r.exit_code == 0, r.output
         return load_file(str(out))["samples"]
 
@@ -68,6 +111,14 @@ def test_deterministic_samples_do_not_depend_on_batch_size(tiny, tmp_path, args)
 
 def test_deterministic_is_the_same_computation(mixture) -> None:
     """Per-sample evaluation changes only the grouping of rows, not the numbers (an exact, row-wise model here)."""
-    kw = dict(schedule="linear", sampler="dpm-solver++", steps=8, shape=(9, 2), seed=4, dtype=F64,
-              guidance=CFG(scale=1.5), cond={"class_labels": torch.arange(9) % 3})
+    kw = dict(
+        schedule="linear",
+        sampler="dpm-solver++",
+        steps=8,
+        shape=(9, 2),
+        seed=4,
+        dtype=F64,
+        guidance=CFG(scale=1.5),
+        cond={"class_labels": torch.arange(9) % 3},
+    )
     assert torch.equal(ds.sample(mixture, deterministic=True, **kw), ds.sample(mixture, **kw))

@@ -69,9 +69,20 @@ def test_quantiles_are_torch_quantile(n: int, m: int) -> None:
 
 def _run(tmp_path, on_cell=None, samplers=("ddim", "pf-ode:euler"), steps=(3, 6)):
     gm = gmm_ring()
-    return bench(gm, samplers=list(samplers), steps=list(steps), metric=exact_metric(gm, 2000), out=tmp_path,
-                 num_samples=64, batch_size=32, shape=(2,), schedule=ds.SCHEDULES.get("linear")(),
-                 model_name="gmm-ring", on_cell=on_cell, spacing="trailing")
+    return bench(
+        gm,
+        samplers=list(samplers),
+        steps=list(steps),
+        metric=exact_metric(gm, 2000),
+        out=tmp_path,
+        num_samples=64,
+        batch_size=32,
+        shape=(2,),
+        schedule=ds.SCHEDULES.get("linear")(),
+        model_name="gmm-ring",
+        on_cell=on_cell,
+        spacing="trailing",
+    )
 
 
 def test_schema_and_plots(tmp_path) -> None:
@@ -114,8 +125,19 @@ def test_compiled_cells_are_their_own(tmp_path) -> None:
     gm, sched = gmm_ring(), ds.SCHEDULES.get("linear")()
 
     def run(backbone):
-        return bench(backbone, samplers=["ddim"], steps=[4], metric=exact_metric(gm, 500), out=tmp_path,
-                     num_samples=16, batch_size=8, shape=(2,), schedule=sched, model_name="gmm-ring", plots=False)
+        return bench(
+            backbone,
+            samplers=["ddim"],
+            steps=[4],
+            metric=exact_metric(gm, 500),
+            out=tmp_path,
+            num_samples=16,
+            batch_size=8,
+            shape=(2,),
+            schedule=sched,
+            model_name="gmm-ring",
+            plots=False,
+        )
 
     eps = lambda x, t: gm.eps(x, sched.index_to_t(t), sched)  # noqa: E731
     eager = run(CallableBackbone(eps, schedule=sched))
@@ -126,15 +148,25 @@ def test_compiled_cells_are_their_own(tmp_path) -> None:
     assert run(compiled_bb) == rows and run(CallableBackbone(eps, schedule=sched)) == rows
 
 
-
 def test_cells_record_the_spacing_they_walked(tmp_path, own_registries) -> None:
     """A cell at a sampler's default spacing records it, so a changed default runs a new cell, not the old one."""
     gm, sched = gmm_ring(), ds.SCHEDULES.get("linear")()
 
     def run(default: str):
         ds.SAMPLERS.register("ddim", ds.SAMPLERS.get("ddim"), replace=True, spacing=default, discrete=True)
-        return bench(gm, samplers=["ddim"], steps=[3], metric=exact_metric(gm, 500), out=tmp_path, num_samples=16,
-                     batch_size=16, shape=(2,), schedule=sched, model_name="gmm-ring", plots=False)
+        return bench(
+            gm,
+            samplers=["ddim"],
+            steps=[3],
+            metric=exact_metric(gm, 500),
+            out=tmp_path,
+            num_samples=16,
+            batch_size=16,
+            shape=(2,),
+            schedule=sched,
+            model_name="gmm-ring",
+            plots=False,
+        )
 
     first = run("leading")
     assert [json.loads(r["options"]) for r in first] == [{"spacing": "leading"}]
@@ -143,23 +175,40 @@ def test_cells_record_the_spacing_they_walked(tmp_path, own_registries) -> None:
     assert both[0]["value"] != both[1]["value"]
     assert run("karras") == both
     ds.SAMPLERS.register("ddim", ds.SAMPLERS.get("ddim"), replace=True, spacing="trailing", discrete=True)
-    on_ve = bench(gm, samplers=["ddim"], steps=[3], metric=exact_metric(gm, 500), out=tmp_path / "ve",
-                  num_samples=16, batch_size=16, shape=(2,), schedule=ds.VE(), model_name="gmm-ring", plots=False)
+    on_ve = bench(
+        gm,
+        samplers=["ddim"],
+        steps=[3],
+        metric=exact_metric(gm, 500),
+        out=tmp_path / "ve",
+        num_samples=16,
+        batch_size=16,
+        shape=(2,),
+        schedule=ds.VE(),
+        model_name="gmm-ring",
+        plots=False,
+    )
     assert json.loads(on_ve[0]["options"]) == {"spacing": "karras"}  # the family's default, not the sampler's
+
 
 def test_ode_error_shrinks_with_steps() -> None:
     gm, s = gmm_ring(), ds.SCHEDULES.get("linear")()
     m = ode_error_metric(gm, s, tol=1e-7)
     x_T = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
-    errs = [m.score(ds.sample(gm, schedule=s, sampler="pf-ode", method="heun", spacing="trailing", steps=n,
-                              x_T=x_T), None, x_T)[0] for n in (5, 20, 80)]
+    errs = [
+        m.score(
+            ds.sample(gm, schedule=s, sampler="pf-ode", method="heun", spacing="trailing", steps=n, x_T=x_T), None, x_T
+        )[0]
+        for n in (5, 20, 80)
+    ]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 0.02, errs
 
 
 def test_fid_code_path_with_a_random_network(tmp_path) -> None:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
-                              torch.nn.Flatten())
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten()
+    )
     seen = {}
     probe = lambda u: (seen.setdefault("input", u), net(u))[1]  # noqa: E731
     x = torch.rand(12, 1, 28, 28) * 2 - 1
@@ -172,7 +221,7 @@ def test_fid_code_path_with_a_random_network(tmp_path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(12):
-        save_png(folder / f"{i}.png", grid_image(x[i:i + 1], 1, pad=0))
+        save_png(folder / f"{i}.png", grid_image(x[i : i + 1], 1, pad=0))
     for source in (tmp_path / "ref.npz", folder):
         mu, sigma = reference_stats(source, lambda z: fid_features(net, z))
         torch.testing.assert_close(mu, ref[0], rtol=1e-5, atol=1e-5)
@@ -237,8 +286,7 @@ def test_fid_feature_layers_on_a_random_torchscript_network(tmp_path) -> None:
     u = (resize_tf1(torch.round((x + 1) * 127.5).expand(-1, 3, -1, -1), 299) - 128) / 128
     L = eager.net.layers
     with torch.no_grad():
-        expect = {2048: eager(u), 64: L.pool0(L.conv(u)).mean((2, 3)),
-                  192: L.pool1(L.pool0(L.conv(u))).mean((2, 3))}
+        expect = {2048: eager(u), 64: L.pool0(L.conv(u)).mean((2, 3)), 192: L.pool1(L.pool0(L.conv(u))).mean((2, 3))}
     for dims, want in expect.items():
         got = inception(path, dims)(x)
         torch.testing.assert_close(got, want.double(), rtol=1e-5, atol=1e-6)
@@ -282,18 +330,35 @@ def test_sampler_specs() -> None:
 
 def test_bench_command(tmp_path) -> None:
     runner = CliRunner()
-    args = ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim,dpm-solver++", "--steps", "4,8",
-            "--num-samples", "40", "--batch-size", "20", "--out", str(tmp_path / "b")]
+    args = [
+        "bench",
+        "--model",
+        "gmm-ring",
+        "--metric",
+        "exact",
+        "--samplers",
+        "ddim,dpm-solver++",
+        "--steps",
+        "4,8",
+        "--num-samples",
+        "40",
+        "--batch-size",
+        "20",
+        "--out",
+        str(tmp_path / "b"),
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "4 cells" in r.output and (tmp_path / "b" / "results.csv").is_file()
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and again.output.strip() == f"4 cells in {tmp_path / 'b' / 'results.csv'}"
-    for bad, msg in ((["--metric", "psnr"], "unknown --metric 'psnr'; accepted: accuracy-digits, coverage"),
-                     (["--samplers", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
-                     (["--samplers", "ddim:etaa=1"], "unknown option 'etaa' for sampler 'ddim'"),
-                     (["--steps", "a,b"], "--steps 'a,b' must be comma-separated integers"),
-                     (["--metric", "fd-digits"], "needs 28×28 one-channel samples")):
+    for bad, msg in (
+        (["--metric", "psnr"], "unknown --metric 'psnr'; accepted: accuracy-digits, coverage"),
+        (["--samplers", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
+        (["--samplers", "ddim:etaa=1"], "unknown option 'etaa' for sampler 'ddim'"),
+        (["--steps", "a,b"], "--steps 'a,b' must be comma-separated integers"),
+        (["--metric", "fd-digits"], "needs 28×28 one-channel samples"),
+    ):
         r = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "bad")] + bad)
         assert r.exit_code == 2 and msg in r.output, (bad, r.output)
         assert not (tmp_path / "bad").exists(), "a failing spec leaves no output folder"
@@ -305,12 +370,30 @@ def test_two_processes_equal_one(tmp_path) -> None:
     import shutil
     import subprocess
 
-    args = ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim,euler-maruyama", "--steps", "4",
-            "--num-samples", "30", "--batch-size", "8", "--quiet"]
+    args = [
+        "bench",
+        "--model",
+        "gmm-ring",
+        "--metric",
+        "exact",
+        "--samplers",
+        "ddim,euler-maruyama",
+        "--steps",
+        "4",
+        "--num-samples",
+        "30",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     one = CliRunner().invoke(app, args + ["--out", str(tmp_path / "one")])
     assert one.exit_code == 0, one.output
-    r = subprocess.run([shutil.which("diffsampler"), *args, "--out", str(tmp_path / "two"), "--num-processes", "2"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [shutil.which("diffsampler"), *args, "--out", str(tmp_path / "two"), "--num-processes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     a = json.loads((tmp_path / "one" / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())
@@ -326,8 +409,19 @@ def test_two_runs_into_one_folder_lose_nothing(tmp_path) -> None:
     base = exact_metric(gm, 500)
 
     def run(sampler, metric):
-        return bench(gm, samplers=[sampler], steps=[4], metric=metric, out=tmp_path, num_samples=16, batch_size=8,
-                     shape=(2,), schedule=sched, model_name="gmm-ring", plots=False)
+        return bench(
+            gm,
+            samplers=[sampler],
+            steps=[4],
+            metric=metric,
+            out=tmp_path,
+            num_samples=16,
+            batch_size=8,
+            shape=(2,),
+            schedule=sched,
+            model_name="gmm-ring",
+            plots=False,
+        )
 
     def score_while_a_runs(x, labels, x_T):
         run("ddim", base)  # run A, complete, between run B's start and its write
@@ -335,8 +429,7 @@ def test_two_runs_into_one_folder_lose_nothing(tmp_path) -> None:
 
     rows = run("dpm-solver++", Metric("exact", score_while_a_runs))
     assert sorted(r["sampler"] for r in rows) == ["ddim", "dpm-solver++"]
-    assert sorted(r["sampler"] for r in json.loads((tmp_path / "results.json").read_text())) == \
-        ["ddim", "dpm-solver++"]
+    assert sorted(r["sampler"] for r in json.loads((tmp_path / "results.json").read_text())) == ["ddim", "dpm-solver++"]
 
 
 def test_damaged_result_files(tmp_path) -> None:
@@ -346,15 +439,47 @@ def test_damaged_result_files(tmp_path) -> None:
     with (tmp_path / "results.csv").open() as fh:
         assert [r["sampler"] for r in csv.DictReader(fh)] == ["ddim"]
     (tmp_path / "results.json").write_text('[{"model": ')
-    r = CliRunner().invoke(app, ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim",
-                                 "--steps", "3", "--num-samples", "8", "--out", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            "gmm-ring",
+            "--metric",
+            "exact",
+            "--samplers",
+            "ddim",
+            "--steps",
+            "3",
+            "--num-samples",
+            "8",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 2 and f"{tmp_path / 'results.json'} is not valid JSON" in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1
 
 
 def test_bench_lines_name_the_options_plainly(tmp_path) -> None:
-    r = CliRunner().invoke(app, ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers",
-                                 "ddim,ddim:eta=0.5", "--steps", "3", "--num-samples", "8", "--out", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            "gmm-ring",
+            "--metric",
+            "exact",
+            "--samplers",
+            "ddim,ddim:eta=0.5",
+            "--steps",
+            "3",
+            "--num-samples",
+            "8",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[0].startswith("ddim steps 3: NFE 3") and lines[1].startswith("ddim eta=0.5 steps 3: NFE 3")
@@ -369,32 +494,77 @@ def test_log_ticks_label_every_range() -> None:
     assert all(0.22 <= t <= 2 for t in log_ticks(0.22, 2.0)) and len(log_ticks(0.22, 2.0)) >= 3
 
 
-@pytest.mark.parametrize("sampler,options,budget,steps", [
-    ("ddim", {}, 7, 7), ("heun", {}, 10, 5), ("dpm-solver++-2s", {}, 4, 2), ("plms", {}, 8, 7), ("pndm", {}, 8, 2),
-    ("pndm", {}, 14, 5), ("pndm", {}, 3, 1), ("pndm", {}, 1, None), ("pf-ode", {"method": "rk4"}, 10, 3),
-    ("restart", {"restart_steps": 1}, 11, 5)])
+@pytest.mark.parametrize(
+    "sampler,options,budget,steps",
+    [
+        ("ddim", {}, 7, 7),
+        ("heun", {}, 10, 5),
+        ("dpm-solver++-2s", {}, 4, 2),
+        ("plms", {}, 8, 7),
+        ("pndm", {}, 8, 2),
+        ("pndm", {}, 14, 5),
+        ("pndm", {}, 3, 1),
+        ("pndm", {}, 1, None),
+        ("pf-ode", {"method": "rk4"}, 10, 3),
+        ("restart", {"restart_steps": 1}, 11, 5),
+    ],
+)
 def test_steps_for_nfe(sampler: str, options: dict, budget: int, steps: int | None) -> None:
     """The most steps within the budget, against each sampler's documented cost: heun 2N − 1, plms N + 1,
     pndm 4N − 2 for N ≤ 3 and N + 9 after, rk4 4N − 3, restart 2N − 1 + 2 once a grid level reaches σ ≈ 0.1."""
     sched = ds.SCHEDULES.get("linear")()
     assert ds.steps_for_nfe(sampler, sched, budget, **options) == steps
     if steps is not None:
-        r = ds.sample(lambda x, t: torch.zeros_like(x), schedule=sched, sampler=sampler, steps=steps, shape=(2, 3),
-                      seed=0, full_output=True, **options)
+        r = ds.sample(
+            lambda x, t: torch.zeros_like(x),
+            schedule=sched,
+            sampler=sampler,
+            steps=steps,
+            shape=(2, 3),
+            seed=0,
+            full_output=True,
+            **options,
+        )
         assert r.nfe <= budget
-        bigger = ds.sample(lambda x, t: torch.zeros_like(x), schedule=sched, sampler=sampler, steps=steps + 1,
-                           shape=(2, 3), seed=0, full_output=True, **options)
+        bigger = ds.sample(
+            lambda x, t: torch.zeros_like(x),
+            schedule=sched,
+            sampler=sampler,
+            steps=steps + 1,
+            shape=(2, 3),
+            seed=0,
+            full_output=True,
+            **options,
+        )
         assert bigger.nfe > budget
 
 
 def test_bench_nfe_budgets(tmp_path) -> None:
     runner = CliRunner()
-    args = ["bench", "--model", "gmm-ring", "--metric", "exact", "--samplers", "ddim,heun", "--nfe", "3,5",
-            "--num-samples", "20", "--out", str(tmp_path / "b"), "-q"]
+    args = [
+        "bench",
+        "--model",
+        "gmm-ring",
+        "--metric",
+        "exact",
+        "--samplers",
+        "ddim,heun",
+        "--nfe",
+        "3,5",
+        "--num-samples",
+        "20",
+        "--out",
+        str(tmp_path / "b"),
+        "-q",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     rows = json.loads((tmp_path / "b" / "results.json").read_text())
     assert sorted((row["sampler"], row["steps"], row["nfe"]) for row in rows) == [
-        ("ddim", 3, 3), ("ddim", 5, 5), ("heun", 2, 3), ("heun", 3, 5)]
+        ("ddim", 3, 3),
+        ("ddim", 5, 5),
+        ("heun", 2, 3),
+        ("heun", 3, 5),
+    ]
     bad = runner.invoke(app, args[:-3] + ["--out", str(tmp_path / "bad"), "--nfe", "0"])
     assert bad.exit_code == 2 and "--nfe must be ≥ 1" in bad.output and not (tmp_path / "bad").exists()

@@ -19,8 +19,19 @@ def test_paired_redraws_the_bench_cells_and_keeps_the_result(tmp_path, monkeypat
 
     backbone, schedule = load_bench_model("gmm-ring")
     metric = make_metric("exact", backbone, schedule, reference_draws=1000)
-    rows = bench(backbone, samplers=["unipc:variant=bh1", "ddim"], nfe=[4], metric=metric, out=tmp_path / "cells",
-                 num_samples=64, batch_size=32, seed=3, schedule=schedule, model_name="ring", plots=False)
+    rows = bench(
+        backbone,
+        samplers=["unipc:variant=bh1", "ddim"],
+        nfe=[4],
+        metric=metric,
+        out=tmp_path / "cells",
+        num_samples=64,
+        batch_size=32,
+        seed=3,
+        schedule=schedule,
+        model_name="ring",
+        plots=False,
+    )
     a, b = sorted(rows, key=lambda r: r["sampler"], reverse=True)  # unipc, ddim
     assert json.loads(a["options"]) == {"spacing": "trailing", "variant": "bh1"}
     x, labels, x_T = leaderboard.redraw("ring", a, backbone, schedule, metric)

@@ -33,8 +33,15 @@ def models():
 
 def _sample(unet, guidance, n=N, labels=None):
     labels = torch.arange(n) % 10 if labels is None else labels
-    x = ds.sample(unet, sampler="ddim", steps=20, shape=(n, 1, 28, 28), generator=ds.generators(0, n),
-                  guidance=guidance, cond={"class_labels": labels})
+    x = ds.sample(
+        unet,
+        sampler="ddim",
+        steps=20,
+        shape=(n, 1, 28, 28),
+        generator=ds.generators(0, n),
+        guidance=guidance,
+        cond={"class_labels": labels},
+    )
     return x, labels
 
 
@@ -74,7 +81,8 @@ def test_accuracy_grows_with_the_guidance_scale(models) -> None:
 
 def test_default_generation_through_the_console_script(tmp_path) -> None:
     exe = shutil.which("diffsampler")
-    r = subprocess.run([exe, "sample", "--n", "10", "--steps", "10"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [exe, "sample", "--n", "10", "--steps", "10"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     assert "model digits" in r.stdout and (tmp_path / "samples.png").stat().st_size > 0

@@ -29,17 +29,32 @@ def tiny(tmp_path_factory) -> Path:
     """A class-conditional 8×8 pipeline folder (3 classes, null label 3) and a noisy classifier beside it."""
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4, num_class_embeds=4)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=4,
+    )
     unet.save_pretrained(root / "tiny" / "unet")
     DDPMScheduler(beta_schedule="linear").save_pretrained(root / "tiny" / "scheduler")
     (root / "tiny" / "diffsampler.json").write_text(json.dumps({"null_class_label": 3}))
     DigitClassifier(num_classes=3, width=8).save_pretrained(root / "clf")
     torch.manual_seed(0)
-    plain = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                        norm_num_groups=4)
+    plain = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     plain.save_pretrained(root / "plain" / "unet")
     DDPMScheduler(beta_schedule="linear").save_pretrained(root / "plain" / "scheduler")
     return root
@@ -67,8 +82,9 @@ def test_list_unknown_kind_exits_2() -> None:
 @pytest.mark.parametrize("sampler", ds.SAMPLERS.names())
 def test_every_sampler_by_name(tiny, tmp_path, sampler: str) -> None:
     out = tmp_path / "s.safetensors"
-    r = invoke("sample", "--model", tiny / "tiny", "--sampler", sampler, "--steps", 3, "--n", 2, "--class", 1,
-               "--out", out)
+    r = invoke(
+        "sample", "--model", tiny / "tiny", "--sampler", sampler, "--steps", 3, "--n", 2, "--class", 1, "--out", out
+    )
     assert r.exit_code == 0, r.output
     assert f"sampler {sampler}, 3 steps" in r.output and "NFE" in r.output and f"wrote {out}" in r.output
     x = load_file(str(out))
@@ -78,19 +94,56 @@ def test_every_sampler_by_name(tiny, tmp_path, sampler: str) -> None:
 
 def test_guidance_and_sampler_options(tiny, tmp_path) -> None:
     out = tmp_path / "g.npz"
-    r = invoke("sample", "--model", tiny / "tiny", "--steps", 4, "--n", 3, "--class", "0,1,2", "--guidance", "cfg",
-               "--scale", 3, "--out", out, "--sampler", "ddim", "--opt", "eta=0.5")
+    r = invoke(
+        "sample",
+        "--model",
+        tiny / "tiny",
+        "--steps",
+        4,
+        "--n",
+        3,
+        "--class",
+        "0,1,2",
+        "--guidance",
+        "cfg",
+        "--scale",
+        3,
+        "--out",
+        out,
+        "--sampler",
+        "ddim",
+        "--opt",
+        "eta=0.5",
+    )
     assert r.exit_code == 0, r.output
     assert "guidance cfg (scale 3)" in r.output and "NFE 8 per sample" in r.output
     assert np.load(out)["labels"].tolist() == [0, 1, 2]
-    r = invoke("sample", "--model", tiny / "tiny", "--steps", 4, "--n", 2, "--class", 2, "--guidance", "classifier",
-               "--classifier", tiny / "clf", "--scale", 2, "--out", tmp_path / "c.png")
+    r = invoke(
+        "sample",
+        "--model",
+        tiny / "tiny",
+        "--steps",
+        4,
+        "--n",
+        2,
+        "--class",
+        2,
+        "--guidance",
+        "classifier",
+        "--classifier",
+        tiny / "clf",
+        "--scale",
+        2,
+        "--out",
+        tmp_path / "c.png",
+    )
     assert r.exit_code == 0, r.output
     assert "guidance classifier (scale 2)" in r.output and (tmp_path / "c.png").stat().st_size > 0
 
 
 def test_class_defaults_all_none(tiny, tmp_path) -> None:
     """A class-conditional model samples each class in turn unless told otherwise; ``none`` is unconditional."""
+
     def labels(*args) -> tuple[list[int] | None, str]:
         out = tmp_path / "c.safetensors"
         r = invoke("sample", "--steps", 2, "--n", 5, "--out", out, *args)
@@ -128,8 +181,22 @@ def test_output_formats_and_trajectory(tiny, tmp_path) -> None:
 def test_bf16_network_samples_like_fp32(tiny, tmp_path) -> None:
     def run(dtype: str) -> torch.Tensor:
         out = tmp_path / f"{dtype}.safetensors"
-        r = invoke("sample", "--model", tiny / "tiny", "--steps", 4, "--n", 6, "--dtype", dtype, "--device", "cpu",
-                   "--out", out, "--quiet")
+        r = invoke(
+            "sample",
+            "--model",
+            tiny / "tiny",
+            "--steps",
+            4,
+            "--n",
+            6,
+            "--dtype",
+            dtype,
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--quiet",
+        )
         assert r.exit_code == 0, r.output
         return load_file(str(out))["samples"]
 
@@ -142,8 +209,24 @@ def test_bf16_network_samples_like_fp32(tiny, tmp_path) -> None:
 def test_seed_and_batch_size_invariance(tiny, tmp_path) -> None:
     def run(bs: int, seed: int) -> torch.Tensor:
         out = tmp_path / f"b{bs}-s{seed}.safetensors"
-        r = invoke("sample", "--model", tiny / "tiny", "--steps", 3, "--n", 5, "--batch-size", bs, "--seed", seed,
-                   "--class", "0,1,2", "--out", out, "--quiet")
+        r = invoke(
+            "sample",
+            "--model",
+            tiny / "tiny",
+            "--steps",
+            3,
+            "--n",
+            5,
+            "--batch-size",
+            bs,
+            "--seed",
+            seed,
+            "--class",
+            "0,1,2",
+            "--out",
+            out,
+            "--quiet",
+        )
         assert r.exit_code == 0, r.output
         return load_file(str(out))["samples"]
 
@@ -163,8 +246,10 @@ ERRORS = [
     (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: apg, autoguidance, cfg"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),
-    (["--guidance", "cfg-pp", "--class", "1", "--sampler", "heun"],
-     "sampler 'heun' cannot re-noise with a second ε, which this guidance needs; samplers that can: ddim"),
+    (
+        ["--guidance", "cfg-pp", "--class", "1", "--sampler", "heun"],
+        "sampler 'heun' cannot re-noise with a second ε, which this guidance needs; samplers that can: ddim",
+    ),
     (["--class", "9"], "--class '9': classes must lie in 0…2"),
     (["--class", "x"], "--class 'x' must be an integer"),
     (["--opt", "eta=-1", "--sampler", "ddim"], "eta must be ≥ 0, got -1"),
@@ -172,8 +257,10 @@ ERRORS = [
     (["--opt", "noequals"], "--opt: 'noequals' is not key=value"),
     (["--steps", "0"], "--steps 0: must be an integer ≥ 1"),
     (["--steps", "1001", "--sampler", "ddim"], "--steps 1001: more than the schedule's 1000"),
-    (["--steps", "1001", "--spacing", "leading"], "--steps 1001 --spacing leading: more than the "
-                                                  "schedule's 1000 training steps (spacing 'leading' picks"),
+    (
+        ["--steps", "1001", "--spacing", "leading"],
+        "--steps 1001 --spacing leading: more than the schedule's 1000 training steps (spacing 'leading' picks",
+    ),
     (["--device", "tpu"], "unknown --device 'tpu'; accepted: auto, cpu, cuda"),
     (["--dtype", "fp8"], "unknown --dtype 'fp8'; accepted: fp32, fp16, bf16"),
     (["--dtype", "fp16", "--device", "cpu"], "--dtype fp16 needs a GPU; on the CPU use fp32 or bf16"),
@@ -204,9 +291,14 @@ def test_model_errors(tiny, tmp_path, monkeypatch) -> None:
     cases["class on plain"] = ["--model", tiny / "plain", "--class", "1"]
     cases["unwritable"] = ["--model", tiny / "tiny", "--out", tmp_path / "no" / "dir" / "x.png"]
     cases["bad suffix"] = ["--model", tiny / "tiny", "--out", "x.jpg"]
-    messages = {"missing": "not found", "corrupt": "cannot read safetensors file", "pickle": "pickle checkpoint",
-                "class on plain": "--class given, but the model is not class-conditional",
-                "unwritable": "does not exist", "bad suffix": "unknown output kind '.jpg'"}
+    messages = {
+        "missing": "not found",
+        "corrupt": "cannot read safetensors file",
+        "pickle": "pickle checkpoint",
+        "class on plain": "--class given, but the model is not class-conditional",
+        "unwritable": "does not exist",
+        "bad suffix": "unknown output kind '.jpg'",
+    }
     before = set(tmp_path.rglob("*"))
     for name, args in cases.items():
         r = invoke("sample", "--steps", 2, "--n", 1, *args)
@@ -221,8 +313,21 @@ def test_plugin_sampler_on_the_command_line(tiny, tmp_path, monkeypatch) -> None
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         assert "ds-plugin-demo" in invoke("list", "samplers").output
-        r = invoke("sample", "--model", tiny / "tiny", "--sampler", "demo-euler", "--steps", 3, "--n", 1,
-                   "--out", tmp_path / "p.png", "--opt", "scale=1.0")
+        r = invoke(
+            "sample",
+            "--model",
+            tiny / "tiny",
+            "--sampler",
+            "demo-euler",
+            "--steps",
+            3,
+            "--n",
+            1,
+            "--out",
+            tmp_path / "p.png",
+            "--opt",
+            "scale=1.0",
+        )
         assert r.exit_code == 0, r.output
         assert "sampler demo-euler" in r.output and (tmp_path / "p.png").is_file()
     finally:
@@ -238,14 +343,23 @@ def test_console_script(tiny, tmp_path) -> None:
     exe = shutil.which("diffsampler")
     assert exe, "the console script is installed with the package"
     out = tmp_path / "s.png"
-    r = subprocess.run([exe, "sample", "--model", str(tiny / "tiny"), "--steps", "2", "--n", "2", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [exe, "sample", "--model", str(tiny / "tiny"), "--steps", "2", "--n", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and out.is_file() and "wrote" in r.stdout, r.stderr
-    r = subprocess.run([exe, "sample", "--model", str(tiny / "tiny"), "--sampler", "nope", "--out", str(out) + "2"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [exe, "sample", "--model", str(tiny / "tiny"), "--sampler", "nope", "--out", str(out) + "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: unknown --sampler") and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "diffsampler", "list", "samplers"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "diffsampler", "list", "samplers"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and "pf-ode" in r.stdout
 
 
@@ -269,20 +383,40 @@ def test_spacing_options_reach_the_grid(tiny, tmp_path) -> None:  # noqa: F811
     outs = []
     for model in ("sd1", "sdxl"):
         out = tmp_path / f"{model}.safetensors"
-        r = invoke("sample", "--model", tiny / "tiny", "--sampler", "ddim", "--steps", 4, "--n", 2, "--spacing", "ays",
-                   "--spacing-opt", f"model={model}", "--out", out, "--quiet")
+        r = invoke(
+            "sample",
+            "--model",
+            tiny / "tiny",
+            "--sampler",
+            "ddim",
+            "--steps",
+            4,
+            "--n",
+            2,
+            "--spacing",
+            "ays",
+            "--spacing-opt",
+            f"model={model}",
+            "--out",
+            out,
+            "--quiet",
+        )
         assert r.exit_code == 0, r.output
         outs.append(load_file(str(out))["samples"])
     assert outs[0].shape == outs[1].shape and not torch.equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("args,nfe", [(["--guidance", "apg", "--scale", "2", "--guidance-opt", "momentum=-0.5"], 6),
-                                      (["--guidance", "cfg-zero-star", "--scale", "2"], 6),
-                                      (["--guidance", "cfg-pp", "--scale", "0.5", "--sampler", "unipc"], 6),
-                                      (["--guidance", "pag", "--class", "none", "--guidance-opt", "layers=mid"], 6),
-                                      (["--guidance", "pag", "--guidance-opt", "cfg_scale=2"], 9),
-                                      (["--guidance", "dynamic-thresholding", "--guidance-opt", "percentile=0.9",
-                                        "--class", "none"], 3)])
+@pytest.mark.parametrize(
+    "args,nfe",
+    [
+        (["--guidance", "apg", "--scale", "2", "--guidance-opt", "momentum=-0.5"], 6),
+        (["--guidance", "cfg-zero-star", "--scale", "2"], 6),
+        (["--guidance", "cfg-pp", "--scale", "0.5", "--sampler", "unipc"], 6),
+        (["--guidance", "pag", "--class", "none", "--guidance-opt", "layers=mid"], 6),
+        (["--guidance", "pag", "--guidance-opt", "cfg_scale=2"], 9),
+        (["--guidance", "dynamic-thresholding", "--guidance-opt", "percentile=0.9", "--class", "none"], 3),
+    ],
+)
 def test_new_guidance_from_the_command_line(tiny, tmp_path, args, nfe: int) -> None:  # noqa: F811
     r = invoke("sample", "--model", tiny / "tiny", "--steps", 3, "--n", 3, "--out", tmp_path / "g.png", *args)
     assert r.exit_code == 0 and f"NFE {nfe} per sample" in r.output, r.output
@@ -300,7 +434,9 @@ def test_help_groups_the_options_and_lists_every_guidance_from_the_registry() ->
 
 def test_pag_summary_names_the_pag_scale(tmp_path) -> None:
     """PAG's --scale is its own scale; CFG's under it (cfg_scale) stays 1."""
-    r = runner.invoke(app, ["sample", "--guidance", "pag", "--scale", "5", "--steps", "2", "--n", "2",
-                            "--out", str(tmp_path / "s.png")])
+    r = runner.invoke(
+        app,
+        ["sample", "--guidance", "pag", "--scale", "5", "--steps", "2", "--n", "2", "--out", str(tmp_path / "s.png")],
+    )
     assert r.exit_code == 0, r.output
     assert "guidance pag (scale 5)" in r.output, r.output

@@ -43,11 +43,15 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     return e.value.code, out, err
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["sample", "--steps", "2.5"], "--steps '2.5': Invalid value for '--steps'"),
-    (["sample", "--n=x"], "--n 'x': Invalid value for '--n'"),
-    (["sample", "--bogus", "1"], "No such option: --bogus"),
-    (["frobnicate"], "No such command 'frobnicate'")])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["sample", "--steps", "2.5"], "--steps '2.5': Invalid value for '--steps'"),
+        (["sample", "--n=x"], "--n 'x': Invalid value for '--n'"),
+        (["sample", "--bogus", "1"], "No such option: --bogus"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
 def test_usage_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, message) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = run_main(capsys, *argv)
@@ -79,17 +83,23 @@ def broken_models(tiny, tmp_path):  # noqa: F811
     DigitClassifier(num_classes=3, width=16).save_pretrained(wide)
     cfg = json.loads((wide / "config.json").read_text())
     (wide / "config.json").write_text(json.dumps({**cfg, "width": 8}))
-    return {"list": ["--model", unet / "diffusion_pytorch_model.safetensors", "--config", listed],
-            "zero": ["--model", zero], "evil": ["--model", evil / "model.ckpt", "--config", unet / "config.json",
-                                                "--allow-pickle"],
-            "wide": ["--model", tiny / "tiny", "--class", "1", "--guidance", "classifier", "--classifier", wide]}
+    return {
+        "list": ["--model", unet / "diffusion_pytorch_model.safetensors", "--config", listed],
+        "zero": ["--model", zero],
+        "evil": ["--model", evil / "model.ckpt", "--config", unet / "config.json", "--allow-pickle"],
+        "wide": ["--model", tiny / "tiny", "--class", "1", "--guidance", "classifier", "--classifier", wide],
+    }
 
 
-@pytest.mark.parametrize("case,message", [
-    ("list", "must hold a JSON object of settings, got a list"),
-    ("zero", "does not build a UNet2DModel: ZeroDivisionError"),
-    ("evil", "refused to load"),
-    ("wide", "cannot load a classifier from")])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("list", "must hold a JSON object of settings, got a list"),
+        ("zero", "does not build a UNet2DModel: ZeroDivisionError"),
+        ("evil", "refused to load"),
+        ("wide", "cannot load a classifier from"),
+    ],
+)
 def test_broken_models_are_one_line(broken_models, tmp_path, monkeypatch, case, message) -> None:
     monkeypatch.chdir(tmp_path)
     before = files_in(tmp_path)
@@ -99,30 +109,43 @@ def test_broken_models_are_one_line(broken_models, tmp_path, monkeypatch, case, 
     assert files_in(tmp_path) == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--guidance", "cfg", "--class", "1", "--scale", "inf"], "cfg scale must be a finite number ≥ 0, got inf"),
-    (["--opt", "lower_order_final=maybe"], "takes true or false, got 'maybe'"),
-    (["--sampler", "ddim", "--opt", "eta=abc"], "option 'eta' of sampler 'ddim' takes a number, got 'abc'"),
-    (["--out", ""], "--out is empty"),
-    (["--guidance", "cfg", "--class", "1", "--classifier", "/nonexistent"],
-     "--classifier is for --guidance classifier"),
-    (["--guidance", "classifier", "--class", "1", "--classifier", "/nonexistent"],
-     "--classifier '/nonexistent': no such"),
-    (["--guidance", "cfg", "--class", "1", "--guidance-opt", "nope=1"], "unknown option 'nope' for guidance 'cfg'"),
-    (["--guidance-opt", "rescale=0.5"], "--guidance-opt needs --guidance"),
-    (["--save-trajectory", "out.png"], "--save-trajectory 'out.png' is the --out file"),
-    (["--n", str(10**12)], "need about"),
-    (["--guidance", "dynamic-thresholding", "--scale", "2"], "--scale: guidance 'dynamic-thresholding' has no scale"),
-    (["--guidance", "apg", "--class", "1", "--guidance-opt", "space=v"], "apg space must be x0 or eps, got 'v'"),
-    (["--spacing", "ays", "--spacing-opt", "nope=1"], "unknown option 'nope' for spacing 'ays'; accepted: model"),
-    (["--spacing", "karras", "--spacing-opt", "rho=abc"], "option 'rho' of spacing 'karras' takes a number"),
-    (["--spacing", "ays", "--spacing-opt", "model=svd"], "starts at σ = 700, above this schedule's σ_max"),
-    (["--spacing", "ays", "--spacing-opt", "model=sd3"], "unknown ays model 'sd3'; known: sd1, sdxl, svd"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--guidance", "cfg", "--class", "1", "--scale", "inf"], "cfg scale must be a finite number ≥ 0, got inf"),
+        (["--opt", "lower_order_final=maybe"], "takes true or false, got 'maybe'"),
+        (["--sampler", "ddim", "--opt", "eta=abc"], "option 'eta' of sampler 'ddim' takes a number, got 'abc'"),
+        (["--out", ""], "--out is empty"),
+        (
+            ["--guidance", "cfg", "--class", "1", "--classifier", "/nonexistent"],
+            "--classifier is for --guidance classifier",
+        ),
+        (
+            ["--guidance", "classifier", "--class", "1", "--classifier", "/nonexistent"],
+            "--classifier '/nonexistent': no such",
+        ),
+        (["--guidance", "cfg", "--class", "1", "--guidance-opt", "nope=1"], "unknown option 'nope' for guidance 'cfg'"),
+        (["--guidance-opt", "rescale=0.5"], "--guidance-opt needs --guidance"),
+        (["--save-trajectory", "out.png"], "--save-trajectory 'out.png' is the --out file"),
+        (["--n", str(10**12)], "need about"),
+        (
+            ["--guidance", "dynamic-thresholding", "--scale", "2"],
+            "--scale: guidance 'dynamic-thresholding' has no scale",
+        ),
+        (["--guidance", "apg", "--class", "1", "--guidance-opt", "space=v"], "apg space must be x0 or eps, got 'v'"),
+        (["--spacing", "ays", "--spacing-opt", "nope=1"], "unknown option 'nope' for spacing 'ays'; accepted: model"),
+        (["--spacing", "karras", "--spacing-opt", "rho=abc"], "option 'rho' of spacing 'karras' takes a number"),
+        (["--spacing", "ays", "--spacing-opt", "model=svd"], "starts at σ = 700, above this schedule's σ_max"),
+        (["--spacing", "ays", "--spacing-opt", "model=sd3"], "unknown ays model 'sd3'; known: sd1, sdxl, svd"),
+    ],
+)
 def test_silently_accepted_input_is_refused(tiny, tmp_path, monkeypatch, args, message) -> None:  # noqa: F811
     monkeypatch.chdir(tmp_path)
-    r = sample("--model", tiny / "tiny", "--out", "out.png", *args) if "--out" not in args else \
-        sample("--model", tiny / "tiny", *args)
+    r = (
+        sample("--model", tiny / "tiny", "--out", "out.png", *args)
+        if "--out" not in args
+        else sample("--model", tiny / "tiny", *args)
+    )
     assert_one_line_error(r, message)
     assert list(tmp_path.iterdir()) == []
 
@@ -131,8 +154,9 @@ def test_config_only_for_a_weights_file(tiny, tmp_path, monkeypatch) -> None:  #
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(sample("--config", "/nonexistent.json"), "--config is for a single weights file")
     weights = tiny / "tiny" / "unet" / "diffusion_pytorch_model.safetensors"
-    assert_one_line_error(sample("--model", weights, "--config", "/nonexistent.json"),
-                          "--config '/nonexistent.json': no such file")
+    assert_one_line_error(
+        sample("--model", weights, "--config", "/nonexistent.json"), "--config '/nonexistent.json': no such file"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -142,13 +166,35 @@ def test_weights_file_finds_or_defaults_its_schedule(tiny, tmp_path, monkeypatch
     lone = tmp_path / "lone"
     lone.mkdir()
     shutil.copy(tiny / "plain" / "unet" / "diffusion_pytorch_model.safetensors", lone / "w.safetensors")
-    r = runner.invoke(app, ["sample", "--steps", "2", "--n", "2", "--model", str(lone / "w.safetensors"),
-                            "--config", str(tiny / "plain" / "unet" / "config.json"), "--out", "a.png"])
+    r = runner.invoke(
+        app,
+        [
+            "sample",
+            "--steps",
+            "2",
+            "--n",
+            "2",
+            "--model",
+            str(lone / "w.safetensors"),
+            "--config",
+            str(tiny / "plain" / "unet" / "config.json"),
+            "--out",
+            "a.png",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "note: " in r.output and "using the DDPM linear schedule (--schedule to choose another)" in r.output
     inside = tiny / "tiny" / "unet"
-    r = sample("--model", inside / "diffusion_pytorch_model.safetensors", "--config", inside / "config.json",
-               "--class", "none", "--out", "b.png")
+    r = sample(
+        "--model",
+        inside / "diffusion_pytorch_model.safetensors",
+        "--config",
+        inside / "config.json",
+        "--class",
+        "none",
+        "--out",
+        "b.png",
+    )
     assert r.exit_code == 0 and "note:" not in r.output and "unconditional" in r.output, r.output
 
 

@@ -45,8 +45,9 @@ def test_ddim_reproduces_diffusers_ddim_pipeline(clipping_pipeline) -> None:
     assert bb.clip == 1.0
     pipe.scheduler.alphas_cumprod = bb.schedule.alphas_cumprod.clone()
     pipe.scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=F64)
-    images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=10,
-                  output_type="np").images  # (x/2 + 1/2) clamped to [0, 1], [B, H, W, C]
+    images = pipe(
+        batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=10, output_type="np"
+    ).images  # (x/2 + 1/2) clamped to [0, 1], [B, H, W, C]
     x_T = torch.randn((2, 2, 8, 8), generator=torch.Generator().manual_seed(0), dtype=F64)  # as the pipeline draws
 
     def as_image(x: torch.Tensor):
@@ -55,14 +56,14 @@ def test_ddim_reproduces_diffusers_ddim_pipeline(clipping_pipeline) -> None:
     ours = ds.sample(bb, sampler="ddim", steps=10, spacing="leading", x_T=x_T, use_clipped_model_output=False)
     assert abs(as_image(ours) - images).max() < 1e-9
     default = ds.sample(bb, sampler="ddim", steps=10, spacing="leading", x_T=x_T)
-    assert abs(as_image(default) - images).max() > 1e-3, \
+    assert abs(as_image(default) - images).max() > 1e-3, (
         "the two conventions differ on this model, so the comparison above can fail"
+    )
 
 
 @pytest.mark.parametrize("use_clipped", [False, True])
 @pytest.mark.parametrize("eta", [0.0, 0.7])
-def test_ddim_clipping_conventions_match_diffusers_scheduler(clipping_pipeline, use_clipped: bool,
-                                                             eta: float) -> None:
+def test_ddim_clipping_conventions_match_diffusers_scheduler(clipping_pipeline, use_clipped: bool, eta: float) -> None:
     """The scheduler loop in float64 on our ᾱ: both conventions to 1e-10, with the same injected noise."""
     folder, unet = clipping_pipeline
     bb = DiffusersBackbone.from_pretrained(folder)
@@ -80,12 +81,22 @@ def test_ddim_clipping_conventions_match_diffusers_scheduler(clipping_pipeline, 
 
     x = x_T
     for k, t in enumerate(ref.timesteps):
-        x = ref.step(net(x, t), t, x, eta=eta, use_clipped_model_output=use_clipped,
-                     variance_noise=noises[k]).prev_sample
+        x = ref.step(
+            net(x, t), t, x, eta=eta, use_clipped_model_output=use_clipped, variance_noise=noises[k]
+        ).prev_sample
     feed = iter(noises)
-    ours = ds.sample(lambda xx, tt: net(xx, tt), schedule=bb.schedule, sampler="ddim", steps=10, spacing="leading",
-                     x_T=x_T, clip=1.0, eta=eta, use_clipped_model_output=use_clipped,
-                     noise_sampler=lambda like: next(feed))
+    ours = ds.sample(
+        lambda xx, tt: net(xx, tt),
+        schedule=bb.schedule,
+        sampler="ddim",
+        steps=10,
+        spacing="leading",
+        x_T=x_T,
+        clip=1.0,
+        eta=eta,
+        use_clipped_model_output=use_clipped,
+        noise_sampler=lambda like: next(feed),
+    )
     assert (ours - x).abs().max() < 1e-10
 
 
@@ -115,10 +126,17 @@ def test_ddpm_final_noise_reproduces_the_tutorial_loop(tanh_eps) -> None:
         return lambda like: torch.randn(like.shape, generator=g, dtype=F64)
 
     expected = _tutorial_loop(model, betas, x_T, stream())
-    ours = ds.sample(model, schedule=sched, sampler="ddpm", steps=T, x_T=x_T, variance="large", final_noise=True,
-                     noise_sampler=stream())
+    ours = ds.sample(
+        model,
+        schedule=sched,
+        sampler="ddpm",
+        steps=T,
+        x_T=x_T,
+        variance="large",
+        final_noise=True,
+        noise_sampler=stream(),
+    )
     assert (ours - expected).abs().max() < 1e-10
-    plain = ds.sample(model, schedule=sched, sampler="ddpm", steps=T, x_T=x_T, variance="large",
-                      noise_sampler=stream())
+    plain = ds.sample(model, schedule=sched, sampler="ddpm", steps=T, x_T=x_T, variance="large", noise_sampler=stream())
     last_sigma = math.sqrt(betas[0].item())  # the default leaves out only the last step's σ_1·z
     assert 0 < (plain - expected).abs().max() < 10 * last_sigma

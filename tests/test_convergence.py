@@ -13,13 +13,15 @@ STEPS = [16, 32, 64, 128]
 
 @pytest.fixture(scope="module")
 def setting():
-    gm = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
-                            variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    gm = ds.GaussianMixture(
+        means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]],
+        weights=[0.5, 0.3, 0.2],
+        variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]],
+    )
     s = ds.SCHEDULES.get("linear")()
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     # integrate t: 1 → first knot (no final jump to t = 0, which would be a first-order step)
-    ref = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-10, atol=1e-10, grid=[1.0, s.t_min],
-                    x_T=x)
+    ref = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-10, atol=1e-10, grid=[1.0, s.t_min], x_T=x)
     return gm, s, x, ref
 
 
@@ -40,11 +42,17 @@ def test_convergence_order(setting, method: str, low: float, high: float) -> Non
     assert low < order < high, f"{method}: fitted order {order:.2f} from errors {errs}"
 
 
-@pytest.mark.parametrize("sampler,options,low,high", [("euler", {}, 0.9, 1.15), ("heun", {}, 1.8, 2.3),
-                                                      ("dpm-solver++", {"order": 1}, 0.9, 1.15),
-                                                      ("dpm-solver++", {"order": 2}, 1.8, 2.3),
-                                                      ("lms", {"order": 1}, 0.9, 1.15),
-                                                      ("dpm-solver++-2s", {}, 1.8, 2.3)])
+@pytest.mark.parametrize(
+    "sampler,options,low,high",
+    [
+        ("euler", {}, 0.9, 1.15),
+        ("heun", {}, 1.8, 2.3),
+        ("dpm-solver++", {"order": 1}, 0.9, 1.15),
+        ("dpm-solver++", {"order": 2}, 1.8, 2.3),
+        ("lms", {"order": 1}, 0.9, 1.15),
+        ("dpm-solver++-2s", {}, 1.8, 2.3),
+    ],
+)
 # DPM-Solver++(3M) is left out: its warm-up starts with a first-order step whose O(h²) local error
 # bounds the global error at O(h²) (fitted slopes fall from 3.4 to 2.2 over 16…128 steps here).
 def test_other_solvers_convergence_order(setting, sampler: str, options: dict, low: float, high: float) -> None:
@@ -56,8 +64,17 @@ def test_rk45_error_follows_tolerance(setting) -> None:
     gm, s, x, ref = setting
     errs = []
     for tol in (1e-3, 1e-5, 1e-7):
-        r = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=tol, atol=tol, grid=[1.0, s.t_min],
-                      x_T=x, full_output=True)
+        r = ds.sample(
+            gm,
+            schedule=s,
+            sampler="pf-ode",
+            method="rk45",
+            rtol=tol,
+            atol=tol,
+            grid=[1.0, s.t_min],
+            x_T=x,
+            full_output=True,
+        )
         errs.append((r.samples - ref).abs().max().item())
         assert (r.calls - 1) % 6 == 0 and r.nfe <= r.calls
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-5, errs
@@ -66,8 +83,9 @@ def test_rk45_error_follows_tolerance(setting) -> None:
 def test_rk45_into_zero_solves_down_to_the_first_knot(setting) -> None:
     """rk45 uses only its grid's ends: into t = 0 it solves to t_min, then takes x̂_0, whatever the inner times."""
     gm, s, x, ref = setting
-    to_knot = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-6, atol=1e-6, grid=[1.0, s.t_min],
-                        x_T=x)
+    to_knot = ds.sample(
+        gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-6, atol=1e-6, grid=[1.0, s.t_min], x_T=x
+    )
     x0_hat = gm.denoised(to_knot, torch.full((len(x),), s.t_min, dtype=torch.float64), s)
     for grid in ({"steps": 1}, {"steps": 2}, {"steps": 2, "spacing": "karras"}, {"grid": [1.0, 0.5, 0.0]}):
         out = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-6, atol=1e-6, x_T=x, **grid)
@@ -88,17 +106,30 @@ FINE_STEPS = [126, 252, 504]
 @pytest.fixture(scope="module")
 def tight(setting):
     gm, s, x, _ = setting
-    return ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-12, atol=1e-12, grid=[1.0, s.t_min],
-                     x_T=x)
+    return ds.sample(
+        gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-12, atol=1e-12, grid=[1.0, s.t_min], x_T=x
+    )
 
 
-@pytest.mark.parametrize("sampler,options,order", [
-    ("unipc", {"order": 1}, 2), ("unipc", {"order": 2, "corrector": False}, 2), ("unipc", {"order": 2}, 3),
-    ("unipc", {"order": 2, "variant": "bh1"}, 3), ("unipc", {"order": 3, "corrector": False}, 3),
-    ("unipc", {"order": 3}, 4), ("deis", {"order": 2}, 2), ("deis", {"order": 3}, 3), ("ipndm", {"order": 2}, 2),
-    ("dpm-solver++-singlestep", {"order": 2}, 2),
-    # fixed equal-step weights on a grid whose steps vary (karras): second order, whatever the warm-up
-    ("pndm", {}, 2), ("plms", {}, 2), ("ipndm", {"order": 4}, 2)])
+@pytest.mark.parametrize(
+    "sampler,options,order",
+    [
+        ("unipc", {"order": 1}, 2),
+        ("unipc", {"order": 2, "corrector": False}, 2),
+        ("unipc", {"order": 2}, 3),
+        ("unipc", {"order": 2, "variant": "bh1"}, 3),
+        ("unipc", {"order": 3, "corrector": False}, 3),
+        ("unipc", {"order": 3}, 4),
+        ("deis", {"order": 2}, 2),
+        ("deis", {"order": 3}, 3),
+        ("ipndm", {"order": 2}, 2),
+        ("dpm-solver++-singlestep", {"order": 2}, 2),
+        # fixed equal-step weights on a grid whose steps vary (karras): second order, whatever the warm-up
+        ("pndm", {}, 2),
+        ("plms", {}, 2),
+        ("ipndm", {"order": 4}, 2),
+    ],
+)
 def test_multistep_convergence_order(setting, tight, sampler: str, options: dict, order: int) -> None:
     """Orders reached at 126–504 steps (at 16–128 steps the higher orders are still rising: e.g. DEIS-2
     fits 1.6, UniPC-2 with its corrector 2.4). UniPC's corrector adds one order; lower_order_final is off
@@ -136,8 +167,9 @@ def test_rk45_agrees_with_scipy_solve_ivp(setting) -> None:
 
     y0 = x * np.sqrt(1 + np.exp(2 * u0))
     for tol in (1e-4, 1e-6):
-        ours = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=tol, atol=tol, grid=[1.0, s.t_min],
-                         x_T=x)
+        ours = ds.sample(
+            gm, schedule=s, sampler="pf-ode", method="rk45", rtol=tol, atol=tol, grid=[1.0, s.t_min], x_T=x
+        )
         theirs = torch.stack([solve(y, "RK45", tol) for y in y0])
         tight = torch.stack([solve(y, "DOP853", 1e-12) for y in y0])
         err_ours, err_theirs = (ours - tight).abs().max().item(), (theirs - tight).abs().max().item()

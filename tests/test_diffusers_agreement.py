@@ -50,27 +50,49 @@ def test_ddim_matches_diffusers(tanh_eps, spacing: str, steps: int, eta: float) 
             # (huggingface/diffusers#12633); pick N per step so that it lands on the next one.
             gap = t - ts[k + 1]
             ref.num_inference_steps = next(n for n in range(1, 1001) if 1000 // n == gap)
-        x = ref.step(tanh_eps(x, torch.tensor(t)), t, x, eta=eta,
-                     variance_noise=noises[k] if eta > 0 else None).prev_sample
-    ours = ds.sample(tanh_eps, schedule=sched, sampler="ddim", steps=steps, spacing=spacing, x_T=_x_T(),
-                     eta=eta, noise_sampler=_feed(noises))
+        x = ref.step(
+            tanh_eps(x, torch.tensor(t)), t, x, eta=eta, variance_noise=noises[k] if eta > 0 else None
+        ).prev_sample
+    ours = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="ddim",
+        steps=steps,
+        spacing=spacing,
+        x_T=_x_T(),
+        eta=eta,
+        noise_sampler=_feed(noises),
+    )
     torch.testing.assert_close(ours, x, rtol=0, atol=1e-5)
     assert (ours - x).abs().max() < 1e-10
 
 
 def test_ddim_set_alpha_to_one_false_matches_diffusers(tanh_eps) -> None:
     sched = ds.SCHEDULES.get("scaled-linear")()
-    ref = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-                        set_alpha_to_one=False, steps_offset=1)
+    ref = DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
     ref.alphas_cumprod = sched.alphas_cumprod.clone()
     ref.final_alpha_cumprod = ref.alphas_cumprod[0]
     ref.set_timesteps(20)
     x = _x_T()
     for t in ref.timesteps:
         x = ref.step(tanh_eps(x, t), t, x).prev_sample
-    ours = ds.sample(tanh_eps, schedule=sched, sampler="ddim", steps=20, spacing="leading",
-                     spacing_options={"steps_offset": 1},
-                     x_T=_x_T(), set_alpha_to_one=False)
+    ours = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="ddim",
+        steps=20,
+        spacing="leading",
+        spacing_options={"steps_offset": 1},
+        x_T=_x_T(),
+        set_alpha_to_one=False,
+    )
     torch.testing.assert_close(ours, x, rtol=0, atol=1e-10)
 
 
@@ -88,13 +110,15 @@ def test_ddim_float32_defaults_agree(tanh_eps) -> None:
 
 # ``large`` only where the grid ends at index 0: elsewhere diffusers adds β-sized noise on the
 # last step (its test is ``t > 0``), while ddpm adds no noise on the last step by design.
-@pytest.mark.parametrize("spacing,variance", [("leading", "small"), ("trailing", "small"), ("linspace", "small"),
-                                              ("leading", "large")])
+@pytest.mark.parametrize(
+    "spacing,variance", [("leading", "small"), ("trailing", "small"), ("linspace", "small"), ("leading", "large")]
+)
 @pytest.mark.parametrize("steps", [10, 50])
 def test_ddpm_matches_diffusers(tanh_eps, spacing: str, steps: int, variance: str) -> None:
     sched = ds.SCHEDULES.get("linear")()
-    ref = DDPMScheduler(beta_schedule="linear", clip_sample=False, timestep_spacing=spacing,
-                        variance_type=f"fixed_{variance}")
+    ref = DDPMScheduler(
+        beta_schedule="linear", clip_sample=False, timestep_spacing=spacing, variance_type=f"fixed_{variance}"
+    )
     ref.alphas_cumprod = sched.alphas_cumprod.clone()
     ref.one = torch.tensor(1.0, dtype=F64)
     ref.set_timesteps(steps)
@@ -102,8 +126,16 @@ def test_ddpm_matches_diffusers(tanh_eps, spacing: str, steps: int, variance: st
     x = _x_T()
     for t in ref.timesteps:
         x = ref.step(tanh_eps(x, t), t, x, generator=g).prev_sample
-    ours = ds.sample(tanh_eps, schedule=sched, sampler="ddpm", steps=steps, spacing=spacing, x_T=_x_T(),
-                     variance=variance, generator=torch.Generator().manual_seed(7))
+    ours = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="ddpm",
+        steps=steps,
+        spacing=spacing,
+        x_T=_x_T(),
+        variance=variance,
+        generator=torch.Generator().manual_seed(7),
+    )
     torch.testing.assert_close(ours, x, rtol=0, atol=1e-5)
 
 
@@ -116,8 +148,9 @@ def test_dpm_solver_pp_matches_diffusers(tanh_eps, steps: int, final: str, order
     diffusers' step upcasts the sample to float32, so the agreement is float32's: ≤ 1e-6 of the output
     scale over 20 steps (measured ≤ 5e-7)."""
     sched = ds.SCHEDULES.get("linear")()
-    ref = DPMSolverMultistepScheduler(beta_schedule="linear", algorithm_type="dpmsolver++", solver_order=order,
-                                      final_sigmas_type=final)
+    ref = DPMSolverMultistepScheduler(
+        beta_schedule="linear", algorithm_type="dpmsolver++", solver_order=order, final_sigmas_type=final
+    )
     ref.set_timesteps(steps)
     sig = ((1 - sched.alphas_cumprod) / sched.alphas_cumprod).sqrt()
     end = 0.0 if final == "zero" else sig[0].item()
@@ -125,8 +158,9 @@ def test_dpm_solver_pp_matches_diffusers(tanh_eps, steps: int, final: str, order
     x = _x_T()
     for t in ref.timesteps:
         x = ref.step(tanh_eps(x, t), t, x).prev_sample
-    grid = torch.cat([sched.index_to_t(ref.timesteps), torch.tensor([0.0 if final == "zero" else sched.t_min],
-                                                                    dtype=F64)])
+    grid = torch.cat(
+        [sched.index_to_t(ref.timesteps), torch.tensor([0.0 if final == "zero" else sched.t_min], dtype=F64)]
+    )
     ours = ds.sample(tanh_eps, schedule=sched, sampler="dpm-solver++", grid=grid, x_T=_x_T(), order=order)
     assert (ours - x).abs().max() <= 1e-6 * x.abs().max()
 

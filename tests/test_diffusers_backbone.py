@@ -18,17 +18,33 @@ from diffsampler.backbones import DiffusersBackbone, ModelLoadError
 
 def tiny_unet(**kw) -> UNet2DModel:
     torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4, **kw).eval()
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=2,
+        out_channels=2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        **kw,
+    ).eval()
 
 
 def tiny_condition_unet() -> UNet2DConditionModel:
     torch.manual_seed(0)
-    return UNet2DConditionModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
-                                cross_attention_dim=6, attention_head_dim=2).eval()
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=2,
+        out_channels=2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=4,
+        cross_attention_dim=6,
+        attention_head_dim=2,
+    ).eval()
 
 
 def save_pipeline(folder: Path, unet: torch.nn.Module, **sched) -> Path:
@@ -83,8 +99,9 @@ def test_compiled_unet_samples_as_eager(tmp_path, mixture) -> None:
     bb = DiffusersBackbone.from_pretrained(folder)
     x_T = _x(1)
     eager = ds.sample(bb, sampler="ddim", steps=4, x_T=x_T)
-    exact = ds.sample(DiffusersBackbone.from_pretrained(folder, dtype=torch.float64), sampler="ddim", steps=4,
-                      x_T=x_T.double())
+    exact = ds.sample(
+        DiffusersBackbone.from_pretrained(folder, dtype=torch.float64), sampler="ddim", steps=4, x_T=x_T.double()
+    )
     assert not bb.compiled and bb.compile() is bb and bb.compiled  # inductor, as the CLI's --compile
     assert type(bb.unet) is UNet2DModel and bb.sample_shape == (2, 8, 8)
     compiled = ds.sample(bb, sampler="ddim", steps=4, x_T=x_T)
@@ -153,10 +170,14 @@ def test_class_conditional_unet(tmp_path) -> None:
     x, idx = _x(), torch.tensor([10, 10, 10])
     t = bb.schedule.index_to_t(idx)
     with torch.no_grad():
-        for labels, used in ((torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])), (2, torch.tensor([2, 2, 2])),
-                             (None, torch.tensor([3, 3, 3]))):
-            torch.testing.assert_close(bb.eps(x, t, bb.schedule, class_labels=labels),
-                                       unet(x, idx, class_labels=used).sample)
+        for labels, used in (
+            (torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])),
+            (2, torch.tensor([2, 2, 2])),
+            (None, torch.tensor([3, 3, 3])),
+        ):
+            torch.testing.assert_close(
+                bb.eps(x, t, bb.schedule, class_labels=labels), unet(x, idx, class_labels=used).sample
+            )
     with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 3\) \(or the null label 3\), got \[7\]"):
         bb.eps(x, t, bb.schedule, class_labels=7)
     bb.null_class_label = None
@@ -173,8 +194,10 @@ def test_condition_unet_takes_encoder_states(tmp_path) -> None:
     x, ctx = _x(), torch.randn(3, 5, 6)
     t = bb.schedule.index_to_t(torch.tensor([100, 100, 100]))
     with torch.no_grad():
-        torch.testing.assert_close(bb.eps(x, t, bb.schedule, encoder_hidden_states=ctx),
-                                   unet(x, torch.full((3,), 100.0), encoder_hidden_states=ctx).sample)
+        torch.testing.assert_close(
+            bb.eps(x, t, bb.schedule, encoder_hidden_states=ctx),
+            unet(x, torch.full((3,), 100.0), encoder_hidden_states=ctx).sample,
+        )
     out = ds.sample(bb, sampler="ddim", steps=3, x_T=x, cond={"encoder_hidden_states": ctx})
     assert out.shape == x.shape and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="needs encoder_hidden_states"):
@@ -225,9 +248,11 @@ def test_hub_id_loads_from_the_local_cache(tmp_path) -> None:
     refs = tmp_path / "hub" / "models--someone--tiny-unet" / "refs"
     refs.mkdir()
     (refs / "main").write_text("0123456789abcdef")
-    code = ("from diffsampler.backbones import DiffusersBackbone as D; b = D.from_pretrained('someone/tiny-unet'); "
-            "print(b.sample_shape)\n"
-            "try:\n    D.from_pretrained('someone/absent')\nexcept Exception as e: print(type(e).__name__, e)")
+    code = (
+        "from diffsampler.backbones import DiffusersBackbone as D; b = D.from_pretrained('someone/tiny-unet'); "
+        "print(b.sample_shape)\n"
+        "try:\n    D.from_pretrained('someone/absent')\nexcept Exception as e: print(type(e).__name__, e)"
+    )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -248,8 +273,15 @@ def test_cfg_with_text_style_conditioning(tmp_path) -> None:
         e_c = unet(x, torch.full((3,), 300.0), encoder_hidden_states=ctx).sample
         e_u = unet(x, torch.full((3,), 300.0), encoder_hidden_states=neg.expand(3, 5, 6)).sample
     torch.testing.assert_close(got, e_u + 2.5 * (e_c - e_u), rtol=1e-4, atol=1e-5)
-    r = ds.sample(bb, sampler="ddim", steps=3, x_T=x, guidance=CFG(scale=2.0), full_output=True,
-                  cond={"encoder_hidden_states": ctx, "negative_encoder_hidden_states": neg})
+    r = ds.sample(
+        bb,
+        sampler="ddim",
+        steps=3,
+        x_T=x,
+        guidance=CFG(scale=2.0),
+        full_output=True,
+        cond={"encoder_hidden_states": ctx, "negative_encoder_hidden_states": neg},
+    )
     assert r.nfe == 6 and torch.isfinite(r.samples).all()
     with pytest.raises(ValueError, match="needs the unconditional half"):
         guided(x, t, encoder_hidden_states=ctx)

@@ -30,8 +30,9 @@ def test_empirical_eps_equals_brute_force(points) -> None:
         for b in range(4):
             a = s.alpha_bar(t[b]).item()
             members = range(12) if y is None else [n for n in range(12) if labels[n] == y[b]]
-            logw = torch.tensor([-((x[b] - math.sqrt(a) * data[n]) ** 2).sum().item() / (2 * (1 - a))
-                                 for n in members], dtype=F64)
+            logw = torch.tensor(
+                [-((x[b] - math.sqrt(a) * data[n]) ** 2).sum().item() / (2 * (1 - a)) for n in members], dtype=F64
+            )
             w = torch.softmax(logw, 0)
             x0 = sum(wi * data[n] for wi, n in zip(w, members))
             torch.testing.assert_close(got[b], (x[b] - math.sqrt(a) * x0) / math.sqrt(1 - a))
@@ -40,14 +41,14 @@ def test_empirical_eps_equals_brute_force(points) -> None:
 def test_empirical_samples_land_on_the_data(points) -> None:
     data, labels = points
     bb = ds.Empirical(data, labels)
-    x = ds.sample(bb, schedule="linear", sampler="pf-ode", method="heun", steps=40, shape=(64, 2, 3), seed=0,
-                  dtype=F64)
+    x = ds.sample(bb, schedule="linear", sampler="pf-ode", method="heun", steps=40, shape=(64, 2, 3), seed=0, dtype=F64)
     d = torch.cdist(x.reshape(64, -1), data.reshape(12, -1))
     assert d.min(1).values.max() < 0.05, "every sample should sit on a data point"
     assert d.argmin(1).unique().numel() >= 8, "samples should spread over the data set"
     y = torch.tensor([0, 1, 2, 1] * 4)
-    xc = ds.sample(bb, schedule="linear", sampler="ddim", steps=50, shape=(16, 2, 3), seed=0, dtype=F64,
-                   cond={"class_labels": y})
+    xc = ds.sample(
+        bb, schedule="linear", sampler="ddim", steps=50, shape=(16, 2, 3), seed=0, dtype=F64, cond={"class_labels": y}
+    )
     nearest = torch.cdist(xc.reshape(16, -1), data.reshape(12, -1)).argmin(1)
     assert torch.equal(labels[nearest], y)
 
@@ -55,8 +56,7 @@ def test_empirical_samples_land_on_the_data(points) -> None:
 def test_empirical_errors(points) -> None:
     data, _ = points
     with pytest.raises(ValueError, match="class_labels given, but this empirical backbone has no labels"):
-        ds.Empirical(data).eps(data[:1], torch.tensor([0.5], dtype=F64), ds.SCHEDULES.get("linear")(),
-                               class_labels=0)
+        ds.Empirical(data).eps(data[:1], torch.tensor([0.5], dtype=F64), ds.SCHEDULES.get("linear")(), class_labels=0)
     with pytest.raises(ValueError, match="got 3 labels for 12 data points"):
         ds.Empirical(data, torch.arange(3))
 
@@ -90,6 +90,7 @@ def test_gaussian_stats() -> None:
 
 def _mean_metric() -> ds.metrics.Metric:
     """The mean of the first coordinate, as a metric with a statistic."""
+
     def statistic(x, labels, x_T):
         return lambda i: float(x[i, 0].mean())
 

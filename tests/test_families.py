@@ -69,8 +69,9 @@ def test_prediction_types_convert_both_ways(kind: str, name: str) -> None:
 def test_flow_prediction_name_from_diffusers() -> None:
     b = ds.CallableBackbone(lambda x, t: x, prediction_type="flow_prediction")
     assert b.prediction_type == "flow"
-    with pytest.raises(ValueError, match="unknown prediction_type 'velocity'; known: epsilon, sample, v_prediction, "
-                                         "flow"):
+    with pytest.raises(
+        ValueError, match="unknown prediction_type 'velocity'; known: epsilon, sample, v_prediction, flow"
+    ):
         ds.CallableBackbone(lambda x, t: x, prediction_type="velocity")
 
 
@@ -80,8 +81,10 @@ def test_mixture_eps_is_its_own_score(mixture, name: str) -> None:
     s = family(name)
     g = torch.Generator().manual_seed(1)
     t = torch.tensor([0.05, 0.3, 0.7, 0.95], dtype=F64)
-    x = (s.signal(t)[:, None] * mixture.means[torch.tensor([0, 1, 2, 0])] +
-         s.noise(t)[:, None] * torch.randn(4, 2, generator=g, dtype=F64)).requires_grad_(True)
+    x = (
+        s.signal(t)[:, None] * mixture.means[torch.tensor([0, 1, 2, 0])]
+        + s.noise(t)[:, None] * torch.randn(4, 2, generator=g, dtype=F64)
+    ).requires_grad_(True)
     a, b = s.signal(t)[:, None, None], s.noise(t)[:, None, None]
     cov = a**2 * mixture.variances + b**2
     logn = -0.5 * (((x[:, None] - a * mixture.means) ** 2 / cov) + torch.log(2 * math.pi * cov)).sum(-1)
@@ -89,20 +92,33 @@ def test_mixture_eps_is_its_own_score(mixture, name: str) -> None:
     (score,) = torch.autograd.grad(logp, x)
     torch.testing.assert_close(mixture.eps(x.detach(), t, s), -s.noise(t)[:, None] * score, rtol=1e-10, atol=1e-12)
     # Tweedie: E[x_0 | x] = (x + b²∇log p)/a
-    torch.testing.assert_close(mixture.denoised(x.detach(), t, s), (x.detach() + b[:, :, 0] ** 2 * score) /
-                               a[:, :, 0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        mixture.denoised(x.detach(), t, s), (x.detach() + b[:, :, 0] ** 2 * score) / a[:, :, 0], rtol=1e-10, atol=1e-10
+    )
 
 
-SAMPLERS = [("ddpm", {"steps": 500}), ("euler-maruyama", {"steps": 1000}),
-            ("pf-ode", {"method": "rk45", "rtol": 1e-5, "atol": 1e-5}), ("ddim", {"steps": 100}),
-            ("dpm-solver++", {"steps": 25}), ("dpm-solver++", {"steps": 25, "order": 3}),
-            ("euler", {"steps": 100}), ("euler-ancestral", {"steps": 500}), ("heun", {"steps": 50}),
-            ("heun", {"steps": 200, "s_churn": 10.0}), ("lms", {"steps": 50}),
-            ("dpm-solver++-sde", {"steps": 200}), ("dpm-solver++-2s", {"steps": 200, "eta": 1.0}),
-            ("dpm-solver++-singlestep", {"steps": 80}),
-            ("restart", {"steps": 30, "restarts": 2, "restart_steps": 5, "restart_max": 1.0}),
-            ("unipc", {"steps": 25}), ("deis", {"steps": 25}), ("ipndm", {"steps": 25}), ("pndm", {"steps": 25}),
-            ("plms", {"steps": 25})]
+SAMPLERS = [
+    ("ddpm", {"steps": 500}),
+    ("euler-maruyama", {"steps": 1000}),
+    ("pf-ode", {"method": "rk45", "rtol": 1e-5, "atol": 1e-5}),
+    ("ddim", {"steps": 100}),
+    ("dpm-solver++", {"steps": 25}),
+    ("dpm-solver++", {"steps": 25, "order": 3}),
+    ("euler", {"steps": 100}),
+    ("euler-ancestral", {"steps": 500}),
+    ("heun", {"steps": 50}),
+    ("heun", {"steps": 200, "s_churn": 10.0}),
+    ("lms", {"steps": 50}),
+    ("dpm-solver++-sde", {"steps": 200}),
+    ("dpm-solver++-2s", {"steps": 200, "eta": 1.0}),
+    ("dpm-solver++-singlestep", {"steps": 80}),
+    ("restart", {"steps": 30, "restarts": 2, "restart_steps": 5, "restart_max": 1.0}),
+    ("unipc", {"steps": 25}),
+    ("deis", {"steps": 25}),
+    ("ipndm", {"steps": 25}),
+    ("pndm", {"steps": 25}),
+    ("plms", {"steps": 25}),
+]
 
 
 @pytest.mark.slow  # 40 runs of 6000 samples, some of 1000 steps: 25 s on 2 cores
@@ -121,19 +137,25 @@ STEPS = [16, 32, 64, 128]
 
 @pytest.fixture(scope="module", params=["ve", "rectified-flow"])
 def reference(request):
-    gm = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
-                            variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    gm = ds.GaussianMixture(
+        means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]],
+        weights=[0.5, 0.3, 0.2],
+        variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]],
+    )
     s = family(request.param)
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64) * s.scale(1.0).item()
     # from zero SNR (rectified flow) sample() steps first to 1 − 1e-5, whose local error (1e-5)³ is far below tol
     start = [1.0, 1 - 1e-5] if request.param == "rectified-flow" else [1.0]
-    ref = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-11, atol=1e-11,
-                    grid=start + [s.t_min], x_T=x)
+    ref = ds.sample(
+        gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-11, atol=1e-11, grid=start + [s.t_min], x_T=x
+    )
     return gm, s, x, ref
 
 
-@pytest.mark.parametrize("sampler,options,order", [("euler", {}, 1), ("heun", {}, 2),
-                                                   ("dpm-solver++", {"order": 2}, 2), ("dpm-solver++-2s", {}, 2)])
+@pytest.mark.parametrize(
+    "sampler,options,order",
+    [("euler", {}, 1), ("heun", {}, 2), ("dpm-solver++", {"order": 2}, 2), ("dpm-solver++-2s", {}, 2)],
+)
 def test_convergence_order(reference, sampler: str, options: dict, order: int) -> None:
     """Fitted order of the global error at t_min against a tight adaptive reference from the same x_T."""
     gm, s, x, ref = reference
@@ -150,12 +172,18 @@ def test_convergence_order(reference, sampler: str, options: dict, order: int) -
     assert errs == sorted(errs, reverse=True)
 
 
-@pytest.mark.parametrize("name,k_name,options", [("euler", "sample_euler", {}), ("heun", "sample_heun", {}),
-                                                 # churn stays below σ_max, where the network was trained
-                                                 ("heun", "sample_heun", {"s_churn": 4.0, "s_tmax": 50.0}),
-                                                 ("euler-ancestral", "sample_euler_ancestral", {}),
-                                                 ("lms", "sample_lms", {}),
-                                                 ("dpm-solver++", "sample_dpmpp_2m", {})])
+@pytest.mark.parametrize(
+    "name,k_name,options",
+    [
+        ("euler", "sample_euler", {}),
+        ("heun", "sample_heun", {}),
+        # churn stays below σ_max, where the network was trained
+        ("heun", "sample_heun", {"s_churn": 4.0, "s_tmax": 50.0}),
+        ("euler-ancestral", "sample_euler_ancestral", {}),
+        ("lms", "sample_lms", {}),
+        ("dpm-solver++", "sample_dpmpp_2m", {}),
+    ],
+)
 def test_ve_matches_k_diffusion(k_sampling, mixture, monkeypatch, name: str, k_name: str, options: dict) -> None:
     """On VE, k-diffusion's own coordinates: its sampler on D(x; σ) = E[x_0 | x] from x_T = σ_max·z."""
     s, steps = family("ve"), 12
@@ -172,16 +200,25 @@ def test_ve_matches_k_diffusion(k_sampling, mixture, monkeypatch, name: str, k_n
     ref = getattr(k_sampling, k_name)(denoiser, x_T, sigmas, disable=True, **options)
     monkeypatch.undo()
     drawn = iter(noises)
-    ours = ds.sample(mixture, schedule=s, sampler=name, grid=sigmas / 80.0, x_T=x_T,
-                     noise_sampler=lambda like: next(drawn), **options)
+    ours = ds.sample(
+        mixture,
+        schedule=s,
+        sampler=name,
+        grid=sigmas / 80.0,
+        x_T=x_T,
+        noise_sampler=lambda like: next(drawn),
+        **options,
+    )
     assert (ours - ref).abs().max().item() <= 1e-9 * ref.abs().max().item()
 
 
 def _flow_model(mixture: ds.GaussianMixture, s: ds.Schedule):
     """The exact flow velocity u = ε − x̂_0 as a network on diffusers' timestep t·T."""
+
     def model(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         t = (timestep.to(F64) / 1000).expand(x.shape[0])
         return mixture.eps(x, t, s) - mixture.denoised(x, t, s)
+
     return model
 
 
@@ -222,8 +259,16 @@ def test_zero_snr_guidance(mixture) -> None:
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     cond = {"class_labels": torch.tensor(2)}
     plain = ds.sample(mixture, schedule=s, sampler="dpm-solver++", steps=10, x_T=x_T, cond=cond)
-    guided = ds.sample(mixture, schedule=s, sampler="dpm-solver++", steps=10, x_T=x_T, cond=cond,
-                       guidance=ds.GUIDANCE.get("cfg")(scale=1.0), full_output=True)
+    guided = ds.sample(
+        mixture,
+        schedule=s,
+        sampler="dpm-solver++",
+        steps=10,
+        x_T=x_T,
+        cond=cond,
+        guidance=ds.GUIDANCE.get("cfg")(scale=1.0),
+        full_output=True,
+    )
     torch.testing.assert_close(guided.samples, plain, rtol=1e-12, atol=1e-12)
     assert guided.nfe == 20
     assert (plain - mixture.means[2]).norm(dim=1).mean() < 2.0  # near component 2, not the mixture's mean
@@ -232,8 +277,15 @@ def test_zero_snr_guidance(mixture) -> None:
 def test_zero_snr_refusals(mixture, tanh_eps) -> None:
     s = ds.RectifiedFlow()
     with pytest.raises(ValueError, match="APG guidance works on ε, and at zero SNR"):
-        ds.sample(mixture, schedule=s, steps=4, shape=(2, 2), seed=0, cond={"class_labels": 0},
-                  guidance=ds.GUIDANCE.get("apg")(scale=2.0))
+        ds.sample(
+            mixture,
+            schedule=s,
+            steps=4,
+            shape=(2, 2),
+            seed=0,
+            cond={"class_labels": 0},
+            guidance=ds.GUIDANCE.get("apg")(scale=2.0),
+        )
     eps_model = ds.CallableBackbone(lambda x, t: torch.zeros_like(x), schedule=s)
     with pytest.raises(ValueError, match="predicts ε, which says nothing of x_0 at zero SNR"):
         ds.sample(eps_model, steps=4, shape=(2, 2), seed=0)
@@ -256,8 +308,15 @@ def test_trajectory_in_model_coordinates(k_sampling, mixture) -> None:
 
     k_sampling.sample_euler(denoiser, x_T, sigmas, disable=True, callback=lambda d: theirs.append(d["x"]))
     seen = []
-    r = ds.sample(mixture, schedule=s, sampler="euler", grid=sigmas / 80.0, x_T=x_T, return_trajectory=True,
-                  callback=lambda info: seen.append(info["x"]))
+    r = ds.sample(
+        mixture,
+        schedule=s,
+        sampler="euler",
+        grid=sigmas / 80.0,
+        x_T=x_T,
+        return_trajectory=True,
+        callback=lambda info: seen.append(info["x"]),
+    )
     torch.testing.assert_close(r.trajectory[:-1], torch.stack(theirs), rtol=1e-9, atol=1e-9)  # x before each step
     torch.testing.assert_close(torch.stack(seen), r.trajectory[1:], rtol=0, atol=0)
     torch.testing.assert_close(r.trajectory[-1], r.samples, rtol=0, atol=0)
@@ -269,8 +328,14 @@ def test_zero_terminal_snr_matches_diffusers_ddim(mixture) -> None:
     at zero SNR, so they are another method there.)"""
     from diffusers import DDIMScheduler
 
-    cfg = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": True,
-           "prediction_type": "v_prediction", "timestep_spacing": "trailing"}
+    cfg = {
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "rescale_betas_zero_snr": True,
+        "prediction_type": "v_prediction",
+        "timestep_spacing": "trailing",
+    }
     s = ds.DiscreteSchedule.from_diffusers(cfg)
 
     def model(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:  # the exact v = √ᾱ·ε − √(1−ᾱ)·x̂_0
@@ -283,8 +348,14 @@ def test_zero_terminal_snr_matches_diffusers_ddim(mixture) -> None:
     x = x_T.clone()
     for t in ref.timesteps:
         x = ref.step(model(x, t.reshape(1)), t, x).prev_sample
-    ours = ds.sample(ds.CallableBackbone(model, prediction_type="v_prediction", schedule=s), sampler="ddim",
-                     steps=8, spacing="trailing", x_T=x_T, full_output=True)
+    ours = ds.sample(
+        ds.CallableBackbone(model, prediction_type="v_prediction", schedule=s),
+        sampler="ddim",
+        steps=8,
+        spacing="trailing",
+        x_T=x_T,
+        full_output=True,
+    )
     assert ours.grid[0].item() == 1.0 and ours.nfe == 8
     # diffusers keeps ᾱ in float32 (2⁻²⁴ relative), which eight steps carry into x at about 1e-6
     assert (ours.samples - x).abs().max().item() <= 1e-5 * x.abs().max().item()
@@ -297,8 +368,9 @@ def test_empirical_backbone_on_rectified_flow() -> None:
     x = ds.sample(e, sampler="dpm-solver++", steps=30, shape=(50, 2), seed=0, dtype=F64)
     nearest = torch.cdist(x, data).min(1).values
     assert nearest.max().item() < 1e-3
-    torch.testing.assert_close(e.denoised(torch.randn(4, 2, dtype=F64), torch.ones(4, dtype=F64), e.schedule),
-                               data.mean(0).expand(4, 2))
+    torch.testing.assert_close(
+        e.denoised(torch.randn(4, 2, dtype=F64), torch.ones(4, dtype=F64), e.schedule), data.mean(0).expand(4, 2)
+    )
 
 
 @pytest.mark.parametrize("name", ["ve", "rectified-flow"])
@@ -314,10 +386,28 @@ def test_bench_and_tune_grid_start_from_the_family_x_T(mixture, tmp_path, name: 
         seen.update(x=x, x_T=x_T)
         return 0.0, 0.0, {}
 
-    bench(mixture, samplers=["dpm-solver++"], steps=[8], metric=Metric("keep", keep), out=tmp_path, num_samples=16,
-          batch_size=16, shape=(2,), schedule=s, model_name="mixture", plots=False)
-    r = ds.sample(mixture, schedule=s, sampler="dpm-solver++", steps=8, shape=(16, 2),
-                  generator=ds.generators(0, 16), return_trajectory=True)
+    bench(
+        mixture,
+        samplers=["dpm-solver++"],
+        steps=[8],
+        metric=Metric("keep", keep),
+        out=tmp_path,
+        num_samples=16,
+        batch_size=16,
+        shape=(2,),
+        schedule=s,
+        model_name="mixture",
+        plots=False,
+    )
+    r = ds.sample(
+        mixture,
+        schedule=s,
+        sampler="dpm-solver++",
+        steps=8,
+        shape=(16, 2),
+        generator=ds.generators(0, 16),
+        return_trajectory=True,
+    )
     torch.testing.assert_close(seen["x_T"], r.trajectory[0].float())
     torch.testing.assert_close(seen["x"], r.samples.float())
     tuned = ds.tune_grid(mixture, sampler="ddim", nfe=5, schedule=s, batch=64, fine_steps=60)
@@ -331,22 +421,32 @@ FINE_STEPS = [126, 252, 504]
 def tight(request):
     """A tight reference on VE from t = 1, and on rectified flow from t = 0.999 (below zero SNR, where the
     first step is the sampler's own: from zero SNR sample()'s DDIM step bounds the global error at O(h²))."""
-    gm = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
-                            variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    gm = ds.GaussianMixture(
+        means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]],
+        weights=[0.5, 0.3, 0.2],
+        variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]],
+    )
     s = family(request.param)
     top = 1.0 if request.param == "ve" else 0.999
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64) * s.scale(top).item()
-    ref = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-12, atol=1e-12, grid=[top, s.t_min],
-                    x_T=x)
+    ref = ds.sample(gm, schedule=s, sampler="pf-ode", method="rk45", rtol=1e-12, atol=1e-12, grid=[top, s.t_min], x_T=x)
     return gm, s, x, ref, top
 
 
 @pytest.mark.slow  # 14 cases of up to 504 steps: 15 s on 2 cores
-@pytest.mark.parametrize("sampler,options,order", [
-    # DPM-Solver++(3M) is left out, as on VP: its first-order warm-up step bounds the global error at O(h²)
-    ("unipc", {"order": 2}, 3), ("unipc", {"order": 3, "corrector": False}, 3), ("deis", {"order": 3}, 3),
-    ("ipndm", {"order": 2}, 2), ("plms", {}, 2), ("lms", {"order": 2}, 2),
-    ("dpm-solver++-singlestep", {"order": 2}, 2)])
+@pytest.mark.parametrize(
+    "sampler,options,order",
+    [
+        # DPM-Solver++(3M) is left out, as on VP: its first-order warm-up step bounds the global error at O(h²)
+        ("unipc", {"order": 2}, 3),
+        ("unipc", {"order": 3, "corrector": False}, 3),
+        ("deis", {"order": 3}, 3),
+        ("ipndm", {"order": 2}, 2),
+        ("plms", {}, 2),
+        ("lms", {"order": 2}, 2),
+        ("dpm-solver++-singlestep", {"order": 2}, 2),
+    ],
+)
 def test_multistep_orders(tight, sampler: str, options: dict, order: int) -> None:
     """Higher orders reached at 126–504 steps (lower_order_final off, so that the last step keeps the order)."""
     gm, s, x, ref, top = tight

@@ -62,10 +62,16 @@ def on_both(backbone: DiffusersBackbone, models: list[torch.nn.Module] = (), **k
 # every sampler on a discrete schedule (a table indexed by time); in the slow set, on a continuous one too,
 # and every schedule with one sampler of each kind (first-order, multistep, stochastic)
 SLOW = pytest.mark.slow
-MATRIX = [(n, o, "linear") for n, o in CASES if o.get("method") != "rk45"] + \
-    [pytest.param(n, o, "cosine", marks=SLOW) for n, o in CASES if o.get("method") != "rk45"] + \
-    [pytest.param(n, o, s, marks=SLOW) for n, o in (("ddim", {}), ("unipc", {}), ("dpm-solver++-sde", {}))
-     for s in ds.SCHEDULES.names() if s not in ("linear", "cosine")]
+MATRIX = (
+    [(n, o, "linear") for n, o in CASES if o.get("method") != "rk45"]
+    + [pytest.param(n, o, "cosine", marks=SLOW) for n, o in CASES if o.get("method") != "rk45"]
+    + [
+        pytest.param(n, o, s, marks=SLOW)
+        for n, o in (("ddim", {}), ("unipc", {}), ("dpm-solver++-sde", {}))
+        for s in ds.SCHEDULES.names()
+        if s not in ("linear", "cosine")
+    ]
+)
 
 
 @pytest.mark.parametrize("name,options,schedule", MATRIX)
@@ -77,8 +83,13 @@ def test_every_sampler_and_schedule_stays_on_the_device(name: str, options: dict
 
 @SLOW
 def test_adaptive_pf_ode_stays_on_the_device() -> None:  # its step-size control: one schedule is enough
-    cpu, gpu = on_both(tiny_backbone("cosine"), sampler="pf-ode", method="rk45", steps=STEPS,
-                       cond={"class_labels": torch.tensor([0, 2])})
+    cpu, gpu = on_both(
+        tiny_backbone("cosine"),
+        sampler="pf-ode",
+        method="rk45",
+        steps=STEPS,
+        cond={"class_labels": torch.tensor([0, 2])},
+    )
     assert torch.equal(cpu, gpu)
 
 
@@ -86,8 +97,9 @@ def test_adaptive_pf_ode_stays_on_the_device() -> None:  # its step-size control
 def test_every_guidance_stays_on_the_device(name: str) -> None:
     from diffsampler.cli import _model_option
 
-    models = {option: _model_option(option, None, default) for option, default in
-              GUIDANCE.meta(name)["cli_models"].items()}
+    models = {
+        option: _model_option(option, None, default) for option, default in GUIDANCE.meta(name)["cli_models"].items()
+    }
     guidance = GUIDANCE.get(name)(**models)
     backbone = load_model("digits")
     nets = [getattr(m, "unet", m) for m in models.values()]
@@ -96,8 +108,9 @@ def test_every_guidance_stays_on_the_device(name: str) -> None:
     assert torch.equal(cpu, gpu)
 
 
-def test_bench_and_the_leaderboard_run_on_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     own_registries: None) -> None:
+def test_bench_and_the_leaderboard_run_on_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_registries: None
+) -> None:
     """Their cells on the device equal the CPU's; the diffusers samplers the leaderboard registers go after."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     import leaderboard
@@ -106,8 +119,17 @@ def test_bench_and_the_leaderboard_run_on_the_device(tmp_path: Path, monkeypatch
     backbone, schedule, sched = leaderboard.setting("digits-cond")
     metric = leaderboard.metric_of("digits-cond", backbone, schedule)
     samplers = ["dpm-solver++-sde", "unipc", "diffusers-dpm++2m", "diffusers-unipc"]
-    kwargs = dict(samplers=samplers, nfe=[3], metric=metric, num_samples=8, batch_size=4, schedule=schedule,
-                  model_name="digits-cond", cond=leaderboard.cond_of("digits-cond"), plots=False)
+    kwargs = dict(
+        samplers=samplers,
+        nfe=[3],
+        metric=metric,
+        num_samples=8,
+        batch_size=4,
+        schedule=schedule,
+        model_name="digits-cond",
+        cond=leaderboard.cond_of("digits-cond"),
+        plots=False,
+    )
     cpu = ds.bench.bench(backbone, out=tmp_path / "cpu", **kwargs)
     to_fake_cuda(backbone.unet)
     with FakeCuda():
@@ -123,8 +145,14 @@ def test_tune_grid_runs_on_the_device() -> None:
     from diffsampler.tuning import tune_grid
 
     backbone = tiny_backbone("linear")
-    kwargs = dict(sampler="dpm-solver++", nfe=4, batch=4, fine_steps=12, refine_batch=2,
-                  cond={"class_labels": torch.tensor([0, 1, 2, 0])})
+    kwargs = dict(
+        sampler="dpm-solver++",
+        nfe=4,
+        batch=4,
+        fine_steps=12,
+        refine_batch=2,
+        cond={"class_labels": torch.tensor([0, 1, 2, 0])},
+    )
     cpu = tune_grid(backbone, **kwargs)
     to_fake_cuda(backbone.unet)
     with FakeCuda():
@@ -134,8 +162,9 @@ def test_tune_grid_runs_on_the_device() -> None:
 
 @pytest.mark.slow  # the bundled model and its metric, twice, the device half under a Python-level mode
 @pytest.mark.parametrize("script", ["spacing_sweep", "grids"])
-def test_the_sweep_scripts_run_on_the_device(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             own_registries: None) -> None:
+def test_the_sweep_scripts_run_on_the_device(
+    script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_registries: None
+) -> None:
     """Their ``--device cuda`` cells run on the device, say so, and equal the CPU's."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     import leaderboard
@@ -153,6 +182,7 @@ def test_the_sweep_scripts_run_on_the_device(script: str, tmp_path: Path, monkey
             if device == "cuda":
                 to_fake_cuda(backbone.unet)
             return backbone, schedule, sched
+
         return setting
 
     rows = {}

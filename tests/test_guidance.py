@@ -24,8 +24,9 @@ def bayes_classifier(mixture: ds.GaussianMixture, schedule):
 
     def classify(x: torch.Tensor, t_model: torch.Tensor) -> torch.Tensor:
         t = schedule.index_to_t(t_model.double())
-        return mixture._posterior_terms(x.reshape(x.shape[0], -1).double(), schedule.alpha(t), schedule.std(t) ** 2,
-                                        None)[0]
+        return mixture._posterior_terms(
+            x.reshape(x.shape[0], -1).double(), schedule.alpha(t), schedule.std(t) ** 2, None
+        )[0]
 
     return classify
 
@@ -47,20 +48,21 @@ def setting(mixture):
 def test_cfg_scale_one_is_the_exact_conditional(setting) -> None:
     mixture, s, x, t, y = setting
     guided = CFG(scale=1.0)(_eps(mixture, s), s, mixture)
-    torch.testing.assert_close(guided(x, t, class_labels=y), mixture.eps(x, t, s, class_labels=y),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        guided(x, t, class_labels=y), mixture.eps(x, t, s, class_labels=y), rtol=1e-12, atol=1e-12
+    )
     unconditional = CFG(scale=0.0)(_eps(mixture, s), s, mixture)(x, t, class_labels=y)
     torch.testing.assert_close(unconditional, mixture.eps(x, t, s), rtol=1e-12, atol=1e-12)
     e_c, e_u = mixture.eps(x, t, s, class_labels=y), mixture.eps(x, t, s)
-    torch.testing.assert_close(CFG(scale=4.0)(_eps(mixture, s), s, mixture)(x, t, class_labels=y),
-                               e_u + 4.0 * (e_c - e_u))
+    torch.testing.assert_close(
+        CFG(scale=4.0)(_eps(mixture, s), s, mixture)(x, t, class_labels=y), e_u + 4.0 * (e_c - e_u)
+    )
 
 
 def test_classifier_guidance_with_bayes_classifier_is_the_exact_conditional(setting) -> None:
     mixture, s, x, t, y = setting
     guided = ClassifierGuidance(bayes_classifier(mixture, s), scale=1.0)(_eps(mixture, s), s, mixture)
-    torch.testing.assert_close(guided(x, t, class_labels=y), mixture.eps(x, t, s, class_labels=y),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(guided(x, t, class_labels=y), mixture.eps(x, t, s, class_labels=y), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("which", ["cfg", "classifier"])
@@ -70,24 +72,36 @@ def test_guided_samples_land_in_the_requested_component(mixture, which: str) -> 
     n = 600
     y = torch.arange(n) % 3
     guidance = CFG(scale=1.0) if which == "cfg" else ClassifierGuidance(bayes_classifier(mixture, s), scale=1.0)
-    x = ds.sample(mixture, schedule=s, sampler="ddim", steps=50, shape=(n, 2), dtype=F64,
-                  generator=torch.Generator().manual_seed(1), guidance=guidance, cond={"class_labels": y})
+    x = ds.sample(
+        mixture,
+        schedule=s,
+        sampler="ddim",
+        steps=50,
+        shape=(n, 2),
+        dtype=F64,
+        generator=torch.Generator().manual_seed(1),
+        guidance=guidance,
+        cond={"class_labels": y},
+    )
     rate = (mixture.posterior(x).argmax(1) == y).double().mean().item()
     draws, k = mixture.sample_data(20000, torch.Generator().manual_seed(2))
     expected = (mixture.posterior(draws).argmax(1) == k).double().mean().item()
     assert abs(rate - expected) < 3 * (expected * (1 - expected) / n) ** 0.5 + 2 / n, (rate, expected)
 
 
-CASES = {"cfg": lambda m, s: CFG(scale=2.0, rescale=0.5, interval=(0.2, 0.9)),
-         "classifier": lambda m, s: ClassifierGuidance(bayes_classifier(m, s), scale=2.0),
-         "compose": lambda m, s: Compose([CFG(scale=2.0), ClassifierGuidance(bayes_classifier(m, s), scale=0.5,
-                                                                             pass_labels=True)]),
-         "apg": lambda m, s: APG(scale=2.0, norm_threshold=1.0, momentum=-0.5),
-         "cfg-zero-star": lambda m, s: CFGZeroStar(scale=2.0, zero_init_steps=1),
-         "dynamic-thresholding": lambda m, s: Compose([CFG(scale=2.0), DynamicThresholding(0.9, max_value=3.0)]),
-         "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0),
-         "cfg-pp": lambda m, s: Compose([CFGPP(scale=0.8), DynamicThresholding(0.9, max_value=3.0)]),
-         "pag": lambda m, s: PAG(scale=2.0)}  # needs attention layers: tests/test_pag.py runs it with every sampler
+CASES = {
+    "cfg": lambda m, s: CFG(scale=2.0, rescale=0.5, interval=(0.2, 0.9)),
+    "classifier": lambda m, s: ClassifierGuidance(bayes_classifier(m, s), scale=2.0),
+    "compose": lambda m, s: Compose(
+        [CFG(scale=2.0), ClassifierGuidance(bayes_classifier(m, s), scale=0.5, pass_labels=True)]
+    ),
+    "apg": lambda m, s: APG(scale=2.0, norm_threshold=1.0, momentum=-0.5),
+    "cfg-zero-star": lambda m, s: CFGZeroStar(scale=2.0, zero_init_steps=1),
+    "dynamic-thresholding": lambda m, s: Compose([CFG(scale=2.0), DynamicThresholding(0.9, max_value=3.0)]),
+    "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0),
+    "cfg-pp": lambda m, s: Compose([CFGPP(scale=0.8), DynamicThresholding(0.9, max_value=3.0)]),
+    "pag": lambda m, s: PAG(scale=2.0),
+}  # needs attention layers: tests/test_pag.py runs it with every sampler
 DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding", "autoguidance", "cfg-pp"}
 
 
@@ -104,20 +118,47 @@ def test_cases_cover_every_guidance() -> None:
 @pytest.mark.parametrize("sampler", ds.SAMPLERS.names())
 def test_guidance_sampler_matrix(mixture, guidance: str, sampler: str) -> None:
     s = ds.SCHEDULES.get("linear")()
-    plain = ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
-                      cond={"class_labels": torch.tensor([0, 1, 2, 0])}, full_output=True)
+    plain = ds.sample(
+        mixture,
+        schedule=s,
+        sampler=sampler,
+        steps=8,
+        shape=(4, 2),
+        seed=0,
+        dtype=F64,
+        cond={"class_labels": torch.tensor([0, 1, 2, 0])},
+        full_output=True,
+    )
     if guidance == "pag":
         with pytest.raises(ValueError, match="pag needs a diffusers UNet with self-attention layers"):
             ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, guidance=PAG())
         return
     if guidance == "cfg-pp" and not ds.SAMPLERS.meta(sampler)["renoise"]:
         with pytest.raises(ValueError, match=re.escape(f"sampler '{sampler}' cannot re-noise with a second ε")):
-            ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
-                      guidance=CASES[guidance](mixture, s), cond={"class_labels": torch.tensor([0, 1, 2, 0])})
+            ds.sample(
+                mixture,
+                schedule=s,
+                sampler=sampler,
+                steps=8,
+                shape=(4, 2),
+                seed=0,
+                dtype=F64,
+                guidance=CASES[guidance](mixture, s),
+                cond={"class_labels": torch.tensor([0, 1, 2, 0])},
+            )
         return
-    r = ds.sample(mixture, schedule=s, sampler=sampler, steps=8, shape=(4, 2), seed=0, dtype=F64,
-                  guidance=CASES[guidance](mixture, s), cond={"class_labels": torch.tensor([0, 1, 2, 0])},
-                  full_output=True)
+    r = ds.sample(
+        mixture,
+        schedule=s,
+        sampler=sampler,
+        steps=8,
+        shape=(4, 2),
+        seed=0,
+        dtype=F64,
+        guidance=CASES[guidance](mixture, s),
+        cond={"class_labels": torch.tensor([0, 1, 2, 0])},
+        full_output=True,
+    )
     assert torch.isfinite(r.samples).all()
     per_step = 2 if guidance in DOUBLED else 1
     if guidance != "cfg":
@@ -128,8 +169,16 @@ def test_guidance_sampler_matrix(mixture, guidance: str, sampler: str) -> None:
 
 def test_cfg_counts_the_doubled_batch_and_the_interval(mixture) -> None:
     s = ds.SCHEDULES.get("linear")()
-    kw = dict(schedule=s, sampler="ddim", steps=10, spacing="trailing", shape=(3, 2), seed=0,
-              cond={"class_labels": 1}, full_output=True)
+    kw = dict(
+        schedule=s,
+        sampler="ddim",
+        steps=10,
+        spacing="trailing",
+        shape=(3, 2),
+        seed=0,
+        cond={"class_labels": 1},
+        full_output=True,
+    )
     assert ds.sample(mixture, guidance=CFG(scale=3.0), **kw).nfe == 20
     r = ds.sample(mixture, guidance=CFG(scale=3.0, interval=(0.25, 0.65)), **kw)
     assert r.nfe == 10 + 4 and r.calls == 10  # t ∈ {0.6, 0.5, 0.4, 0.3} lie in (0.25, 0.65]
@@ -138,8 +187,12 @@ def test_cfg_counts_the_doubled_batch_and_the_interval(mixture) -> None:
 def test_cfg_rescale(setting) -> None:
     mixture, s, x, t, y = setting
     x4 = x.reshape(6, 1, 1, 2).expand(6, 3, 1, 2).contiguous()
-    eps4 = lambda xx, tt, **c: mixture.eps(xx.reshape(-1, 2), tt.repeat_interleave(3), s,  # noqa: E731
-                                           **{k: v.repeat_interleave(3) for k, v in c.items()}).reshape(xx.shape)
+
+    def eps4(xx, tt, **c):
+        return mixture.eps(
+            xx.reshape(-1, 2), tt.repeat_interleave(3), s, **{k: v.repeat_interleave(3) for k, v in c.items()}
+        ).reshape(xx.shape)
+
     plain = CFG(scale=5.0)(eps4, s, mixture)(x4, t, class_labels=y)
     full = CFG(scale=5.0, rescale=1.0)(eps4, s, mixture)(x4, t, class_labels=y)
     cond = eps4(torch.cat([x4]), t, class_labels=y)
@@ -170,7 +223,8 @@ def test_guidance_errors(mixture) -> None:
     with pytest.raises(ValueError, match="interval must be"):
         CFG(interval=(0.8, 0.2))
     with pytest.raises(ValueError, match="cfg needs a null label"):
-        ds.sample(lambda x, t, **c: x * 0, schedule=s, steps=2, shape=(2, 2), seed=0, guidance=CFG(),
-                  cond={"class_labels": 1})
+        ds.sample(
+            lambda x, t, **c: x * 0, schedule=s, steps=2, shape=(2, 2), seed=0, guidance=CFG(), cond={"class_labels": 1}
+        )
     with pytest.raises(ValueError, match="compose needs at least one guidance"):
         Compose([])

@@ -73,8 +73,9 @@ def test_cfg_zero_star_is_diffusers_formula_and_zero_init_keeps_x0_at_zero(setti
     expected = e_u * star + 5.0 * (e_c - e_u * star)
     guided = CFGZeroStar(scale=5.0)(eps, s, mixture)
     torch.testing.assert_close(guided(x, t, class_labels=y), expected, rtol=1e-6, atol=1e-6)  # s* in float32 there
-    torch.testing.assert_close(CFGZeroStar(scale=1.0)(eps, s, mixture)(x, t, class_labels=y), e_c,
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        CFGZeroStar(scale=1.0)(eps, s, mixture)(x, t, class_labels=y), e_c, rtol=1e-12, atol=1e-12
+    )
     zero = CFGZeroStar(scale=5.0, zero_init_steps=1)(eps, s, mixture)
     first = zero(x, t, class_labels=y)
     torch.testing.assert_close(_x0(x, first, s, t), torch.zeros_like(x), rtol=0, atol=1e-12)
@@ -105,8 +106,16 @@ def test_autoguidance_interpolates_between_the_weak_and_the_full_model(setting) 
     weak = ds.GaussianMixture(means=mixture.means, weights=mixture.weights, variances=2 * mixture.variances)
     full, blurred = mixture.eps(x, t, s, class_labels=y), weak.eps(x, t, s, class_labels=y)
     for w in (0.0, 1.0, 2.5):
-        r = ds.sample(mixture, schedule=s, sampler="ddim", steps=4, x_T=x, cond={"class_labels": y},
-                      guidance=AutoGuidance(weak, scale=w), full_output=True)
+        r = ds.sample(
+            mixture,
+            schedule=s,
+            sampler="ddim",
+            steps=4,
+            x_T=x,
+            cond={"class_labels": y},
+            guidance=AutoGuidance(weak, scale=w),
+            full_output=True,
+        )
         assert r.nfe == 8  # the weak network counts
     calls = []
 
@@ -170,8 +179,17 @@ def cfgpp_run(mixture):
 
     def run(sampler, guidance=None, steps=8, spacing="trailing", **kw):
         cond = {"class_labels": y} if guidance is not None else {}
-        return ds.sample(mixture, schedule=s, sampler=sampler, steps=steps, spacing=spacing, x_T=x,
-                         guidance=guidance, cond=cond, **kw)
+        return ds.sample(
+            mixture,
+            schedule=s,
+            sampler=sampler,
+            steps=steps,
+            spacing=spacing,
+            x_T=x,
+            guidance=guidance,
+            cond=cond,
+            **kw,
+        )
 
     return mixture, s, x, y, run
 
@@ -187,8 +205,15 @@ def test_cfgpp_ddim_is_the_official_loop(cfgpp_run, clip) -> None:
     assert (got - cfg).abs().max() > 1e-3  # re-noising with ε_u is not CFG at the same scale
 
 
-@pytest.mark.parametrize("sampler,opts", [("euler", {}), ("euler-ancestral", {"eta": 0.0}),
-                                          ("dpm-solver++", {"order": 1}), ("unipc", {"order": 1, "corrector": False})])
+@pytest.mark.parametrize(
+    "sampler,opts",
+    [
+        ("euler", {}),
+        ("euler-ancestral", {"eta": 0.0}),
+        ("dpm-solver++", {"order": 1}),
+        ("unipc", {"order": 1, "corrector": False}),
+    ],
+)
 def test_cfgpp_first_order_steps_are_the_ddim_step(cfgpp_run, sampler: str, opts) -> None:
     mixture, s, x, y, run = cfgpp_run
     expected = _cfgpp_ddim_reference(mixture, s, time_grid("ddim", s, 8, "trailing"), x, y, 0.7)
@@ -199,12 +224,19 @@ def test_cfgpp_dpm_solver_2m_is_comfyui_dpmpp_2m_cfg_pp(cfgpp_run) -> None:
     mixture, s, x, y, run = cfgpp_run
     grid = time_grid("dpm-solver++", s, 8, "logsnr")
     expected = _cfgpp_2m_reference(mixture, s, grid, x, y, 0.6)
-    torch.testing.assert_close(run("dpm-solver++", CFGPP(scale=0.6), spacing="logsnr"), expected,
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(run("dpm-solver++", CFGPP(scale=0.6), spacing="logsnr"), expected, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("sampler,opts", [("ddim", {"eta": 0.5}), ("euler", {}), ("euler-ancestral", {}),
-                                          ("dpm-solver++", {"order": 3}), ("unipc", {"order": 3})])
+@pytest.mark.parametrize(
+    "sampler,opts",
+    [
+        ("ddim", {"eta": 0.5}),
+        ("euler", {}),
+        ("euler-ancestral", {}),
+        ("dpm-solver++", {"order": 3}),
+        ("unipc", {"order": 3}),
+    ],
+)
 def test_cfgpp_at_scale_zero_is_unconditional_sampling(cfgpp_run, sampler: str, opts) -> None:
     mixture, s, x, y, run = cfgpp_run
     plain = run(sampler, None, seed=None, generator=ds.generators(5, 64), **opts)
@@ -225,14 +257,17 @@ def test_cfgpp_composes_with_thresholding_only(cfgpp_run) -> None:
         run("ddim", Compose([CFGPP(scale=0.7), CFG(scale=2.0)]))
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda: AutoGuidance(object()), "weak must be a backbone"),
-    (lambda: APG(space="v"), "apg space must be x0 or eps, got 'v'"),
-    (lambda: APG(norm_threshold=-1.0), "apg norm_threshold must be ≥ 0"),
-    (lambda: CFGZeroStar(zero_init_steps=-1), "zero_init_steps must be an integer ≥ 0, got -1"),
-    (lambda: DynamicThresholding(percentile=0.0), "percentile must lie in \\(0, 1\\], got 0.0"),
-    (lambda: DynamicThresholding(max_value=0.5), "max_value must be ≥ 1, got 0.5"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: AutoGuidance(object()), "weak must be a backbone"),
+        (lambda: APG(space="v"), "apg space must be x0 or eps, got 'v'"),
+        (lambda: APG(norm_threshold=-1.0), "apg norm_threshold must be ≥ 0"),
+        (lambda: CFGZeroStar(zero_init_steps=-1), "zero_init_steps must be an integer ≥ 0, got -1"),
+        (lambda: DynamicThresholding(percentile=0.0), "percentile must lie in \\(0, 1\\], got 0.0"),
+        (lambda: DynamicThresholding(max_value=0.5), "max_value must be ≥ 1, got 0.5"),
+    ],
+)
 def test_bad_options_are_one_line_errors(make, message) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
         make()

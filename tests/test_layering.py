@@ -138,7 +138,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if n.startswith(m + ".") or m.startswith(n + "."):
                 continue  # a package and its own submodules
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         stack.pop()

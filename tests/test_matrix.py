@@ -14,23 +14,59 @@ def documented_nfe(key: str | tuple[str, str], n: int) -> int:
     """NFE as each sampler's docstring states it, for n steps on grids that end at t = 0
     (restart: + 2·restarts·restart_steps where the grid reaches below restart_max)."""
     two = {("pf-ode", "heun"), "heun", "dpm-solver++-2s", "restart"}
-    return 2 * n - 1 if key in two else 4 * n - 3 if key == ("pf-ode", "rk4") else \
-        n + 9 if key == "pndm" else n + 1 if key == "plms" else n
+    return (
+        2 * n - 1
+        if key in two
+        else 4 * n - 3
+        if key == ("pf-ode", "rk4")
+        else n + 9
+        if key == "pndm"
+        else n + 1
+        if key == "plms"
+        else n
+    )
 
 
 def zero_snr_start(schedule: str) -> bool:
     """sample() takes a grid's first step itself (one evaluation) where it starts at zero SNR."""
     return ds.SCHEDULES.get(schedule)().alpha_bar(1.0).item() == 0
-CASES = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {}), ("ddim", {"eta": 0.5}),
-         ("euler-maruyama", {}), ("pf-ode", {"method": "euler"}), ("pf-ode", {"method": "heun"}),
-         ("pf-ode", {"method": "rk4"}), ("pf-ode", {"method": "rk45"}), ("dpm-solver++", {}),
-         ("euler", {}), ("euler", {"s_churn": 1.0}), ("euler-ancestral", {}), ("heun", {}),
-         ("heun", {"s_churn": 1.0}), ("dpm-solver++-sde", {}), ("dpm-solver++-sde", {"order": 3}),
-         ("dpm-solver++", {"order": 3}), ("lms", {}), ("dpm-solver++-2s", {}),
-         ("dpm-solver++-2s", {"eta": 1.0}), ("unipc", {}), ("unipc", {"order": 3, "variant": "bh1"}),
-         ("unipc", {"corrector": False}), ("deis", {}), ("deis", {"order": 3}), ("ipndm", {}), ("pndm", {}),
-         ("plms", {}), ("dpm-solver++-singlestep", {}), ("dpm-solver++-singlestep", {"order": 3}), ("restart", {}),
-         ("restart", {"restarts": 2, "restart_steps": 3})]
+
+
+CASES = [
+    ("ddpm", {}),
+    ("ddpm", {"variance": "large"}),
+    ("ddim", {}),
+    ("ddim", {"eta": 0.5}),
+    ("euler-maruyama", {}),
+    ("pf-ode", {"method": "euler"}),
+    ("pf-ode", {"method": "heun"}),
+    ("pf-ode", {"method": "rk4"}),
+    ("pf-ode", {"method": "rk45"}),
+    ("dpm-solver++", {}),
+    ("euler", {}),
+    ("euler", {"s_churn": 1.0}),
+    ("euler-ancestral", {}),
+    ("heun", {}),
+    ("heun", {"s_churn": 1.0}),
+    ("dpm-solver++-sde", {}),
+    ("dpm-solver++-sde", {"order": 3}),
+    ("dpm-solver++", {"order": 3}),
+    ("lms", {}),
+    ("dpm-solver++-2s", {}),
+    ("dpm-solver++-2s", {"eta": 1.0}),
+    ("unipc", {}),
+    ("unipc", {"order": 3, "variant": "bh1"}),
+    ("unipc", {"corrector": False}),
+    ("deis", {}),
+    ("deis", {"order": 3}),
+    ("ipndm", {}),
+    ("pndm", {}),
+    ("plms", {}),
+    ("dpm-solver++-singlestep", {}),
+    ("dpm-solver++-singlestep", {"order": 3}),
+    ("restart", {}),
+    ("restart", {"restarts": 2, "restart_steps": 3}),
+]
 
 
 def _restart_nfe(schedule: str, options: dict) -> int:
@@ -48,8 +84,19 @@ def test_cases_cover_every_builtin_sampler() -> None:
 
 
 def _run(mixture, name, options, schedule, x_T=None, generator=None, seed=None, shape=(8, 2)):
-    return ds.sample(mixture, schedule=schedule, sampler=name, steps=STEPS, x_T=x_T, shape=None if x_T is not None
-                     else shape, seed=seed, generator=generator, dtype=torch.float64, full_output=True, **options)
+    return ds.sample(
+        mixture,
+        schedule=schedule,
+        sampler=name,
+        steps=STEPS,
+        x_T=x_T,
+        shape=None if x_T is not None else shape,
+        seed=seed,
+        generator=generator,
+        dtype=torch.float64,
+        full_output=True,
+        **options,
+    )
 
 
 @pytest.mark.parametrize("schedule", ds.SCHEDULES.names())
@@ -80,8 +127,16 @@ def test_sample_i_does_not_depend_on_batch(mixture, name: str, options: dict) ->
 
 def test_trajectory_and_callback(mixture) -> None:
     seen = []
-    r = ds.sample(mixture, schedule="linear", sampler="ddim", steps=5, shape=(3, 2), seed=0, return_trajectory=True,
-                  callback=seen.append)
+    r = ds.sample(
+        mixture,
+        schedule="linear",
+        sampler="ddim",
+        steps=5,
+        shape=(3, 2),
+        seed=0,
+        return_trajectory=True,
+        callback=seen.append,
+    )
     assert r.trajectory.shape == (6, 3, 2) and r.denoised.shape == (5, 3, 2)
     assert torch.equal(r.trajectory[-1], r.samples)
     assert [s["nfe"] for s in seen] == [1, 2, 3, 4, 5] and [s["i"] for s in seen] == list(range(5))
@@ -89,18 +144,34 @@ def test_trajectory_and_callback(mixture) -> None:
 
 
 def test_ddim_eta_one_is_respaced_ddpm(mixture) -> None:
-    a = ds.sample(mixture, schedule="cosine", sampler="ddim", eta=1.0, steps=25, shape=(16, 2), seed=2,
-                  dtype=torch.float64)
+    a = ds.sample(
+        mixture, schedule="cosine", sampler="ddim", eta=1.0, steps=25, shape=(16, 2), seed=2, dtype=torch.float64
+    )
     b = ds.sample(mixture, schedule="cosine", sampler="ddpm", steps=25, shape=(16, 2), seed=2, dtype=torch.float64)
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_clip_bounds_the_denoised_estimate(mixture) -> None:
     seen = []
-    ds.sample(mixture, schedule="linear", sampler="ddim", steps=10, shape=(64, 2), seed=0, clip=1.0,
-              callback=lambda s: seen.append(s["denoised"]))
+    ds.sample(
+        mixture,
+        schedule="linear",
+        sampler="ddim",
+        steps=10,
+        shape=(64, 2),
+        seed=0,
+        clip=1.0,
+        callback=lambda s: seen.append(s["denoised"]),
+    )
     assert max(d.abs().max().item() for d in seen) <= 1.0 + 1e-6
     free = []
-    ds.sample(mixture, schedule="linear", sampler="ddim", steps=10, shape=(64, 2), seed=0,
-              callback=lambda s: free.append(s["denoised"]))
+    ds.sample(
+        mixture,
+        schedule="linear",
+        sampler="ddim",
+        steps=10,
+        shape=(64, 2),
+        seed=0,
+        callback=lambda s: free.append(s["denoised"]),
+    )
     assert max(d.abs().max().item() for d in free) > 2.0

@@ -70,13 +70,26 @@ UNIPC_CASES = [(v, f) for v in ("bh1", "bh2") for f in ("zero", "sigma_min") if 
 @pytest.mark.parametrize("corrector", [True, False])
 def test_unipc_matches_diffusers(tanh_eps, sched, variant: str, order: int, corrector: bool, final: str) -> None:
     steps = 10
-    ref = UniPCMultistepScheduler(beta_schedule="linear", solver_order=order, solver_type=variant,
-                                  final_sigmas_type=final, disable_corrector=[] if corrector else list(range(steps)))
+    ref = UniPCMultistepScheduler(
+        beta_schedule="linear",
+        solver_order=order,
+        solver_type=variant,
+        final_sigmas_type=final,
+        disable_corrector=[] if corrector else list(range(steps)),
+    )
     ref.set_timesteps(steps)
     end_sigma, end_t = (0.0, 0.0) if final == "zero" else (_sigmas(sched, torch.zeros(1), 0)[0].item(), sched.t_min)
     ref.sigmas = _sigmas(sched, ref.timesteps, end_sigma)
-    ours = ds.sample(tanh_eps, schedule=sched, sampler="unipc", grid=_grid(sched, ref.timesteps, end_t), x_T=_x_T(),
-                     order=order, variant=variant, corrector=corrector)
+    ours = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="unipc",
+        grid=_grid(sched, ref.timesteps, end_t),
+        x_T=_x_T(),
+        order=order,
+        variant=variant,
+        corrector=corrector,
+    )
     _close(ours, _run(ref, tanh_eps))
 
 
@@ -85,15 +98,24 @@ def test_unipc_bh1_into_zero(tanh_eps, sched, order: int) -> None:
     """diffusers' bh1 takes B(h) = −h = −∞ on a step into σ = 0 and returns NaN; there unipc agrees with it
     up to the last step, and the last step (first order under lower_order_final) returns x̂_0."""
     steps = 10
-    ref = UniPCMultistepScheduler(beta_schedule="linear", solver_order=order, solver_type="bh1",
-                                  final_sigmas_type="zero")
+    ref = UniPCMultistepScheduler(
+        beta_schedule="linear", solver_order=order, solver_type="bh1", final_sigmas_type="zero"
+    )
     ref.set_timesteps(steps)
     ref.sigmas = _sigmas(sched, ref.timesteps, 0.0)
     x = _x_T()
     for t in ref.timesteps[:-1]:
         x = ref.step(tanh_eps(x, t), t, x).prev_sample
-    out = ds.sample(tanh_eps, schedule=sched, sampler="unipc", grid=_grid(sched, ref.timesteps, 0.0), x_T=_x_T(),
-                    order=order, variant="bh1", return_trajectory=True)
+    out = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="unipc",
+        grid=_grid(sched, ref.timesteps, 0.0),
+        x_T=_x_T(),
+        order=order,
+        variant="bh1",
+        return_trajectory=True,
+    )
     _close(out.trajectory[-2], x)
     torch.testing.assert_close(out.samples, out.denoised[-1], rtol=0, atol=0)
 
@@ -105,8 +127,9 @@ def test_deis_matches_diffusers(tanh_eps, sched, order: int, steps: int) -> None
     ref = DEISMultistepScheduler(beta_schedule="linear", solver_order=order)
     ref.set_timesteps(steps)
     ref.sigmas = _sigmas(sched, ref.timesteps, _sigmas(sched, torch.zeros(1), 0)[0].item())
-    ours = ds.sample(tanh_eps, schedule=sched, sampler="deis", grid=_grid(sched, ref.timesteps, sched.t_min),
-                     x_T=_x_T(), order=order)
+    ours = ds.sample(
+        tanh_eps, schedule=sched, sampler="deis", grid=_grid(sched, ref.timesteps, sched.t_min), x_T=_x_T(), order=order
+    )
     _close(ours, _run(ref, tanh_eps))
 
 
@@ -118,27 +141,43 @@ def test_pndm_and_plms_match_diffusers(tanh_eps, sched, name: str, skip_prk: boo
     ref.alphas_cumprod = sched.alphas_cumprod.clone()
     ref.final_alpha_cumprod = torch.tensor(1.0, dtype=F64)
     ref.set_timesteps(steps)
-    out = ds.sample(tanh_eps, schedule=sched, sampler=name, steps=steps, spacing="leading", x_T=_x_T(),
-                    full_output=True)
+    out = ds.sample(
+        tanh_eps, schedule=sched, sampler=name, steps=steps, spacing="leading", x_T=_x_T(), full_output=True
+    )
     _close(out.samples, _run(ref, tanh_eps))
     assert out.nfe == len(ref.timesteps) == (steps + 1 if name == "plms" else steps + 9)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("solver_type", ["midpoint", "heun"])
-@pytest.mark.parametrize("final,steps,lower_order_final", [("zero", 9, True), ("zero", 10, True),
-                                                            ("zero", 11, True), ("sigma_min", 10, True),
-                                                            ("sigma_min", 12, False)])
-def test_singlestep_matches_diffusers(tanh_eps, sched, order: int, solver_type: str, final: str, steps: int,
-                                      lower_order_final: bool) -> None:
-    ref = DPMSolverSinglestepScheduler(beta_schedule="linear", solver_order=order, solver_type=solver_type,
-                                       final_sigmas_type=final, lower_order_final=lower_order_final)
+@pytest.mark.parametrize(
+    "final,steps,lower_order_final",
+    [("zero", 9, True), ("zero", 10, True), ("zero", 11, True), ("sigma_min", 10, True), ("sigma_min", 12, False)],
+)
+def test_singlestep_matches_diffusers(
+    tanh_eps, sched, order: int, solver_type: str, final: str, steps: int, lower_order_final: bool
+) -> None:
+    ref = DPMSolverSinglestepScheduler(
+        beta_schedule="linear",
+        solver_order=order,
+        solver_type=solver_type,
+        final_sigmas_type=final,
+        lower_order_final=lower_order_final,
+    )
     ref.set_timesteps(steps)
     end_sigma, end_t = (0.0, 0.0) if final == "zero" else (_sigmas(sched, torch.zeros(1), 0)[0].item(), sched.t_min)
     ref.sigmas = _sigmas(sched, ref.timesteps, end_sigma)
-    out = ds.sample(tanh_eps, schedule=sched, sampler="dpm-solver++-singlestep",
-                    grid=_grid(sched, ref.timesteps, end_t), x_T=_x_T(), order=order, solver_type=solver_type,
-                    lower_order_final=lower_order_final, full_output=True)
+    out = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="dpm-solver++-singlestep",
+        grid=_grid(sched, ref.timesteps, end_t),
+        x_T=_x_T(),
+        order=order,
+        solver_type=solver_type,
+        lower_order_final=lower_order_final,
+        full_output=True,
+    )
     _close(out.samples, _run(ref, tanh_eps))
     assert out.nfe == steps
 
@@ -166,15 +205,28 @@ def test_sde_dpm_solver_pp_matches_diffusers(tanh_eps, sched, monkeypatch, order
     if order == 3:
         _diffusers_third_order_sde_fixed(monkeypatch)
     steps = 20
-    ref = DPMSolverMultistepScheduler(beta_schedule="linear", algorithm_type="sde-dpmsolver++", solver_order=order,
-                                      solver_type=solver_type, final_sigmas_type="zero")
+    ref = DPMSolverMultistepScheduler(
+        beta_schedule="linear",
+        algorithm_type="sde-dpmsolver++",
+        solver_order=order,
+        solver_type=solver_type,
+        final_sigmas_type="zero",
+    )
     ref.set_timesteps(steps)
     ref.sigmas = _sigmas(sched, ref.timesteps, 0.0)
     g = torch.Generator().manual_seed(3)
     noises = [torch.randn(B, D, generator=g, dtype=F64) for _ in range(steps)]
     drawn = iter(noises)
-    ours = ds.sample(tanh_eps, schedule=sched, sampler="dpm-solver++-sde", grid=_grid(sched, ref.timesteps, 0.0),
-                     x_T=_x_T(), order=order, solver_type=solver_type, noise_sampler=lambda like: next(drawn))
+    ours = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="dpm-solver++-sde",
+        grid=_grid(sched, ref.timesteps, 0.0),
+        x_T=_x_T(),
+        order=order,
+        solver_type=solver_type,
+        noise_sampler=lambda like: next(drawn),
+    )
     _close(ours, _run(ref, tanh_eps, noises))
     assert math.isfinite(ours.abs().max().item())
 
@@ -196,21 +248,39 @@ def test_restart_follows_the_paper(tanh_eps, sched) -> None:
     y = x * math.sqrt(1 + sig[j] ** 2) + math.sqrt(2.0**2 - sig[j] ** 2) * z
     rho_grid = [(2.0 ** (1 / 7) + k / 2 * (sig[j] ** (1 / 7) - 2.0 ** (1 / 7))) ** 7 for k in range(3)]
     up = sched.t_from_sigma(torch.tensor(rho_grid, dtype=F64))
-    x = ds.sample(tanh_eps, schedule=sched, sampler="heun", grid=torch.cat([up[:-1], grid[j:j + 1]]),
-                  x_T=y / math.sqrt(1 + 2.0**2))
+    x = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="heun",
+        grid=torch.cat([up[:-1], grid[j : j + 1]]),
+        x_T=y / math.sqrt(1 + 2.0**2),
+    )
     expected = ds.sample(tanh_eps, schedule=sched, sampler="heun", grid=grid[j:], x_T=x)
-    out = ds.sample(tanh_eps, schedule=sched, sampler="restart", grid=grid, x_T=_x_T(), noise_sampler=lambda like: z,
-                    full_output=True)
+    out = ds.sample(
+        tanh_eps,
+        schedule=sched,
+        sampler="restart",
+        grid=grid,
+        x_T=_x_T(),
+        noise_sampler=lambda like: z,
+        full_output=True,
+    )
     _close(out.samples, expected)
     assert out.nfe == 2 * steps - 1 + 4
 
 
-@pytest.mark.parametrize("name,options,message", [
-    ("unipc", {"order": 4}, "order must be 1, 2 or 3, got 4"), ("unipc", {"variant": "bh3"}, "variant must be"),
-    ("deis", {"order": 0}, "order must be 1, 2 or 3, got 0"), ("ipndm", {"order": 5}, "order must be 1, 2, 3 or 4"),
-    ("dpm-solver++-singlestep", {"solver_type": "rk"}, "solver_type must be"),
-    ("restart", {"restart_min": 3.0}, "need 0 < restart_min < restart_max"),
-    ("restart", {"restart_steps": 0}, "restart_steps ≥ 1")])
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("unipc", {"order": 4}, "order must be 1, 2 or 3, got 4"),
+        ("unipc", {"variant": "bh3"}, "variant must be"),
+        ("deis", {"order": 0}, "order must be 1, 2 or 3, got 0"),
+        ("ipndm", {"order": 5}, "order must be 1, 2, 3 or 4"),
+        ("dpm-solver++-singlestep", {"solver_type": "rk"}, "solver_type must be"),
+        ("restart", {"restart_min": 3.0}, "need 0 < restart_min < restart_max"),
+        ("restart", {"restart_steps": 0}, "restart_steps ≥ 1"),
+    ],
+)
 def test_bad_options(tanh_eps, sched, name: str, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ds.sample(tanh_eps, schedule=sched, sampler=name, steps=5, x_T=_x_T(), **options)

@@ -67,15 +67,29 @@ def test_no_tracked_file_is_ignored() -> None:
     """Files that .gitignore names (bench folders' .lock files) are not in the repository."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    tracked = subprocess.run(["git", "ls-files", "-ci", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "-ci", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert tracked == []
 
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_typing_marker_and_the_models_but_no_test_helpers(tmp_path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+    )
     (wheel,) = tmp_path.glob("diffsampler-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "diffsampler/py.typed" in names

@@ -20,18 +20,42 @@ F64 = torch.float64
 
 def pixel_unet() -> UNet2DModel:
     torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4, attention_head_dim=4, num_class_embeds=4).eval().double()
+    return (
+        UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+            attention_head_dim=4,
+            num_class_embeds=4,
+        )
+        .eval()
+        .double()
+    )
 
 
 def text_unet() -> UNet2DConditionModel:
     torch.manual_seed(0)
-    return UNet2DConditionModel(sample_size=8, in_channels=2, out_channels=2, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
-                                cross_attention_dim=6, attention_head_dim=2).eval().double()
+    return (
+        UNet2DConditionModel(
+            sample_size=8,
+            in_channels=2,
+            out_channels=2,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            norm_num_groups=4,
+            cross_attention_dim=6,
+            attention_head_dim=2,
+        )
+        .eval()
+        .double()
+    )
 
 
 def _with_diffusers_processor(unet, layers, processor, *args, **kw):
@@ -59,8 +83,10 @@ def test_identity_attention_is_diffusers_pag_processor_pixel_unet(layers) -> Non
     plain = unet(x, t, class_labels=y).sample
     torch.testing.assert_close(got[:3], plain[:3], rtol=1e-12, atol=1e-12)
     assert (got[3:] - plain[3:]).abs().max() > 1e-4  # the perturbation changes the prediction
-    assert all(not isinstance(m.processor, type(None)) and type(m.processor).__name__ != "_Perturbed"
-               for m in self_attention_layers(unet, layers))  # restored
+    assert all(
+        not isinstance(m.processor, type(None)) and type(m.processor).__name__ != "_Perturbed"
+        for m in self_attention_layers(unet, layers)
+    )  # restored
 
 
 def test_identity_attention_skips_cross_attention_in_text_unets() -> None:
@@ -70,8 +96,9 @@ def test_identity_attention_skips_cross_attention_in_text_unets() -> None:
     x = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(2), dtype=F64)
     text = torch.randn(4, 5, 6, generator=torch.Generator().manual_seed(3), dtype=F64)
     t = torch.tensor([50, 300, 600, 900])
-    expected = _with_diffusers_processor(unet, ("down_blocks.0", "up_blocks.1"), PAGIdentitySelfAttnProcessor2_0(),
-                                         x, t, encoder_hidden_states=text)
+    expected = _with_diffusers_processor(
+        unet, ("down_blocks.0", "up_blocks.1"), PAGIdentitySelfAttnProcessor2_0(), x, t, encoder_hidden_states=text
+    )
     with perturbed(layers, 2):
         got = unet(x, t, encoder_hidden_states=text).sample
     torch.testing.assert_close(got[2:], expected[2:], rtol=1e-12, atol=1e-12)
@@ -92,12 +119,24 @@ def test_pag_is_the_pag_pipelines_guidance(cfg_scale: float) -> None:
     bb.eps(x, t, s, class_labels=y)
     hook.remove()
     if cfg_scale == 1:
-        pred = _with_diffusers_processor(unet, ("mid",), PAGIdentitySelfAttnProcessor2_0(), torch.cat([x, x]),
-                                         torch.cat([seen["t"]] * 2), class_labels=torch.cat([y, y]))
+        pred = _with_diffusers_processor(
+            unet,
+            ("mid",),
+            PAGIdentitySelfAttnProcessor2_0(),
+            torch.cat([x, x]),
+            torch.cat([seen["t"]] * 2),
+            class_labels=torch.cat([y, y]),
+        )
     else:
         null = torch.full_like(y, 3)
-        pred = _with_diffusers_processor(unet, ("mid",), PAGCFGIdentitySelfAttnProcessor2_0(), torch.cat([x, x, x]),
-                                         torch.cat([seen["t"]] * 3), class_labels=torch.cat([null, y, y]))
+        pred = _with_diffusers_processor(
+            unet,
+            ("mid",),
+            PAGCFGIdentitySelfAttnProcessor2_0(),
+            torch.cat([x, x, x]),
+            torch.cat([seen["t"]] * 3),
+            class_labels=torch.cat([null, y, y]),
+        )
     pipe = SimpleNamespace(_get_pag_scale=lambda t: 2.0)
     expected = PAGMixin._apply_perturbed_attention_guidance(pipe, pred, cfg_scale != 1, cfg_scale, None)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
@@ -120,11 +159,14 @@ def test_pag_runs_with_every_sampler_and_counts_its_evaluations(sampler: str) ->
 
 def test_pag_errors(mixture) -> None:
     bb = DiffusersBackbone(pixel_unet(), null_class_label=3)
-    with pytest.raises(ValueError, match="pag layer 'nowhere' matches no self-attention layer; the model has: "
-                                         "down_blocks.1.attentions.0"):
+    with pytest.raises(
+        ValueError,
+        match="pag layer 'nowhere' matches no self-attention layer; the model has: down_blocks.1.attentions.0",
+    ):
         ds.sample(bb, schedule="linear", steps=2, shape=(1, 1, 8, 8), seed=0, guidance=PAG(layers="nowhere"))
-    with pytest.raises(ValueError, match="pag needs a diffusers UNet with self-attention layers; the model is "
-                                         "GaussianMixture"):
+    with pytest.raises(
+        ValueError, match="pag needs a diffusers UNet with self-attention layers; the model is GaussianMixture"
+    ):
         ds.sample(mixture, schedule="linear", steps=2, shape=(1, 2), seed=0, guidance=PAG())
     with pytest.raises(ValueError, match="pag scale must be a finite number ≥ 0, got -1"):
         PAG(scale=-1)

@@ -16,23 +16,33 @@ import diffsampler as ds
 N = 6000
 
 
-@pytest.mark.parametrize("sampler,options", [("ddpm", {"steps": 1000}), ("euler-maruyama", {"steps": 1000}),
-                                             ("pf-ode", {"method": "rk45", "rtol": 1e-5, "atol": 1e-5}),
-                                             ("ddim", {"steps": 100}), ("dpm-solver++", {"steps": 25}),
-                                             ("euler-ancestral", {"steps": 500}), ("heun", {"steps": 50}),
-                                             ("heun", {"steps": 200, "s_churn": 10.0}),
-                                             ("dpm-solver++-sde", {"steps": 200}),
-                                             ("dpm-solver++-sde", {"steps": 200, "order": 3}),
-                                             ("dpm-solver++-2s", {"steps": 200, "eta": 1.0}),
-                                             ("restart", {"steps": 30, "restarts": 2, "restart_steps": 5,
-                                                          "restart_max": 1.0}),
-                                             ("unipc", {"steps": 25}), ("deis", {"steps": 25}),
-                                             ("ipndm", {"steps": 25}), ("plms", {"steps": 25}),
-                                             ("dpm-solver++-singlestep", {"steps": 80})])
+@pytest.mark.parametrize(
+    "sampler,options",
+    [
+        ("ddpm", {"steps": 1000}),
+        ("euler-maruyama", {"steps": 1000}),
+        ("pf-ode", {"method": "rk45", "rtol": 1e-5, "atol": 1e-5}),
+        ("ddim", {"steps": 100}),
+        ("dpm-solver++", {"steps": 25}),
+        ("euler-ancestral", {"steps": 500}),
+        ("heun", {"steps": 50}),
+        ("heun", {"steps": 200, "s_churn": 10.0}),
+        ("dpm-solver++-sde", {"steps": 200}),
+        ("dpm-solver++-sde", {"steps": 200, "order": 3}),
+        ("dpm-solver++-2s", {"steps": 200, "eta": 1.0}),
+        ("restart", {"steps": 30, "restarts": 2, "restart_steps": 5, "restart_max": 1.0}),
+        ("unipc", {"steps": 25}),
+        ("deis", {"steps": 25}),
+        ("ipndm", {"steps": 25}),
+        ("plms", {"steps": 25}),
+        ("dpm-solver++-singlestep", {"steps": 80}),
+    ],
+)
 def test_mixture_statistics(mixture, sampler: str, options: dict) -> None:
     gen = torch.Generator().manual_seed(3)  # one stream for the batch: per-sample streams are slow for 6000 tiny rows
-    x = ds.sample(mixture, schedule="linear", sampler=sampler, shape=(N, 2), generator=gen, dtype=torch.float64,
-                  **options)
+    x = ds.sample(
+        mixture, schedule="linear", sampler=sampler, shape=(N, 2), generator=gen, dtype=torch.float64, **options
+    )
     assert_mixture(mixture, x)
 
 
@@ -55,8 +65,15 @@ def assert_mixture(mixture: ds.GaussianMixture, x: torch.Tensor) -> None:
 
 def test_tolerance_catches_a_wrong_sampler(mixture) -> None:
     """The statistics above reject samples from a mis-specified schedule (a check that can fail)."""
-    wrong = ds.sample(mixture, schedule="linear", sampler="ddim", steps=3, shape=(N, 2),
-                      generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    wrong = ds.sample(
+        mixture,
+        schedule="linear",
+        sampler="ddim",
+        steps=3,
+        shape=(N, 2),
+        generator=torch.Generator().manual_seed(3),
+        dtype=torch.float64,
+    )
     label = mixture.posterior(wrong).argmax(1)
     var = torch.stack([wrong[label == k].var(0) for k in range(3)])
     assert torch.any((var - mixture.variances).abs() > 5 * mixture.variances * (2 / (N / 5)) ** 0.5)

@@ -14,8 +14,13 @@ from diffsampler.cli import app
 README = Path(__file__).parents[1] / "README.md"
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README.read_text(), flags=re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
-COMMANDS = [ln.split("  #")[0].strip() for lang, code in BLOCKS if lang == "bash"
-            for ln in code.replace("\\\n", " ").splitlines() if ln.startswith("diffsampler ")]
+COMMANDS = [
+    ln.split("  #")[0].strip()
+    for lang, code in BLOCKS
+    if lang == "bash"
+    for ln in code.replace("\\\n", " ").splitlines()
+    if ln.startswith("diffsampler ")
+]
 
 
 def test_the_readme_has_code() -> None:

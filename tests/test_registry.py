@@ -49,10 +49,8 @@ def test_plugin_sampler_is_listed_lazily_and_samples(plugin_on_path, mixture) ->
     x_T = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ours = ds.sample(mixture, schedule="linear", sampler="demo-euler", steps=12, x_T=x_T, full_output=True)
     assert ours.nfe == 12 and ds.SAMPLERS.get("demo-euler").__module__ == "ds_plugin_demo"
-    ref = ds.sample(mixture, schedule="linear", sampler="pf-ode", method="euler", steps=12, spacing="trailing",
-                    x_T=x_T)
-    plugin_default = ds.sample(mixture, schedule="linear", sampler="demo-euler", steps=12, spacing="trailing",
-                               x_T=x_T)
+    ref = ds.sample(mixture, schedule="linear", sampler="pf-ode", method="euler", steps=12, spacing="trailing", x_T=x_T)
+    plugin_default = ds.sample(mixture, schedule="linear", sampler="demo-euler", steps=12, spacing="trailing", x_T=x_T)
     torch.testing.assert_close(plugin_default, ref)
     with pytest.raises(TypeError, match="unknown option 'eta' for sampler 'demo-euler'; accepted: scale"):
         ds.sample(mixture, schedule="linear", sampler="demo-euler", steps=3, x_T=x_T, eta=0.1)
@@ -96,10 +94,16 @@ def test_register_collisions_and_replace() -> None:
     assert reg.describe("b") == "Makes a b."  # RST markup is not shown in listings
 
 
-@pytest.mark.parametrize("name,obj,message", [
-    (123, int, "name must be a non-empty string"), ("", int, "name must be a non-empty string"),
-    (" x", int, "without surrounding spaces"), ("x", 3, "widget 'x' must be callable"),
-    ("x", "text", "widget 'x' must be callable")])
+@pytest.mark.parametrize(
+    "name,obj,message",
+    [
+        (123, int, "name must be a non-empty string"),
+        ("", int, "name must be a non-empty string"),
+        (" x", int, "without surrounding spaces"),
+        ("x", 3, "widget 'x' must be callable"),
+        ("x", "text", "widget 'x' must be callable"),
+    ],
+)
 def test_register_refuses_bad_names_and_objects(name, obj, message) -> None:
     reg: Registry[type] = Registry("widget", "widgets")
     with pytest.raises((TypeError, ValueError), match=message):

@@ -23,13 +23,17 @@ def _floor(mixture: ds.GaussianMixture) -> float:
 
 @pytest.fixture(scope="module")
 def errors() -> dict:
-    mixture = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
-                                 variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    mixture = ds.GaussianMixture(
+        means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]],
+        weights=[0.5, 0.3, 0.2],
+        variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]],
+    )
     s = ds.SCHEDULES.get("linear")()
 
     def run(steps: int, **options) -> float:
-        x = ds.sample(mixture, schedule=s, sampler="restart", steps=steps, shape=(N, 2), seed=0, dtype=torch.float64,
-                      **options)
+        x = ds.sample(
+            mixture, schedule=s, sampler="restart", steps=steps, shape=(N, 2), seed=0, dtype=torch.float64, **options
+        )
         return _mean_error(mixture, x)
 
     return {"default": [run(n) for n in (25, 100, 400)], "fixed": run(400, restart_steps=2), "floor": _floor(mixture)}

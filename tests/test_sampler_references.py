@@ -22,8 +22,11 @@ B, STEPS = 6, 12
 
 @pytest.fixture(scope="module")
 def setting():
-    gm = ds.GaussianMixture(means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]], weights=[0.5, 0.3, 0.2],
-                            variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]])
+    gm = ds.GaussianMixture(
+        means=[[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]],
+        weights=[0.5, 0.3, 0.2],
+        variances=[[0.3, 0.5], [0.4, 0.2], [0.25, 0.25]],
+    )
     sched = ds.SCHEDULES.get("linear")()
     x_T = torch.randn(B, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     return gm, sched, x_T
@@ -31,10 +34,12 @@ def setting():
 
 def _denoiser(gm, sched):
     """k-diffusion's model(y, σ·1) = x̂_0 for y = x/√ᾱ: the conversion every EDM-style wrapper makes."""
+
     def model(y, sigma):
         s = float(sigma.reshape(-1)[0])
         t = sched.t_from_sigma(s).clamp(0, 1).expand(y.shape[0])
         return y - s * gm.eps(y / math.sqrt(1 + s * s), t, sched)
+
     return model
 
 
@@ -48,17 +53,22 @@ def _close(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-10) -> None:
     assert (ours - ref).abs().max().item() <= rel * max(scale, 1.0), (ours - ref).abs().max()
 
 
-CASES = [("euler", "sample_euler", {}), ("euler", "sample_euler", {"s_churn": 2.0, "s_noise": 1.003}),
-         ("euler-ancestral", "sample_euler_ancestral", {}),
-         ("euler-ancestral", "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}),
-         ("heun", "sample_heun", {}), ("heun", "sample_heun", {"s_churn": 4.0, "s_tmin": 0.05, "s_tmax": 10.0}),
-         ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {}),
-         ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {"eta": 0.5, "s_noise": 0.9, "solver_type": "heun"}),
-         ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3}),
-         ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3, "eta": 0.0}),
-         ("lms", "sample_lms", {}), ("lms", "sample_lms", {"order": 2}),
-         ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}),
-         ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 1.0, "s_noise": 0.95})]
+CASES = [
+    ("euler", "sample_euler", {}),
+    ("euler", "sample_euler", {"s_churn": 2.0, "s_noise": 1.003}),
+    ("euler-ancestral", "sample_euler_ancestral", {}),
+    ("euler-ancestral", "sample_euler_ancestral", {"eta": 0.5, "s_noise": 0.9}),
+    ("heun", "sample_heun", {}),
+    ("heun", "sample_heun", {"s_churn": 4.0, "s_tmin": 0.05, "s_tmax": 10.0}),
+    ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {}),
+    ("dpm-solver++-sde", "sample_dpmpp_2m_sde", {"eta": 0.5, "s_noise": 0.9, "solver_type": "heun"}),
+    ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3}),
+    ("dpm-solver++-sde", "sample_dpmpp_3m_sde", {"order": 3, "eta": 0.0}),
+    ("lms", "sample_lms", {}),
+    ("lms", "sample_lms", {"order": 2}),
+    ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}),
+    ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 1.0, "s_noise": 0.95}),
+]
 
 
 @pytest.mark.parametrize("name,k_name,options", CASES)
@@ -74,12 +84,21 @@ def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, opt
     if name == "dpm-solver++-sde":  # k-diffusion names the order in the function (2m, 3m), and would draw
         k_options.pop("order", None)  # its noise from a Brownian tree: the same noise is injected instead
         k_options["noise_sampler"] = lambda sigma, sigma_next: next(feed)
-    ref = getattr(k_sampling, k_name)(_denoiser(gm, sched), x_T * math.sqrt(1 + sigmas[0].item() ** 2), sigmas,
-                                      disable=True, **k_options)
+    ref = getattr(k_sampling, k_name)(
+        _denoiser(gm, sched), x_T * math.sqrt(1 + sigmas[0].item() ** 2), sigmas, disable=True, **k_options
+    )
     monkeypatch.undo()
     drawn = iter(noises)
-    ours = ds.sample(gm, schedule=sched, sampler=name, grid=grid, x_T=x_T, noise_sampler=lambda like: next(drawn),
-                     full_output=True, **options)
+    ours = ds.sample(
+        gm,
+        schedule=sched,
+        sampler=name,
+        grid=grid,
+        x_T=x_T,
+        noise_sampler=lambda like: next(drawn),
+        full_output=True,
+        **options,
+    )
     _close(ours.samples, ref)
     assert ours.nfe == (2 * STEPS - 1 if name in ("heun", "dpm-solver++-2s") else STEPS)
 
@@ -128,8 +147,9 @@ def test_matches_diffusers_euler_schedulers(setting, monkeypatch, spacing, name)
     gm, sched, x_T = setting
     cls, module = (EulerDiscreteScheduler, eu) if name == "euler" else (EulerAncestralDiscreteScheduler, ea)
     noises = _noises(STEPS)
-    ref, starts = _diffusers_loop(cls(beta_schedule="linear", timestep_spacing=spacing), gm, sched, x_T, noises,
-                                  module, monkeypatch)
+    ref, starts = _diffusers_loop(
+        cls(beta_schedule="linear", timestep_spacing=spacing), gm, sched, x_T, noises, module, monkeypatch
+    )
     grid = torch.cat([starts, torch.zeros(1, dtype=F64)])
     drawn = iter(noises)
     ours = ds.sample(gm, schedule=sched, sampler=name, grid=grid, x_T=x_T, noise_sampler=lambda like: next(drawn))
@@ -164,8 +184,9 @@ def test_euler_without_churn_is_ddim(setting) -> None:
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("options,message", [({"s_churn": -1.0}, "need s_churn ≥ 0"),
-                                             ({"s_tmin": 2.0, "s_tmax": 1.0}, "s_tmin ≤ s_tmax")])
+@pytest.mark.parametrize(
+    "options,message", [({"s_churn": -1.0}, "need s_churn ≥ 0"), ({"s_tmin": 2.0, "s_tmax": 1.0}, "s_tmin ≤ s_tmax")]
+)
 def test_bad_churn_options(setting, options, message) -> None:
     gm, sched, x_T = setting
     with pytest.raises(ValueError, match=message):
@@ -175,9 +196,14 @@ def test_bad_churn_options(setting, options, message) -> None:
             ds.sample(gm, schedule=sched, sampler=name, steps=4, x_T=x_T, eta=-1.0)
 
 
-@pytest.mark.parametrize("options,message", [({"order": 1}, "order must be 2 or 3, got 1"),
-                                             ({"solver_type": "rk"}, "unknown solver_type 'rk'; known: midpoint, heun"),
-                                             ({"eta": -0.1}, "eta must be ≥ 0")])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"order": 1}, "order must be 2 or 3, got 1"),
+        ({"solver_type": "rk"}, "unknown solver_type 'rk'; known: midpoint, heun"),
+        ({"eta": -0.1}, "eta must be ≥ 0"),
+    ],
+)
 def test_bad_sde_options(setting, options, message) -> None:
     gm, sched, x_T = setting
     with pytest.raises(ValueError, match=message):

@@ -13,8 +13,12 @@ import diffsampler as ds
 from diffsampler.schedules import DiscreteSchedule
 
 F64 = torch.float64
-DIFFUSERS_NAMES = {"linear": "linear", "scaled-linear": "scaled_linear", "cosine": "squaredcos_cap_v2",
-                   "sigmoid": "sigmoid"}
+DIFFUSERS_NAMES = {
+    "linear": "linear",
+    "scaled-linear": "scaled_linear",
+    "cosine": "squaredcos_cap_v2",
+    "sigmoid": "sigmoid",
+}
 
 
 @pytest.mark.parametrize("name", ds.SCHEDULES.names())
@@ -98,8 +102,9 @@ def test_zero_terminal_snr_is_diffusers_rescale() -> None:
     """rescale_betas_zero_snr (Lin et al. 2024) gives diffusers' betas, ᾱ_T = 0 exactly, and a continuous ᾱ(t)."""
     from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr
 
-    s = DiscreteSchedule.from_diffusers({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
-                                         "rescale_betas_zero_snr": True})
+    s = DiscreteSchedule.from_diffusers(
+        {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": True}
+    )
     plain = ds.SCHEDULES.get("scaled-linear")()
     np.testing.assert_allclose(s.betas.numpy(), rescale_zero_terminal_snr(plain.betas).numpy(), rtol=1e-12)
     assert s.alpha_bar(1.0).item() == 0.0 and s.log_snr(1.0).item() == -math.inf
@@ -131,8 +136,9 @@ def test_quadratic_karras_logsnr_spacings() -> None:
     sig = s.sigma(k)
     smin, smax = s.sigma(s.t_min).item(), s.sigma(1.0).item()
     ramp = np.linspace(0, 1, 8)
-    np.testing.assert_allclose(sig.numpy(), (smax ** (1 / 7) + ramp * (smin ** (1 / 7) - smax ** (1 / 7))) ** 7,
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        sig.numpy(), (smax ** (1 / 7) + ramp * (smin ** (1 / 7) - smax ** (1 / 7))) ** 7, rtol=1e-9
+    )
     lam = s.log_snr(ds.make_grid(s, 9, "logsnr")[:-1])
     np.testing.assert_allclose(np.diff(lam.numpy()), np.full(8, (lam[-1] - lam[0]).item() / 8), rtol=1e-9)
     u = ds.make_grid(ds.SCHEDULES.get("vp-continuous")(), 4, "uniform")

@@ -31,12 +31,14 @@ def test_mmd_is_torchmetrics_poly_mmd(shift: float) -> None:
 def test_kid_is_unbiased_near_zero_and_grows_with_the_shift() -> None:
     same = [kid(*_sets(200, 200, 8, 0.0, seed), subsets=20, subset_size=100, seed=seed) for seed in range(10)]
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same)) + 1e-4
-    assert kid(*_sets(200, 200, 8, 0.3), subsets=20, subset_size=100) < kid(*_sets(200, 200, 8, 1.0), subsets=20,
-                                                                             subset_size=100)
+    assert kid(*_sets(200, 200, 8, 0.3), subsets=20, subset_size=100) < kid(
+        *_sets(200, 200, 8, 1.0), subsets=20, subset_size=100
+    )
 
 
 def _prdc_loops(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
     """Naeem et al. 2020's definitions, one point at a time."""
+
     def radius(points: np.ndarray, i: int) -> float:
         return np.sort(np.linalg.norm(points - points[i], axis=1))[k]  # [0] is the point itself
 
@@ -107,9 +109,10 @@ def test_sfid_reads_the_first_branch_of_mixed_6_and_the_network_s_own_path(tmp_p
 
     def through(upto: str):
         def run(u):
-            for n in names[:names.index(upto) + 1]:
+            for n in names[: names.index(upto) + 1]:
                 u = getattr(layers, n)(u)
             return u
+
         return run
 
     block = fid_features(lambda u: through("mixed_6")(u)[:, :7].permute(0, 2, 3, 1), x)

@@ -15,8 +15,22 @@ from diffsampler.schedules.grids import AYS_SIGMAS
 
 F64 = torch.float64
 NEW = ["exponential", "polyexponential", "kl-optimal", "simple", "ddim-uniform", "sgm-uniform", "beta", "ays", "edm"]
-STARTS_AT_T1 = {"trailing", "uniform", "logsnr", "karras", "edm", "exponential", "polyexponential", "kl-optimal",
-                "simple", "sgm-uniform", "beta", "model", "flow", "shifted-uniform"}
+STARTS_AT_T1 = {
+    "trailing",
+    "uniform",
+    "logsnr",
+    "karras",
+    "edm",
+    "exponential",
+    "polyexponential",
+    "kl-optimal",
+    "simple",
+    "sgm-uniform",
+    "beta",
+    "model",
+    "flow",
+    "shifted-uniform",
+}
 EPS32 = float(torch.finfo(torch.float32).eps)
 
 
@@ -146,13 +160,17 @@ def test_ays_published_values() -> None:
 
 def test_new_spacing_errors_name_the_bad_value() -> None:
     s = ds.SCHEDULES.get("linear")()
-    with pytest.raises(ValueError, match="spacing ays \\(model 'svd'\\) starts at σ = 700, above this schedule's "
-                                         "σ_max = 157"):
+    with pytest.raises(
+        ValueError, match="spacing ays \\(model 'svd'\\) starts at σ = 700, above this schedule's σ_max = 157"
+    ):
         ds.make_grid(s, 10, "ays", model="svd")
     with pytest.raises(ValueError, match="unknown ays model 'sd3'; known: sd1, sdxl, svd"):
         ds.make_grid(s, 10, "ays", model="sd3")
-    with pytest.raises(ValueError, match="spacing 'beta' \\(alpha=0.6, beta=0.6\\) with steps=139 puts two steps "
-                                         "on training index 999; use fewer steps"):
+    with pytest.raises(
+        ValueError,
+        match="spacing 'beta' \\(alpha=0.6, beta=0.6\\) with steps=139 puts two steps "
+        "on training index 999; use fewer steps",
+    ):
         ds.make_grid(s, 139, "beta")
     assert ds.make_grid(s, 138, "beta").numel() == 139
     with pytest.raises(ValueError, match="spacing 'quadratic' with steps=50 puts two steps on training index"):
@@ -168,6 +186,15 @@ def test_new_spacing_errors_name_the_bad_value() -> None:
 @pytest.mark.parametrize("spacing", NEW)
 @pytest.mark.parametrize("sampler", ["ddim", "dpm-solver++", "heun", "unipc"])
 def test_every_sampler_walks_the_new_spacings(mixture, spacing: str, sampler: str) -> None:
-    r = ds.sample(mixture, schedule="linear", sampler=sampler, steps=6, spacing=spacing, shape=(4, 2), seed=0,
-                  dtype=F64, full_output=True)
+    r = ds.sample(
+        mixture,
+        schedule="linear",
+        sampler=sampler,
+        steps=6,
+        spacing=spacing,
+        shape=(4, 2),
+        seed=0,
+        dtype=F64,
+        full_output=True,
+    )
     assert torch.isfinite(r.samples).all() and r.nfe == (11 if sampler == "heun" else 6)

@@ -46,8 +46,13 @@ def test_jump_costs_are_ddim_steps_from_the_reference(mixture) -> None:
     ref = ds.sample(mixture, schedule=s, sampler="dpm-solver++", order=3, grid=fine, x_T=x_T, return_trajectory=True)
     cost = jump_costs(ref.trajectory, ref.denoised, fine, s)
     for i, j in ((0, 12), (3, 7), (5, 6), (10, 12)):
-        jumped = ds.sample(mixture, schedule=s, sampler="ddim", grid=fine[[i, j]] if j < 12 else
-                           torch.cat([fine[i:i + 1], torch.zeros(1, dtype=F64)]), x_T=ref.trajectory[i])
+        jumped = ds.sample(
+            mixture,
+            schedule=s,
+            sampler="ddim",
+            grid=fine[[i, j]] if j < 12 else torch.cat([fine[i : i + 1], torch.zeros(1, dtype=F64)]),
+            x_T=ref.trajectory[i],
+        )
         expected = (jumped - ref.trajectory[j]).pow(2).mean().item()
         # the costs come from expanded inner products: their rounding is that of the terms' sum, |x̂_0| + |ε̂| + |x_j|
         x0, x_i, x_j = ref.denoised[i], ref.trajectory[i], ref.trajectory[j]
@@ -66,8 +71,7 @@ def test_tuned_grid_beats_the_default_spacing_and_is_cut_from_the_fine_grid(mixt
     assert tuned.distance < 0.95 * tuned.default_distance
     heun = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30, refine=0)
     assert heun.steps == 5 and heun.nfe == 9  # heun's 2N − 1 evaluations
-    refined = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30, refine=2,
-                        refine_batch=32)
+    refined = tune_grid(mixture, sampler="heun", nfe=9, schedule=s, batch=32, fine_steps=30, refine=2, refine_batch=32)
     assert refined.extra["found_distance"] < heun.extra["found_distance"] and refined.extra["refine"] == 2
     assert tuned.extra["refine"] == 0  # ddim's step is the step the costs measure
     assert not tuned.extra["kept_default"]
@@ -86,8 +90,9 @@ def test_a_tuned_grid_further_than_the_default_spacing_gives_way_to_it(mixture, 
 
 
 @pytest.mark.parametrize("sampler, nfe", [("dpm-solver++", 6), ("heun", 9), ("unipc", 6), ("dpm-solver++-sde", 6)])
-def test_refinement_reuses_the_shared_trajectory_and_changes_nothing(mixture, monkeypatch, sampler: str,
-                                                                     nfe: int) -> None:
+def test_refinement_reuses_the_shared_trajectory_and_changes_nothing(
+    mixture, monkeypatch, sampler: str, nfe: int
+) -> None:
     s = ds.SCHEDULES.get("linear")()
     kw = dict(sampler=sampler, nfe=nfe, schedule=s, batch=32, fine_steps=30, refine=2, refine_batch=32)
     tuned = tune_grid(mixture, **kw)
@@ -130,9 +135,11 @@ def test_grid_files_round_trip_and_refuse_another_model_schedule_or_sampler(mixt
     back = load_grid(tmp_path / "g.json")
     assert back == tuned and torch.equal(back.times, torch.tensor(tuned.grid, dtype=F64))
     back.check(s, "gmm", "dpm-solver++")
-    for args, message in (((ds.SCHEDULES.get("cosine")(), None, None), "another schedule"),
-                          ((s, "digits", None), "model 'gmm', not 'digits'"),
-                          ((s, None, "ddim"), "sampler 'dpm-solver++', not 'ddim'")):
+    for args, message in (
+        ((ds.SCHEDULES.get("cosine")(), None, None), "another schedule"),
+        ((s, "digits", None), "model 'gmm', not 'digits'"),
+        ((s, None, "ddim"), "sampler 'dpm-solver++', not 'ddim'"),
+    ):
         with pytest.raises(ValueError, match=re.escape(message)):
             back.check(*args)
         with pytest.warns(UserWarning, match=re.escape(message)):
@@ -145,9 +152,12 @@ def test_grid_files_round_trip_and_refuse_another_model_schedule_or_sampler(mixt
     (tmp_path / "other.json").write_text(json.dumps({"grid": [1, 0]}))
     data = json.loads((tmp_path / "g.json").read_text())
     (tmp_path / "up.json").write_text(json.dumps({**data, "grid": [0.5, 0.7, 0.0]}))
-    for name, message in (("missing.json", "no such file"), ("bad.json", "is not JSON"),
-                          ("other.json", "is not a diffsampler-grid/1 file"),
-                          ("up.json", "grid times must be strictly decreasing")):
+    for name, message in (
+        ("missing.json", "no such file"),
+        ("bad.json", "is not JSON"),
+        ("other.json", "is not a diffsampler-grid/1 file"),
+        ("up.json", "grid times must be strictly decreasing"),
+    ):
         with pytest.raises(ValueError, match=message):
             load_grid(tmp_path / name)
 
@@ -158,37 +168,90 @@ def test_tune_grid_cli_writes_a_grid_that_sample_and_bench_use(tiny, tmp_path, m
     loose = ode_error.ode_error_metric  # the metric only has to score the cell: a loose reference is ~50× cheaper
     monkeypatch.setattr(ode_error, "ode_error_metric", lambda backbone, schedule, tol: loose(backbone, schedule, 1e-3))
     model = tiny / "tiny"
-    r = invoke("tune-grid", "--model", model, "--sampler", "dpm-solver++", "--nfe", 3, "--batch", 4,
-               "--fine-steps", 10, "--out", tmp_path / "g.json")
+    r = invoke(
+        "tune-grid",
+        "--model",
+        model,
+        "--sampler",
+        "dpm-solver++",
+        "--nfe",
+        3,
+        "--batch",
+        4,
+        "--fine-steps",
+        10,
+        "--out",
+        tmp_path / "g.json",
+    )
     assert r.exit_code == 0, r.output
     assert "dpm-solver++, 3 steps (NFE 3): distance to the PF-ODE" in r.output
     tuned = load_grid(tmp_path / "g.json")
     assert tuned.steps == 3 and tuned.model == str(model) and tuned.batch == 4
     r = invoke("sample", "--model", model, "--grid", tmp_path / "g.json", "--n", 3, "--out", tmp_path / "s.png")
     assert r.exit_code == 0 and "3 steps" in r.output and "NFE 3 per sample" in r.output, r.output
-    r = invoke("sample", "--model", model, "--sampler", "ddim", "--grid", tmp_path / "g.json", "--n", 3, "--out",
-               tmp_path / "t.png")
+    r = invoke(
+        "sample",
+        "--model",
+        model,
+        "--sampler",
+        "ddim",
+        "--grid",
+        tmp_path / "g.json",
+        "--n",
+        3,
+        "--out",
+        tmp_path / "t.png",
+    )
     assert r.exit_code == 2 and "the grid was tuned for sampler 'dpm-solver++', not 'ddim'" in r.output
     assert not (tmp_path / "t.png").exists()
-    r = invoke("sample", "--model", model, "--sampler", "ddim", "--grid", tmp_path / "g.json", "--force", "--n", 3,
-               "--out", tmp_path / "t.png", "--quiet")
+    r = invoke(
+        "sample",
+        "--model",
+        model,
+        "--sampler",
+        "ddim",
+        "--grid",
+        tmp_path / "g.json",
+        "--force",
+        "--n",
+        3,
+        "--out",
+        tmp_path / "t.png",
+        "--quiet",
+    )
     assert r.exit_code == 0 and "warning:" in r.output and (tmp_path / "t.png").exists()
-    r = invoke("bench", "--model", model, "--samplers", "dpm-solver++", "--grid", tmp_path / "g.json", "--metric",
-               "ode-error", "--num-samples", 4, "--out", tmp_path / "bench")
+    r = invoke(
+        "bench",
+        "--model",
+        model,
+        "--samplers",
+        "dpm-solver++",
+        "--grid",
+        tmp_path / "g.json",
+        "--metric",
+        "ode-error",
+        "--num-samples",
+        4,
+        "--out",
+        tmp_path / "bench",
+    )
     assert r.exit_code == 0, r.output
     rows = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert len(rows) == 1 and rows[0]["steps"] == 3 and "tuned" in rows[0]["options"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--nfe", "0"], "--nfe must be ≥ 1, got 0"),
-    (["--out", "grid.txt"], "--out 'grid.txt' must be a .json file"),
-    (["--out", "nowhere/grid.json"], "folder 'nowhere' does not exist"),
-    (["--sampler", "nope"], "unknown --sampler 'nope'"),
-    (["--sampler", "pndm", "--nfe", "1"], "nfe=1 is less than one step of sampler 'pndm' costs"),
-    (["--opt", "nope=1"], "unknown option 'nope' for sampler 'dpm-solver++'"),
-    (["--refine", "-1"], "--refine must be ≥ 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--nfe", "0"], "--nfe must be ≥ 1, got 0"),
+        (["--out", "grid.txt"], "--out 'grid.txt' must be a .json file"),
+        (["--out", "nowhere/grid.json"], "folder 'nowhere' does not exist"),
+        (["--sampler", "nope"], "unknown --sampler 'nope'"),
+        (["--sampler", "pndm", "--nfe", "1"], "nfe=1 is less than one step of sampler 'pndm' costs"),
+        (["--opt", "nope=1"], "unknown option 'nope' for sampler 'dpm-solver++'"),
+        (["--refine", "-1"], "--refine must be ≥ 0, got -1"),
+    ],
+)
 def test_tune_grid_bad_input_is_one_line(tmp_path, monkeypatch, args, message) -> None:
     monkeypatch.chdir(tmp_path)
     r = invoke("tune-grid", "--model", "gmm-ring", "--batch", 4, "--fine-steps", 10, *args)

@@ -19,8 +19,33 @@ try:
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "unknown"
 
-__all__ = ["sample", "SampleResult", "generators", "steps_for_nfe", "spacing_for", "SAMPLERS", "SCHEDULES", "SPACINGS",
-           "GUIDANCE", "BACKBONES", "Registry", "UnknownNameError", "Schedule", "DiscreteSchedule", "VE",
-           "RectifiedFlow", "make_grid", "Backbone", "CallableBackbone", "DiffusersBackbone", "Empirical",
-           "GaussianMixture", "as_backbone", "tune_grid", "load_grid", "TunedGrid",
-           "retain_freed_memory", "__version__"]
+__all__ = [
+    "sample",
+    "SampleResult",
+    "generators",
+    "steps_for_nfe",
+    "spacing_for",
+    "SAMPLERS",
+    "SCHEDULES",
+    "SPACINGS",
+    "GUIDANCE",
+    "BACKBONES",
+    "Registry",
+    "UnknownNameError",
+    "Schedule",
+    "DiscreteSchedule",
+    "VE",
+    "RectifiedFlow",
+    "make_grid",
+    "Backbone",
+    "CallableBackbone",
+    "DiffusersBackbone",
+    "Empirical",
+    "GaussianMixture",
+    "as_backbone",
+    "tune_grid",
+    "load_grid",
+    "TunedGrid",
+    "retain_freed_memory",
+    "__version__",
+]

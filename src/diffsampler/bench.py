@@ -32,9 +32,28 @@ from .sampling import generators, sample, spacing_for, start_from, steps_for_nfe
 
 __all__ = ["bench", "parse_sampler_spec", "METRICS", "Metric", "FIELDS"]
 
-FIELDS = ["model", "sampler", "options", "steps", "nfe", "metric", "value", "stderr", "extra", "num_samples",
-          "batch_size", "seed", "wall_s", "s_per_sample", "s_per_nfe", "device", "dtype", "processes", "compiled",
-          "versions"]
+FIELDS = [
+    "model",
+    "sampler",
+    "options",
+    "steps",
+    "nfe",
+    "metric",
+    "value",
+    "stderr",
+    "extra",
+    "num_samples",
+    "batch_size",
+    "seed",
+    "wall_s",
+    "s_per_sample",
+    "s_per_nfe",
+    "device",
+    "dtype",
+    "processes",
+    "compiled",
+    "versions",
+]
 
 
 def parse_sampler_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -89,8 +108,19 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _key(row: dict[str, Any]) -> tuple:
-    return (row["model"], row["sampler"], row["options"], int(row["steps"]), row["metric"], int(row["num_samples"]),
-            int(row["seed"]), row["device"], row["dtype"], int(row["processes"]), bool(row.get("compiled", False)))
+    return (
+        row["model"],
+        row["sampler"],
+        row["options"],
+        int(row["steps"]),
+        row["metric"],
+        int(row["num_samples"]),
+        int(row["seed"]),
+        row["device"],
+        row["dtype"],
+        int(row["processes"]),
+        bool(row.get("compiled", False)),
+    )
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
@@ -103,8 +133,10 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}): restore it, or move it away to start afresh") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and set(FIELDS) <= set(r) for r in rows):
-        raise ValueError(f"{path} is not a diffsampler results file (a list of rows with the fields "
-                         f"{', '.join(FIELDS)}): restore it, or move it away to start afresh")
+        raise ValueError(
+            f"{path} is not a diffsampler results file (a list of rows with the fields "
+            f"{', '.join(FIELDS)}): restore it, or move it away to start afresh"
+        )
     return rows
 
 
@@ -170,8 +202,10 @@ def plot_results(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     from .images import replace_atomically
 
     paths = []
-    for what, ylabel, fname in (("value", None, "metric_vs_nfe.png"), ("s_per_sample", "seconds per sample",
-                                                                         "time_vs_nfe.png")):
+    for what, ylabel, fname in (
+        ("value", None, "metric_vs_nfe.png"),
+        ("s_per_sample", "seconds per sample", "time_vs_nfe.png"),
+    ):
         fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
         for label in sorted({cell_label(r) for r in rows}):
             pts = sorted((r["nfe"], r[what], r["stderr"]) for r in rows if cell_label(r) == label)
@@ -224,13 +258,29 @@ def _shard(n: int, rank: int, world: int) -> range:
     return range(rank * n // world, (rank + 1) * n // world)
 
 
-def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None, metric: Metric, out: str | Path,
-          nfe: list[int] | None = None,
-          num_samples: int = 500, batch_size: int = 100, seed: int = 0, shape: tuple[int, ...] | None = None,
-          schedule: Any = None, model_name: str = "model", cond: Callable[[int, int], dict] | None = None,
-          guidance: Any = None, spacing: str | None = None, grid: Any = None, device: str | torch.device = "cpu",
-          dtype: torch.dtype = torch.float32,
-          on_cell: Callable[[dict[str, Any]], None] | None = None, plots: bool = True) -> list[dict[str, Any]]:
+def bench(
+    backbone: Any,
+    *,
+    samplers: list[str],
+    steps: list[int] | None = None,
+    metric: Metric,
+    out: str | Path,
+    nfe: list[int] | None = None,
+    num_samples: int = 500,
+    batch_size: int = 100,
+    seed: int = 0,
+    shape: tuple[int, ...] | None = None,
+    schedule: Any = None,
+    model_name: str = "model",
+    cond: Callable[[int, int], dict] | None = None,
+    guidance: Any = None,
+    spacing: str | None = None,
+    grid: Any = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+    plots: bool = True,
+) -> list[dict[str, Any]]:
     """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included.
 
     ``nfe`` instead of ``steps``: each sampler takes the most steps that cost at most that many network
@@ -284,9 +334,24 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
             t0 = (times if times is not None else time_grid(name, sched_for_steps, n, spacing))[0]
             x_T = start_from(x_T, sched_for_steps, t0)
         x_T = x_T.to(dev, dtype)
-        return sample(backbone, schedule=schedule, sampler=name, steps=n, spacing=spacing, grid=times, x_T=x_T,
-                      generator=gens,
-                      guidance=guidance, cond=c, full_output=True, **options), x_T, c
+        return (
+            sample(
+                backbone,
+                schedule=schedule,
+                sampler=name,
+                steps=n,
+                spacing=spacing,
+                grid=times,
+                x_T=x_T,
+                generator=gens,
+                guidance=guidance,
+                cond=c,
+                full_output=True,
+                **options,
+            ),
+            x_T,
+            c,
+        )
 
     warm = False
     sched_for_steps = schedule if schedule is not None else getattr(backbone, "schedule", None)
@@ -300,13 +365,28 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
     for spec, name, options in specs:
         for n in step_counts(name, options):
             # the effective spacing, not only an asked one: a cell must not pass for another after a default changes
-            opts = {**options, **({"grid": "tuned " + ",".join(f"{t:.4g}" for t in grid.grid)} if grid is not None
-                                  else {"spacing": spacing_for(name, sched_for_steps, spacing)})}
-            row: dict[str, Any] = {"model": model_name, "sampler": name, "options": json.dumps(opts, sort_keys=True),
-                                   "steps": int(n), "metric": metric.name, "num_samples": num_samples,
-                                   "batch_size": batch_size, "seed": seed, "device": dev.type, "processes": world,
-                                   "dtype": str(dtype).replace("torch.", ""),
-                                   "compiled": bool(getattr(backbone, "compiled", False))}
+            opts = {
+                **options,
+                **(
+                    {"grid": "tuned " + ",".join(f"{t:.4g}" for t in grid.grid)}
+                    if grid is not None
+                    else {"spacing": spacing_for(name, sched_for_steps, spacing)}
+                ),
+            }
+            row: dict[str, Any] = {
+                "model": model_name,
+                "sampler": name,
+                "options": json.dumps(opts, sort_keys=True),
+                "steps": int(n),
+                "metric": metric.name,
+                "num_samples": num_samples,
+                "batch_size": batch_size,
+                "seed": seed,
+                "device": dev.type,
+                "processes": world,
+                "dtype": str(dtype).replace("torch.", ""),
+                "compiled": bool(getattr(backbone, "compiled", False)),
+            }
             # one process re-reads, to skip cells a concurrent run finished; sharded processes must all
             # skip the same cells, so they keep to what was on disk when they started
             if _key(row) in {_key(r) for r in (read_results(out) if world == 1 else started_with)}:
@@ -339,13 +419,18 @@ def bench(backbone: Any, *, samplers: list[str], steps: list[int] | None = None,
             label_parts = [t for p in parts for t in p[2]]
             value, stderr, extra = metric.score(x, torch.cat(label_parts) if label_parts else None, x_T_all)
             nfe = sum(p[3] for p in parts) / num_samples
-            row.update(nfe=round(nfe, 3), value=value, stderr=stderr, extra=extra, wall_s=round(wall, 4),
-                       s_per_sample=wall / num_samples, s_per_nfe=wall / num_samples / max(nfe, 1e-12),
-                       versions=_versions())
+            row.update(
+                nfe=round(nfe, 3),
+                value=value,
+                stderr=stderr,
+                extra=extra,
+                wall_s=round(wall, 4),
+                s_per_sample=wall / num_samples,
+                s_per_nfe=wall / num_samples / max(nfe, 1e-12),
+                versions=_versions(),
+            )
             row = {k: row[k] for k in FIELDS}
             rows = record(row)
             if on_cell is not None:
                 on_cell(row)
     return rows if rank == 0 else []
-
-

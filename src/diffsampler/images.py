@@ -14,8 +14,19 @@ from torch import Tensor
 
 from .data import to_uint8
 
-__all__ = ["OUTPUT_KINDS", "output_kind", "check_writable", "save_samples", "write_samples", "grid_image",
-           "save_png", "write_png", "replace_atomically", "Staged", "remove_stale_temporaries"]
+__all__ = [
+    "OUTPUT_KINDS",
+    "output_kind",
+    "check_writable",
+    "save_samples",
+    "write_samples",
+    "grid_image",
+    "save_png",
+    "write_png",
+    "replace_atomically",
+    "Staged",
+    "remove_stale_temporaries",
+]
 
 OUTPUT_KINDS = (".png", ".safetensors", ".npz", "folder")
 
@@ -26,8 +37,10 @@ def output_kind(path: Path) -> str:
         return "folder"
     if path.suffix.lower() in OUTPUT_KINDS:
         return path.suffix.lower()
-    raise ValueError(f"cannot write {str(path)!r}: unknown output kind {path.suffix!r}; "
-                     f"accepted: a .png grid, .safetensors, .npz, or a folder (a path without suffix)")
+    raise ValueError(
+        f"cannot write {str(path)!r}: unknown output kind {path.suffix!r}; "
+        f"accepted: a .png grid, .safetensors, .npz, or a folder (a path without suffix)"
+    )
 
 
 def check_writable(path: Path, overwrite: bool = False) -> None:
@@ -35,8 +48,9 @@ def check_writable(path: Path, overwrite: bool = False) -> None:
     kind = output_kind(path)
     if kind == "folder" and path.is_dir() and any(path.iterdir()):
         if not overwrite:
-            raise ValueError(f"cannot write {str(path)!r}: the folder is not empty; choose another or pass "
-                             "--overwrite to replace it")
+            raise ValueError(
+                f"cannot write {str(path)!r}: the folder is not empty; choose another or pass --overwrite to replace it"
+            )
         if Path.cwd().resolve().is_relative_to(path.resolve()):
             raise ValueError(f"refusing to replace {str(path)!r}: it holds the current folder")
     parent = path.parent
@@ -57,7 +71,7 @@ def grid_image(x: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     pixels = to_uint8(x.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
     for i in range(n):
         r, k = divmod(i, nrow)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = pixels[i]
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = pixels[i]
     return canvas
 
 
@@ -95,7 +109,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     if not parent.is_dir():
         return removed
     for tmp in parent.glob(f".{glob.escape(path.name)}{_PARTIAL}*"):
-        pid = tmp.name[len(path.name) + 1 + len(_PARTIAL):].split("-")[0]
+        pid = tmp.name[len(path.name) + 1 + len(_PARTIAL) :].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             _discard(tmp)
             removed.append(tmp)
@@ -198,8 +212,7 @@ class Staged:
         self._pending.clear()
 
 
-def write_samples(staged: Staged, x: Tensor, path: Path, labels: Tensor | None = None,
-                  nrow: int | None = None) -> str:
+def write_samples(staged: Staged, x: Tensor, path: Path, labels: Tensor | None = None, nrow: int | None = None) -> str:
     """Stage samples for ``path`` by its kind; returns the kind."""
     kind = output_kind(path)
     if kind == ".png":
@@ -222,16 +235,18 @@ def write_samples(staged: Staged, x: Tensor, path: Path, labels: Tensor | None =
 
         staged.file(path, npz)
     else:
+
         def pngs(folder: Path) -> None:
             for i in range(x.shape[0]):
-                write_png(folder / f"{i:05d}.png", grid_image(x[i:i + 1], 1, pad=0))
+                write_png(folder / f"{i:05d}.png", grid_image(x[i : i + 1], 1, pad=0))
 
         staged.folder(path, pngs)
     return kind
 
 
-def save_samples(x: Tensor, path: str | Path, labels: Tensor | None = None, nrow: int | None = None,
-                 overwrite: bool = False) -> str:
+def save_samples(
+    x: Tensor, path: str | Path, labels: Tensor | None = None, nrow: int | None = None, overwrite: bool = False
+) -> str:
     """Write samples to ``path`` by its kind (atomically); returns the kind."""
     with Staged(overwrite) as staged:
         kind = write_samples(staged, x, Path(path), labels, nrow)

@@ -36,14 +36,18 @@ __all__ = ["ModelFn", "Network", "split_cond", "take_rows", "finite"]
 def split_cond(cond: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(positive, negative) halves of ``cond``: ``negative_<k>`` becomes ``negative[k]``."""
     cond = cond or {}
-    return ({k: v for k, v in cond.items() if not k.startswith(NEGATIVE)},
-            {k[len(NEGATIVE):]: v for k, v in cond.items() if k.startswith(NEGATIVE)})
+    return (
+        {k: v for k, v in cond.items() if not k.startswith(NEGATIVE)},
+        {k[len(NEGATIVE) :]: v for k, v in cond.items() if k.startswith(NEGATIVE)},
+    )
 
 
 def take_rows(cond: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
     """Per-sample conditioning (tensors whose first dimension is the batch) restricted to ``rows``."""
-    return {k: v[rows.to(v.device)] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == batch else v
-            for k, v in cond.items()}
+    return {
+        k: v[rows.to(v.device)] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == batch else v
+        for k, v in cond.items()
+    }
 
 
 def finite(x: Tensor) -> bool:
@@ -73,15 +77,27 @@ class Network:
 class ModelFn:
     """ε(x, t, rows=None) of a backbone, guided, conditioned and clipped; ``nfe`` counts evaluations per sample."""
 
-    def __init__(self, backbone: Any, schedule: Schedule, *, batch: int, cond: dict[str, Any] | None = None,
-                 guidance: Any = None, clip: float | None = None, deterministic: bool = False,
-                 grid: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Any,
+        schedule: Schedule,
+        *,
+        batch: int,
+        cond: dict[str, Any] | None = None,
+        guidance: Any = None,
+        clip: float | None = None,
+        deterministic: bool = False,
+        grid: Tensor | None = None,
+    ) -> None:
         self.backbone, self.schedule, self.batch, self.grid = backbone, schedule, batch, grid
         self.positive, self.negative = split_cond(cond)
         # as guidances read it: the positive half, each negative one as negative_<k>; the network alone sees
         # only the positive half
-        self._cond = ({**self.positive, **{NEGATIVE + k: v for k, v in self.negative.items()}}
-                      if guidance is not None else self.positive)
+        self._cond = (
+            {**self.positive, **{NEGATIVE + k: v for k, v in self.negative.items()}}
+            if guidance is not None
+            else self.positive
+        )
         self.guidance, self.bound, self.deterministic = guidance, clip, deterministic
         self.renoise = bool(getattr(guidance, "renoise", False))
         self.zero_snr = guidance is None or bool(getattr(guidance, "zero_snr", False))
@@ -108,8 +124,10 @@ class ModelFn:
         if not self.deterministic:
             return self._guided(x, t, **(cond if rows is None else take_rows(cond, rows, self.batch)))
         index = torch.arange(self.batch, device=x.device) if rows is None else rows
-        parts = [self._guided(x[i:i + 1], t[i:i + 1], **take_rows(cond, index[i:i + 1], self.batch))
-                 for i in range(x.shape[0])]
+        parts = [
+            self._guided(x[i : i + 1], t[i : i + 1], **take_rows(cond, index[i : i + 1], self.batch))
+            for i in range(x.shape[0])
+        ]
         return tuple(torch.cat(p) for p in zip(*parts)) if self.renoise else torch.cat(parts)
 
     def _checked(self, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
@@ -121,8 +139,9 @@ class ModelFn:
             if self.grid is not None:
                 step = max(1, min(int((self.grid >= at - 1e-12).sum()), self.grid.numel() - 1))
                 where = f"step {step} of {self.grid.numel() - 1}, "
-            raise ValueError(f"the model returned NaN or infinite values at t={at:.4g} ({where}network call "
-                             f"{self.calls})")
+            raise ValueError(
+                f"the model returned NaN or infinite values at t={at:.4g} ({where}network call {self.calls})"
+            )
         return out
 
     def _clip(self, x: Tensor, t: Tensor, e: Tensor) -> Tensor:
@@ -145,9 +164,11 @@ class ModelFn:
     def denoised(self, x: Tensor, t: Tensor) -> Tensor:
         """x̂_0 from the network's own x̂_0 (not from ε), guided and clipped: the first step from zero SNR."""
         if not self.zero_snr:
-            raise ValueError(f"{type(self.guidance).__name__} guidance works on ε, and at zero SNR (t = "
-                             f"{float(t.reshape(-1)[0]):g}) ε = x says nothing of x̂_0; use cfg (rescale in the "
-                             "model's space), pag or autoguidance, or start the grid below zero SNR")
+            raise ValueError(
+                f"{type(self.guidance).__name__} guidance works on ε, and at zero SNR (t = "
+                f"{float(t.reshape(-1)[0]):g}) ε = x says nothing of x̂_0; use cfg (rescale in the "
+                "model's space), pag or autoguidance, or start the grid below zero SNR"
+            )
         self._predict = "denoised"
         try:
             out = self._guided_call(x, t, None)

@@ -45,8 +45,11 @@ def accepted_options(fn: Callable[..., Any], keyword_only: bool = True) -> list[
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return None
-    kinds = (inspect.Parameter.KEYWORD_ONLY,) if keyword_only else \
-        (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    kinds = (
+        (inspect.Parameter.KEYWORD_ONLY,)
+        if keyword_only
+        else (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
     return [p for p, v in params.items() if v.kind in kinds and p not in _INTERNAL]
 
 
@@ -72,8 +75,9 @@ def _expected(hint: Any, value: Any) -> str | None:
     return None  # an annotation this check does not model (tuple, a class, …): left to the plugin
 
 
-def check_options(kind: str, name: str, fn: Callable[..., Any], options: dict[str, Any],
-                  keyword_only: bool = True) -> None:
+def check_options(
+    kind: str, name: str, fn: Callable[..., Any], options: dict[str, Any], keyword_only: bool = True
+) -> None:
     """Raise TypeError for an option ``fn`` does not take, or a value its annotation rules out."""
     accepted = accepted_options(fn, keyword_only)
     if accepted is None:

@@ -59,8 +59,9 @@ class Registry(Generic[T]):
 
         def add(item: T) -> T:
             if not callable(item):
-                raise TypeError(f"{self.noun} {name!r} must be callable (a function or a class), "
-                                f"got {type(item).__name__}")
+                raise TypeError(
+                    f"{self.noun} {name!r} must be callable (a function or a class), got {type(item).__name__}"
+                )
             if name in self._items and not replace:
                 raise ValueError(f"{self.noun} {name!r} is already registered; pass replace=True to override it")
             self._items[name] = item
@@ -111,8 +112,10 @@ class Registry(Generic[T]):
     def _check_meta(self, name: Any, meta: dict[str, Any]) -> None:
         unknown = sorted(set(meta) - set(self.meta_defaults))
         if unknown:
-            raise TypeError(f"{self.noun} {name!r} declares unknown metadata {', '.join(unknown)}; a {self.noun} "
-                            f"declares {', '.join(self.meta_defaults) or 'nothing'}")
+            raise TypeError(
+                f"{self.noun} {name!r} declares unknown metadata {', '.join(unknown)}; a {self.noun} "
+                f"declares {', '.join(self.meta_defaults) or 'nothing'}"
+            )
 
     def meta(self, name: str) -> dict[str, Any]:
         """What ``name`` declared (a built-in at registration, a plugin with ``declare``), over the defaults."""

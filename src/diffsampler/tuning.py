@@ -39,8 +39,14 @@ FIRST_ORDER = [("ddim", {}), ("euler", {}), ("dpm-solver++", {"order": 1})]  # o
 def _same(a: Any, b: Any) -> bool:
     """Bitwise-equal tensors (shape, dtype and device too), or equal other values."""
     if isinstance(a, Tensor) or isinstance(b, Tensor):
-        return (isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype
-                and a.device == b.device and torch.equal(a, b))
+        return (
+            isinstance(a, Tensor)
+            and isinstance(b, Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and torch.equal(a, b)
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
@@ -71,8 +77,14 @@ class _Reuse(Backbone):
 
     def _eval(self, method: str, x: Tensor, t: Tensor, schedule: Schedule, cond: dict[str, Any]) -> Tensor:
         self.calls += 1
-        hit = next((e for e in self.kept if e[0] == method and e[3] is schedule and _same(e[1], t)
-                    and _same(e[2], x) and _same(e[4], cond)), None)
+        hit = next(
+            (
+                e
+                for e in self.kept
+                if e[0] == method and e[3] is schedule and _same(e[1], t) and _same(e[2], x) and _same(e[4], cond)
+            ),
+            None,
+        )
         if hit is None:
             out = getattr(self.inner, method)(x, t, schedule, **cond)
             hit = (method, t.clone(), x.clone(), schedule, dict(cond), out)
@@ -128,8 +140,9 @@ class TunedGrid:
         tmp.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
         tmp.replace(path)
 
-    def check(self, schedule: Schedule, model: str | None = None, sampler: str | None = None,
-              force: bool = False) -> None:
+    def check(
+        self, schedule: Schedule, model: str | None = None, sampler: str | None = None, force: bool = False
+    ) -> None:
         """A ValueError (a warning with ``force``) when the grid was tuned for another schedule, model or sampler."""
         problems = []
         if schedule_fingerprint(schedule) != self.schedule:
@@ -178,9 +191,14 @@ def jump_costs(xs: Tensor, x0s: Tensor, grid: Tensor, schedule: Schedule) -> Ten
     x, x0 = flat_x[:m], flat_x0[:m]  # the jumps' starts: every time but t = 0, where σ = 0
     eps = (x - alpha[:m, None] * x0) / std[:m, None]
     a, s = alpha[None, :], std[None, :]
-    sq = (a.square() * x0.square().sum(1, keepdim=True) + s.square() * eps.square().sum(1, keepdim=True)
-          + 2 * a * s * (x0 * eps).sum(1, keepdim=True) - 2 * a * (x0 @ flat_x.T) - 2 * s * (eps @ flat_x.T)
-          + flat_x.square().sum(1)[None, :])
+    sq = (
+        a.square() * x0.square().sum(1, keepdim=True)
+        + s.square() * eps.square().sum(1, keepdim=True)
+        + 2 * a * s * (x0 * eps).sum(1, keepdim=True)
+        - 2 * a * (x0 @ flat_x.T)
+        - 2 * s * (eps @ flat_x.T)
+        + flat_x.square().sum(1)[None, :]
+    )
     cost = torch.full((m + 1, m + 1), math.inf, dtype=torch.float64)
     upper = torch.ones(m, m + 1, dtype=torch.bool).triu(1)
     cost[:m] = torch.where(upper, sq.clamp(min=0) / flat_x.shape[1], math.inf)
@@ -204,11 +222,24 @@ def cheapest_path(cost: Tensor, steps: int) -> list[int]:
     return path[::-1]
 
 
-def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, schedule: Schedule | None = None,
-              model_name: str = "model", options: dict[str, Any] | None = None, batch: int = 128,
-              seed: int = 1_000_003, fine_steps: int = 100, fine_spacing: str | None = None, guidance: Any = None,
-              cond: dict[str, Any] | None = None, shape: tuple[int, ...] | None = None, refine: int | None = None,
-              refine_batch: int = 64) -> TunedGrid:
+def tune_grid(
+    model: Any,
+    *,
+    sampler: str = "dpm-solver++",
+    nfe: int = 10,
+    schedule: Schedule | None = None,
+    model_name: str = "model",
+    options: dict[str, Any] | None = None,
+    batch: int = 128,
+    seed: int = 1_000_003,
+    fine_steps: int = 100,
+    fine_spacing: str | None = None,
+    guidance: Any = None,
+    cond: dict[str, Any] | None = None,
+    shape: tuple[int, ...] | None = None,
+    refine: int | None = None,
+    refine_batch: int = 64,
+) -> TunedGrid:
     """The grid of ``sampler``'s step count at ``nfe`` that follows the PF-ODE from the same x_T most closely.
 
     ``seed`` draws the tuning batch: keep it apart from the seeds a grid is scored on. ``refine``
@@ -235,16 +266,34 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
         fine_spacing = "logsnr" if torch.isfinite(sched.sigma(1.0)) else sched.default_spacing or "uniform"
     fine = make_grid(sched, fine_steps, fine_spacing)
     x_T = start_from(torch.stack([torch.randn(shape, generator=g) for g in gens]), sched, fine[0]).to(backbone.device)
-    ref = sample(backbone, schedule=sched, sampler="dpm-solver++", order=3, grid=fine, x_T=x_T, guidance=guidance,
-                 cond=cond, return_trajectory=True)
+    ref = sample(
+        backbone,
+        schedule=sched,
+        sampler="dpm-solver++",
+        order=3,
+        grid=fine,
+        x_T=x_T,
+        guidance=guidance,
+        cond=cond,
+        return_trajectory=True,
+    )
     cost = jump_costs(ref.trajectory, ref.denoised, fine, sched)
     path = cheapest_path(cost, steps)
     target = ref.samples.double()
 
     def distance(grid: Tensor, rows: int = batch, net: Backbone = backbone) -> float:
         c = cond if cond is None else {k: v[:rows] if isinstance(v, Tensor) and v.dim() else v for k, v in cond.items()}
-        x = sample(net, schedule=sched, sampler=sampler, grid=grid, x_T=x_T[:rows],
-                   generator=generators(seed, rows), guidance=guidance, cond=c, **options)
+        x = sample(
+            net,
+            schedule=sched,
+            sampler=sampler,
+            grid=grid,
+            x_T=x_T[:rows],
+            generator=generators(seed, rows),
+            guidance=guidance,
+            cond=c,
+            **options,
+        )
         return float((x.double() - target[:rows]).pow(2).flatten(1).mean(1).mean().sqrt())
 
     if refine is None:
@@ -257,7 +306,7 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
         reuse.keep(True)
         for k in range(1, steps):
             for step in (-1, 1):
-                cand = path[:k] + [path[k] + step] + path[k + 1:]
+                cand = path[:k] + [path[k] + step] + path[k + 1 :]
                 if cand[k - 1] < cand[k] < cand[k + 1]:
                     d = distance(fine[cand], rows, reuse)
                     reuse.keep(d < here)
@@ -273,10 +322,27 @@ def tune_grid(model: Any, *, sampler: str = "dpm-solver++", nfe: int = 10, sched
     kept_default = default_distance < found_distance  # local costs need not add up to the sampler's own distance
     if kept_default:
         tuned, tuned_distance = default, default_distance
-    return TunedGrid(grid=tuned.tolist(), model=str(model_name), sampler=sampler, options=options, nfe=nfe,
-                     schedule=schedule_fingerprint(sched), distance=tuned_distance,
-                     default_distance=default_distance, default_spacing=spacing_for(sampler, sched),
-                     fine_steps=fine_steps, batch=batch, seed=seed, seconds=round(time.perf_counter() - start, 1),
-                     extra={"fine_spacing": fine_spacing, "refine": refine, "refine_calls": reuse.calls,
-                            "refine_calls_reused": reuse.reused, "dp_cost": dp_cost, "kept_default": kept_default,
-                            "found_distance": found_distance})
+    return TunedGrid(
+        grid=tuned.tolist(),
+        model=str(model_name),
+        sampler=sampler,
+        options=options,
+        nfe=nfe,
+        schedule=schedule_fingerprint(sched),
+        distance=tuned_distance,
+        default_distance=default_distance,
+        default_spacing=spacing_for(sampler, sched),
+        fine_steps=fine_steps,
+        batch=batch,
+        seed=seed,
+        seconds=round(time.perf_counter() - start, 1),
+        extra={
+            "fine_spacing": fine_spacing,
+            "refine": refine,
+            "refine_calls": reuse.calls,
+            "refine_calls_reused": reuse.reused,
+            "dp_cost": dp_cost,
+            "kept_default": kept_default,
+            "found_distance": found_distance,
+        },
+    )

@@ -28,7 +28,17 @@ def as_backbone(model: Any, prediction_type: str | None = None) -> Backbone:
     return CallableBackbone(model, prediction_type or "epsilon")
 
 
-__all__ = ["BACKBONES", "Backbone", "CallableBackbone", "DiffusersBackbone", "TextToImage", "Empirical",
-           "GaussianMixture",
-           "ModelLoadError", "PREDICTION_TYPES", "as_backbone",
-           "to_epsilon", "convert"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "CallableBackbone",
+    "DiffusersBackbone",
+    "TextToImage",
+    "Empirical",
+    "GaussianMixture",
+    "ModelLoadError",
+    "PREDICTION_TYPES",
+    "as_backbone",
+    "to_epsilon",
+    "convert",
+]

@@ -23,8 +23,16 @@ from torch import Tensor
 from ..schedules import Schedule
 from ..schedules.predictions import PREDICTION_TYPES, convert, from_epsilon, prediction_type_of
 
-__all__ = ["Backbone", "NetworkBackbone", "CallableBackbone", "PREDICTION_TYPES", "to_epsilon", "convert",
-           "from_epsilon", "prediction_type_of"]
+__all__ = [
+    "Backbone",
+    "NetworkBackbone",
+    "CallableBackbone",
+    "PREDICTION_TYPES",
+    "to_epsilon",
+    "convert",
+    "from_epsilon",
+    "prediction_type_of",
+]
 
 
 def to_epsilon(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str) -> Tensor:
@@ -55,8 +63,10 @@ class Backbone:
 
     def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, **cond: Any) -> Tensor:
         """x̂_0 at (x, t), defined at zero SNR too where the model can tell it (not from ε)."""
-        raise ValueError(f"{type(self).__name__} predicts ε, which says nothing of x_0 at zero SNR: start the "
-                         f"grid below t = 1, or use a model that predicts x_0, v or flow")
+        raise ValueError(
+            f"{type(self).__name__} predicts ε, which says nothing of x_0 at zero SNR: start the "
+            f"grid below t = 1, or use a model that predicts x_0, v or flow"
+        )
 
     def compile(self, **options: Any) -> "Backbone":
         """Compile the network with ``torch.compile(**options)`` in place; the first call then compiles (slow)."""
@@ -88,8 +98,9 @@ class CallableBackbone(NetworkBackbone):
     A model that returns an object with ``.sample`` (diffusers outputs) or a tuple is unwrapped.
     """
 
-    def __init__(self, model: Callable[..., Any], prediction_type: str = "epsilon",
-                 schedule: Schedule | None = None) -> None:
+    def __init__(
+        self, model: Callable[..., Any], prediction_type: str = "epsilon", schedule: Schedule | None = None
+    ) -> None:
         prediction_type = prediction_type_of(prediction_type)
         if not callable(model):
             raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")

@@ -11,8 +11,17 @@ from torch import Tensor
 
 from ..errors import ModelLoadError
 
-__all__ = ["PICKLE_SUFFIXES", "UNET_CLASSES", "TRANSFORMERS", "EXTRA_CONFIG", "read_json", "first_line",
-           "load_weights", "cast", "is_pipeline"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "UNET_CLASSES",
+    "TRANSFORMERS",
+    "EXTRA_CONFIG",
+    "read_json",
+    "first_line",
+    "load_weights",
+    "cast",
+    "is_pipeline",
+]
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
 UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel", "SD3Transformer2DModel")
@@ -41,15 +50,18 @@ def load_weights(path: Path, allow_pickle: bool) -> dict[str, Tensor]:
     """A state dict from safetensors, or from a pickle checkpoint (tensors only) where ``allow_pickle``."""
     if path.suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
-            raise ModelLoadError(f"{path} is a pickle checkpoint, which can run code when loaded; "
-                                 "use a .safetensors file, or allow_pickle=True (--allow-pickle) if you trust it")
+            raise ModelLoadError(
+                f"{path} is a pickle checkpoint, which can run code when loaded; "
+                "use a .safetensors file, or allow_pickle=True (--allow-pickle) if you trust it"
+            )
         import pickle
 
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:  # torch's message suggests a code-running load: never pass it on
-            raise ModelLoadError(f"refused to load {path}: it holds objects other than tensors, which could run "
-                                 "code when loaded") from exc
+            raise ModelLoadError(
+                f"refused to load {path}: it holds objects other than tensors, which could run code when loaded"
+            ) from exc
         except Exception as exc:
             raise ModelLoadError(f"cannot read checkpoint {path}: {first_line(exc)}") from exc
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

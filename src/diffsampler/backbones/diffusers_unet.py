@@ -34,7 +34,6 @@ from .diffusers_io import (
 __all__ = ["DiffusersBackbone", "ModelLoadError", "PICKLE_SUFFIXES"]
 
 
-
 def _unet_class(config: dict[str, Any]) -> type:
     import diffusers
 
@@ -64,8 +63,9 @@ def _build(config: dict[str, Any], state: dict[str, Tensor], origin: Path) -> to
     try:
         model = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
     except Exception as exc:  # diffusers raises whatever a bad value leads to (ZeroDivisionError, TypeError, …)
-        raise ModelLoadError(f"the model config of {origin} does not build a {cls.__name__}: "
-                             f"{type(exc).__name__}: {first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"the model config of {origin} does not build a {cls.__name__}: {type(exc).__name__}: {first_line(exc)}"
+        ) from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -75,11 +75,15 @@ def _build(config: dict[str, Any], state: dict[str, Tensor], origin: Path) -> to
 
 def _beside(folder: Path, model_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The scheduler config and ``diffsampler.json`` of a model: in its folder, or in the pipeline around it."""
+
     def first(*candidates: Path) -> dict[str, Any] | None:
         return next((read_json(p) for p in candidates if p.is_file()), None)
 
-    sched = first(folder / "scheduler" / "scheduler_config.json", model_dir / "scheduler_config.json",
-                  model_dir.parent / "scheduler" / "scheduler_config.json")
+    sched = first(
+        folder / "scheduler" / "scheduler_config.json",
+        model_dir / "scheduler_config.json",
+        model_dir.parent / "scheduler" / "scheduler_config.json",
+    )
     extra = first(folder / EXTRA_CONFIG, model_dir / EXTRA_CONFIG, model_dir.parent / EXTRA_CONFIG)
     return sched, extra or {}
 
@@ -92,9 +96,15 @@ class DiffusersBackbone(NetworkBackbone):
     # ``from_pretrained``; pipeline.py registers TextToImage
     folder_kinds: list[Any] = []
 
-    def __init__(self, unet: torch.nn.Module, schedule: Schedule | None = None, prediction_type: str = "epsilon",
-                 null_class_label: int | None = None, clip: float | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        schedule: Schedule | None = None,
+        prediction_type: str = "epsilon",
+        null_class_label: int | None = None,
+        clip: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         prediction_type = prediction_type_of(prediction_type)
         self.unet = unet.eval().requires_grad_(False)
         self.schedule, self.prediction_type = schedule, prediction_type
@@ -155,8 +165,15 @@ class DiffusersBackbone(NetworkBackbone):
             labels = self.null_class_label
         return check_labels(labels, batch, self.num_classes, self.null_class_label, self.device)
 
-    def _output(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Any = None,
-                encoder_hidden_states: Tensor | None = None, **cond: Any) -> Tensor:
+    def _output(
+        self,
+        x: Tensor,
+        t: Tensor,
+        schedule: Schedule,
+        class_labels: Any = None,
+        encoder_hidden_states: Tensor | None = None,
+        **cond: Any,
+    ) -> Tensor:
         """The network's raw prediction at the model's (x, t), on x's device and dtype."""
         kwargs: dict[str, Any] = dict(cond)
         y = self.class_labels(class_labels, x.shape[0])
@@ -167,8 +184,11 @@ class DiffusersBackbone(NetworkBackbone):
             kwargs["encoder_hidden_states"] = encoder_hidden_states.to(device=self.device, dtype=self.dtype)
         elif kind in ("UNet2DConditionModel", *TRANSFORMERS):
             raise ValueError(f"{kind} needs encoder_hidden_states in cond")
-        added = {k: kwargs.pop(k).to(device=self.device, dtype=self.dtype) for k in ("text_embeds", "time_ids")
-                 if k in kwargs}
+        added = {
+            k: kwargs.pop(k).to(device=self.device, dtype=self.dtype)
+            for k in ("text_embeds", "time_ids")
+            if k in kwargs
+        }
         if added:  # SDXL's micro-conditioning
             kwargs["added_cond_kwargs"] = added
         tm = schedule.model_time(t).to(device=self.device, dtype=torch.float32)
@@ -185,16 +205,27 @@ class DiffusersBackbone(NetworkBackbone):
 
     # -- loading ---------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, source: str | Path, *, config: str | Path | dict[str, Any] | None = None,
-                        allow_pickle: bool = False, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, prediction_type: str | None = None,
-                        text: bool = True) -> "DiffusersBackbone":
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        *,
+        config: str | Path | dict[str, Any] | None = None,
+        allow_pickle: bool = False,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        prediction_type: str | None = None,
+        text: bool = True,
+    ) -> "DiffusersBackbone":
         """Load from a pipeline or model folder, a weights file (+ ``config``), or a hub id. A folder that a
         class in ``folder_kinds`` recognises (a text-to-image pipeline: ``TextToImage``, with its VAE, tokenizer and
         text encoder) loads as that class unless ``text=False``."""
         path = Path(source)
-        if not path.exists() and isinstance(source, str) and source.count("/") == 1 \
-                and not source.startswith((".", "/", "~")):
+        if (
+            not path.exists()
+            and isinstance(source, str)
+            and source.count("/") == 1
+            and not source.startswith((".", "/", "~"))
+        ):
             path = cls._hub_snapshot(source, allow_pickle)
         kind = next((k for k in cls.folder_kinds if k.recognizes(path)), None) if text and path.is_dir() else None
         if kind is not None:
@@ -218,11 +249,13 @@ class DiffusersBackbone(NetworkBackbone):
 
     @staticmethod
     def _from_folder(folder: Path, allow_pickle: bool):
-        model_dir = next((folder / d for d in ("unet", "transformer") if (folder / d / "config.json").is_file()),
-                         folder)
+        model_dir = next(
+            (folder / d for d in ("unet", "transformer") if (folder / d / "config.json").is_file()), folder
+        )
         if not (model_dir / "config.json").is_file():
-            raise ModelLoadError(f"{folder} holds no diffusers model: expected unet/config.json, "
-                                 "transformer/config.json or config.json")
+            raise ModelLoadError(
+                f"{folder} holds no diffusers model: expected unet/config.json, transformer/config.json or config.json"
+            )
         cfg = read_json(model_dir / "config.json")
         _unet_class(cfg)
         unet = _build(cfg, load_weights(_weights_in(model_dir, allow_pickle), allow_pickle), model_dir)
@@ -243,13 +276,30 @@ class DiffusersBackbone(NetworkBackbone):
     def _hub_snapshot(repo_id: str, allow_pickle: bool) -> Path:
         from huggingface_hub import snapshot_download
 
-        parts = ("unet", "transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
-                 "text_encoder_3", "tokenizer_3", "scheduler")
-        patterns = ["model_index.json", "*.json", "*.safetensors", *(f"{p}/*.json" for p in parts),
-                    *(f"{p}/*.safetensors" for p in parts), "tokenizer/*.txt", "tokenizer_2/*.txt"] + \
-            (["*.bin", *(f"{p}/*.bin" for p in parts)] if allow_pickle else [])
+        parts = (
+            "unet",
+            "transformer",
+            "vae",
+            "text_encoder",
+            "tokenizer",
+            "text_encoder_2",
+            "tokenizer_2",
+            "text_encoder_3",
+            "tokenizer_3",
+            "scheduler",
+        )
+        patterns = [
+            "model_index.json",
+            "*.json",
+            "*.safetensors",
+            *(f"{p}/*.json" for p in parts),
+            *(f"{p}/*.safetensors" for p in parts),
+            "tokenizer/*.txt",
+            "tokenizer_2/*.txt",
+        ] + (["*.bin", *(f"{p}/*.bin" for p in parts)] if allow_pickle else [])
         try:
             return Path(snapshot_download(repo_id, allow_patterns=patterns))
         except Exception as exc:
-            raise ModelLoadError(f"cannot get {repo_id!r} from the hub or its local cache: "
-                                 f"{type(exc).__name__}: {first_line(exc)}") from exc
+            raise ModelLoadError(
+                f"cannot get {repo_id!r} from the hub or its local cache: {type(exc).__name__}: {first_line(exc)}"
+            ) from exc

@@ -59,8 +59,7 @@ class Empirical(Backbone):
             logits = logits.masked_fill(other, -torch.inf)
         return torch.softmax(logits, dim=1) @ self.data
 
-    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
-            **cond: Any) -> Tensor:
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None, **cond: Any) -> Tensor:
         """ε at the model's x = s·x_vp (any schedule family), from x̂_0 in the VP coordinates."""
         la = schedule.log_alpha_bar(t)
         flat = x.reshape(x.shape[0], -1).to(torch.float64) / schedule.scale(t)[:, None]
@@ -69,8 +68,9 @@ class Empirical(Backbone):
         eps = (flat - a.sqrt() * x0) / (1 - a).clamp_min(1e-20).sqrt()
         return eps.to(x.dtype).reshape(x.shape)
 
-    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
-                 **cond: Any) -> Tensor:
+    def denoised(
+        self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None, **cond: Any
+    ) -> Tensor:
         """x̂_0 at the model's x, defined at zero SNR too (there the data's mean)."""
         flat = x.reshape(x.shape[0], -1).to(torch.float64) / schedule.scale(t)[:, None]
         return self.denoise(flat, schedule.alpha_bar(t), class_labels).to(x.dtype).reshape(x.shape)

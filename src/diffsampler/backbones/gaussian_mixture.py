@@ -30,14 +30,22 @@ __all__ = ["GaussianMixture"]
 class GaussianMixture(Backbone):
     """Exact ε of Σ_k w_k N(μ_k, diag(v_k)) in any dimension (isotropic or diagonal covariances)."""
 
-    def __init__(self, means: Tensor | Sequence[Sequence[float]], weights: Tensor | Sequence[float] | None = None,
-                 variances: float | Tensor | Sequence[Any] = 1.0, schedule: Schedule | None = None) -> None:
+    def __init__(
+        self,
+        means: Tensor | Sequence[Sequence[float]],
+        weights: Tensor | Sequence[float] | None = None,
+        variances: float | Tensor | Sequence[Any] = 1.0,
+        schedule: Schedule | None = None,
+    ) -> None:
         mu = torch.as_tensor(means, dtype=torch.float64)
         if mu.dim() != 2:
             raise ValueError(f"means must have shape [K, D], got {tuple(mu.shape)}")
         k, d = mu.shape
-        w = torch.full((k,), 1.0 / k, dtype=torch.float64) if weights is None else \
-            torch.as_tensor(weights, dtype=torch.float64)
+        w = (
+            torch.full((k,), 1.0 / k, dtype=torch.float64)
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float64)
+        )
         if w.shape != (k,) or torch.any(w <= 0):
             raise ValueError(f"weights must be {k} positive numbers, got {w.tolist()}")
         v = torch.as_tensor(variances, dtype=torch.float64)
@@ -71,8 +79,9 @@ class GaussianMixture(Backbone):
     def num_components(self) -> int:
         return self.means.shape[0]
 
-    def _posterior_terms(self, x: Tensor, a: Tensor, b2: Tensor,
-                         class_labels: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _posterior_terms(
+        self, x: Tensor, a: Tensor, b2: Tensor, class_labels: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per-component log w_k N(x; aμ_k, C_k) [B, K], responsibilities r [B, K], x − aμ_k and C_k [B, K, D]."""
         dev = x.device
         a, b2 = a.to(dev)[:, None, None], b2.to(dev)[:, None, None]
@@ -102,16 +111,16 @@ class GaussianMixture(Backbone):
         a, b = schedule.signal(t).to(x.device), schedule.noise(t).to(x.device)
         return a, b * b, b
 
-    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
-            **cond: Any) -> Tensor:
+    def eps(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None, **cond: Any) -> Tensor:
         flat = self._flat(x)
         a, b2, b = self._scales(t, schedule, x)
         _, r, diff, cov = self._posterior_terms(flat, a, b2, class_labels)
         eps = b[:, None] * (r[:, :, None] * diff / cov).sum(1)
         return eps.to(x.dtype).reshape(x.shape)
 
-    def denoised(self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None,
-                 **cond: Any) -> Tensor:
+    def denoised(
+        self, x: Tensor, t: Tensor, schedule: Schedule, class_labels: Tensor | None = None, **cond: Any
+    ) -> Tensor:
         """E[x_0 | x_t]: the posterior mean, exact at zero SNR too (there Σ w_k μ_k)."""
         flat = self._flat(x)
         a, b2, _ = self._scales(t, schedule, x)
@@ -139,8 +148,9 @@ class GaussianMixture(Backbone):
     def covariance(self) -> Tensor:
         """Cov[x_0] = Σ w_k (diag(v_k) + μ_k μ_kᵀ) − E[x]E[x]ᵀ."""
         m = self.mean()
-        second = torch.einsum("k,ki,kj->ij", self.weights, self.means, self.means) + \
-            torch.diag(self.weights @ self.variances)
+        second = torch.einsum("k,ki,kj->ij", self.weights, self.means, self.means) + torch.diag(
+            self.weights @ self.variances
+        )
         return second - torch.outer(m, m)
 
     def sample_data(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

@@ -34,9 +34,15 @@ class TextToImage(DiffusersBackbone):
 
     recognizes = staticmethod(is_pipeline)
 
-    def __init__(self, base: DiffusersBackbone, vae: torch.nn.Module, text: dict[str, Any] | None = None,
-                 height: int | None = None, width: int | None = None,
-                 force_zeros_for_empty_prompt: bool = False) -> None:
+    def __init__(
+        self,
+        base: DiffusersBackbone,
+        vae: torch.nn.Module,
+        text: dict[str, Any] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        force_zeros_for_empty_prompt: bool = False,
+    ) -> None:
         """``text``: the pipeline's ``text_encoder``/``tokenizer`` pairs by their names (``_2``: SDXL's and SD3's
         second CLIP, ``_3``: SD3's T5), any of them absent."""
         super().__init__(base.unet, base.schedule, base.prediction_type, base.null_class_label, None, base.extra)
@@ -63,8 +69,13 @@ class TextToImage(DiffusersBackbone):
         return (self.unet.config.in_channels, self.height // self.factor, self.width // self.factor)
 
     def _embed(self, texts: list[str], length: int | None = None) -> Tensor:
-        tok = self.tokenizer(texts, padding="max_length", max_length=length or self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")
+        tok = self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=length or self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
         mask = tok.attention_mask if getattr(self.text_encoder.config, "use_attention_mask", False) else None
         dev = next(self.text_encoder.parameters()).device
         with torch.no_grad():
@@ -73,9 +84,10 @@ class TextToImage(DiffusersBackbone):
 
     def _embed_xl(self, texts: list[str], length: int | None = None) -> tuple[Tensor, Tensor]:
         """SDXL: both encoders' penultimate states side by side, and the second one's pooled projection."""
-        (s1, _), (s2, pooled) = (_clip(tok, enc, texts, length or tok.model_max_length)
-                                 for tok, enc in ((self.tokenizer, self.text_encoder),
-                                                  (self.tokenizer_2, self.text_encoder_2)))
+        (s1, _), (s2, pooled) = (
+            _clip(tok, enc, texts, length or tok.model_max_length)
+            for tok, enc in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2))
+        )
         return torch.cat([s1, s2], -1).to(self.dtype), pooled.to(self.dtype)
 
     def _encode_xl(self, prompts: list[str], negatives: list[str] | None, n: int) -> dict[str, Tensor]:
@@ -87,22 +99,43 @@ class TextToImage(DiffusersBackbone):
         else:
             u, u_pooled = self._embed_xl(negatives or [""], c.shape[1])
         ids = torch.tensor([[self.height, self.width, 0, 0, self.height, self.width]], dtype=c.dtype)
-        return _per_sample({"encoder_hidden_states": c, "negative_encoder_hidden_states": u, "text_embeds": pooled,
-                            "negative_text_embeds": u_pooled, "time_ids": ids, "negative_time_ids": ids}, n)
+        return _per_sample(
+            {
+                "encoder_hidden_states": c,
+                "negative_encoder_hidden_states": u,
+                "text_embeds": pooled,
+                "negative_text_embeds": u_pooled,
+                "time_ids": ids,
+                "negative_time_ids": ids,
+            },
+            n,
+        )
 
     def _embed_sd3(self, texts: list[str], max_sequence_length: int = 256) -> tuple[Tensor, Tensor]:
         """SD3: both CLIPs' penultimate states side by side, padded to T5's width, then T5's states (zeros
         without a T5) along the sequence; and both CLIPs' pooled projections side by side."""
-        (s1, p1), (s2, p2) = (_clip(tok, enc, texts, self.tokenizer.model_max_length)
-                              for tok, enc in ((self.tokenizer, self.text_encoder),
-                                               (self.tokenizer_2, self.text_encoder_2)))
+        (s1, p1), (s2, p2) = (
+            _clip(tok, enc, texts, self.tokenizer.model_max_length)
+            for tok, enc in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2))
+        )
         clip = torch.cat([s1, s2], -1)
         if self.text_encoder_3 is None:
-            t5 = torch.zeros(len(texts), max_sequence_length, self.unet.config.joint_attention_dim, dtype=clip.dtype,
-                             device=clip.device)
+            t5 = torch.zeros(
+                len(texts),
+                max_sequence_length,
+                self.unet.config.joint_attention_dim,
+                dtype=clip.dtype,
+                device=clip.device,
+            )
         else:
-            ids = self.tokenizer_3(texts, padding="max_length", max_length=max_sequence_length, truncation=True,
-                                   add_special_tokens=True, return_tensors="pt").input_ids
+            ids = self.tokenizer_3(
+                texts,
+                padding="max_length",
+                max_length=max_sequence_length,
+                truncation=True,
+                add_special_tokens=True,
+                return_tensors="pt",
+            ).input_ids
             with torch.no_grad():
                 t5 = self.text_encoder_3(ids.to(next(self.text_encoder_3.parameters()).device))[0]
         clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
@@ -111,20 +144,35 @@ class TextToImage(DiffusersBackbone):
     def _encode_sd3(self, prompts: list[str], negatives: list[str], n: int) -> dict[str, Tensor]:
         c, pooled = self._embed_sd3(prompts)
         u, u_pooled = self._embed_sd3(negatives)
-        return _per_sample({"encoder_hidden_states": c, "negative_encoder_hidden_states": u,
-                            "pooled_projections": pooled, "negative_pooled_projections": u_pooled}, n)
+        return _per_sample(
+            {
+                "encoder_hidden_states": c,
+                "negative_encoder_hidden_states": u,
+                "pooled_projections": pooled,
+                "negative_pooled_projections": u_pooled,
+            },
+            n,
+        )
 
-    def encode_prompt(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
-                      batch: int | None = None) -> dict[str, Tensor]:
+    def encode_prompt(
+        self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None, batch: int | None = None
+    ) -> dict[str, Tensor]:
         """``cond`` for ``batch`` samples: the prompt's (and the negative prompt's) text-encoder states, each
         prompt given once or once per sample, as diffusers' Stable Diffusion (and SDXL) pipelines encode them."""
         if self.text_encoder is None:
-            raise ValueError("this pipeline has no text encoders (an SD3-layout folder without them): pass "
-                             "precomputed embeddings in cond (encoder_hidden_states, pooled_projections and their "
-                             "negative_… counterparts)")
+            raise ValueError(
+                "this pipeline has no text encoders (an SD3-layout folder without them): pass "
+                "precomputed embeddings in cond (encoder_hidden_states, pooled_projections and their "
+                "negative_… counterparts)"
+            )
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        given = None if negative_prompt is None else \
-            [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
+        given = (
+            None
+            if negative_prompt is None
+            else [negative_prompt]
+            if isinstance(negative_prompt, str)
+            else list(negative_prompt)
+        )
         negatives = given or [""]
         n = batch or len(prompts)
         for name, texts in (("prompt", prompts), ("negative_prompt", negatives)):
@@ -170,8 +218,12 @@ class TextToImage(DiffusersBackbone):
         shift = getattr(cfg, "shift_factor", None) or 0.0
         dev, dtype = next(self.vae.parameters()).device, next(self.vae.parameters()).dtype
         with torch.no_grad():
-            return torch.cat([self.vae.decode((z.to(dev, dtype) / cfg.scaling_factor + shift)).sample.float().cpu()
-                              for z in latents.split(batch_size)])
+            return torch.cat(
+                [
+                    self.vae.decode((z.to(dev, dtype) / cfg.scaling_factor + shift)).sample.float().cpu()
+                    for z in latents.split(batch_size)
+                ]
+            )
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "TextToImage":
         super().to(device, dtype)
@@ -187,34 +239,53 @@ class TextToImage(DiffusersBackbone):
         return self
 
     @classmethod
-    def from_folder(cls, folder: Path, allow_pickle: bool = False, prediction_type: str | None = None,
-                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "TextToImage":
+    def from_folder(
+        cls,
+        folder: Path,
+        allow_pickle: bool = False,
+        prediction_type: str | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> "TextToImage":
         """Load every component of a pipeline folder (safetensors weights unless ``allow_pickle``)."""
         index = json.loads((folder / "model_index.json").read_text())
         if "transformer" in index:  # SD3 layout
             return cls._from_sd3_folder(folder, index, allow_pickle, prediction_type, device, dtype)
         missing = [c for c in COMPONENTS if not (folder / c).is_dir()]
         if missing:
-            raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: a text-to-image pipeline needs "
-                                 f"{', '.join(COMPONENTS)}")
-        base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
-                                                 text=False)
+            raise ModelLoadError(
+                f"pipeline {folder} lacks {', '.join(missing)}: a text-to-image pipeline needs {', '.join(COMPONENTS)}"
+            )
+        base = DiffusersBackbone.from_pretrained(
+            folder, allow_pickle=allow_pickle, prediction_type=prediction_type, text=False
+        )
         vae = _vae(folder, allow_pickle)
         zeros = bool(index.get("force_zeros_for_empty_prompt", False))
-        return cls(base, vae, _text_parts(folder, index, allow_pickle), force_zeros_for_empty_prompt=zeros) \
-            .to(device, dtype)
+        return cls(base, vae, _text_parts(folder, index, allow_pickle), force_zeros_for_empty_prompt=zeros).to(
+            device, dtype
+        )
 
     @classmethod
-    def _from_sd3_folder(cls, folder: Path, index: dict[str, Any], allow_pickle: bool, prediction_type: str | None,
-                         device: str | torch.device, dtype: torch.dtype | None) -> "TextToImage":
+    def _from_sd3_folder(
+        cls,
+        folder: Path,
+        index: dict[str, Any],
+        allow_pickle: bool,
+        prediction_type: str | None,
+        device: str | torch.device,
+        dtype: torch.dtype | None,
+    ) -> "TextToImage":
         """An SD3-layout folder: transformer, vae, scheduler, and the text encoders it names (two CLIPs and a T5;
         none at all, and prompts come as embeddings)."""
         missing = [c for c in ("transformer", "vae", "scheduler") if not (folder / c).is_dir()]
         if missing:
-            raise ModelLoadError(f"pipeline {folder} lacks {', '.join(missing)}: an SD3-layout pipeline needs "
-                                 "transformer, vae, scheduler")
-        base = DiffusersBackbone.from_pretrained(folder, allow_pickle=allow_pickle, prediction_type=prediction_type,
-                                                 text=False)
+            raise ModelLoadError(
+                f"pipeline {folder} lacks {', '.join(missing)}: an SD3-layout pipeline needs "
+                "transformer, vae, scheduler"
+            )
+        base = DiffusersBackbone.from_pretrained(
+            folder, allow_pickle=allow_pickle, prediction_type=prediction_type, text=False
+        )
         return cls(base, _vae(folder, allow_pickle), _text_parts(folder, index, allow_pickle)).to(device, dtype)
 
 
@@ -238,8 +309,7 @@ def _vae(folder: Path, allow_pickle: bool) -> torch.nn.Module:
     try:
         return AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=None if allow_pickle else True)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: "
-                             f"{first_line(exc)}") from exc
+        raise ModelLoadError(f"cannot load the VAE in {folder}: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict[str, Any]:
@@ -260,8 +330,7 @@ def _text_parts(folder: Path, index: dict[str, Any], allow_pickle: bool) -> dict
             kwargs = {"use_safetensors": None if allow_pickle else True} if name.startswith("text_encoder") else {}
             parts[name] = cls.from_pretrained(folder / name, **kwargs)
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: "
-                             f"{first_line(exc)}") from exc
+        raise ModelLoadError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: {first_line(exc)}") from exc
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()

@@ -21,10 +21,11 @@ from ..errors import ModelLoadError
 __all__ = ["BUNDLED", "DEFAULT_MODEL", "model_path", "load_model", "load_classifier", "fd_reference"]
 
 HERE = Path(__file__).parent
-BUNDLED: dict[str, str] = {"digits": "class-conditional 28×28 MNIST ε-model (UNet2DModel, 1.1 M parameters)",
-                           "digits-weak": "the digits model's training run at step 1500 of 5000 (autoguidance's weak "
-                                          "model)",
-                           "digits-classifier": "noise-conditional and clean digit classifiers (fd-digits features)"}
+BUNDLED: dict[str, str] = {
+    "digits": "class-conditional 28×28 MNIST ε-model (UNet2DModel, 1.1 M parameters)",
+    "digits-weak": "the digits model's training run at step 1500 of 5000 (autoguidance's weak model)",
+    "digits-classifier": "noise-conditional and clean digit classifiers (fd-digits features)",
+}
 DEFAULT_MODEL = "digits"
 
 

@@ -27,19 +27,32 @@ class APG(CFG):
 
     linear = False
 
-    def __init__(self, scale: float = 3.0, eta: float = 0.0, norm_threshold: float = 0.0, momentum: float = 0.0,
-                 space: str = "x0", interval: tuple[float, float] | None = None, null_label: int | None = None,
-                 label_key: str = "class_labels") -> None:
+    def __init__(
+        self,
+        scale: float = 3.0,
+        eta: float = 0.0,
+        norm_threshold: float = 0.0,
+        momentum: float = 0.0,
+        space: str = "x0",
+        interval: tuple[float, float] | None = None,
+        null_label: int | None = None,
+        label_key: str = "class_labels",
+    ) -> None:
         super().__init__(scale=scale, interval=interval, null_label=null_label, label_key=label_key)
         if space not in ("x0", "eps"):
             raise ValueError(f"apg space must be x0 or eps, got {space!r}")
         if not norm_threshold >= 0:
             raise ValueError(f"apg norm_threshold must be ≥ 0 (0: off), got {norm_threshold!r}")
-        self.eta, self.norm_threshold, self.momentum, self.space = float(eta), float(norm_threshold), \
-            float(momentum), space
+        self.eta, self.norm_threshold, self.momentum, self.space = (
+            float(eta),
+            float(norm_threshold),
+            float(momentum),
+            space,
+        )
 
-    def combine(self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule,
-                state: dict[str, Any]) -> Tensor:
+    def combine(
+        self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule, state: dict[str, Any]
+    ) -> Tensor:
         if self.space == "x0":
             alpha, std = bcast(schedule.alpha(t), x).to(x.dtype), bcast(schedule.std(t), x).to(x.dtype)
             d_c, d_u = (x - std * e_c) / alpha, (x - std * e_u) / alpha

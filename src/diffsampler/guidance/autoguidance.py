@@ -29,14 +29,18 @@ class AutoGuidance:
 
     def __init__(self, weak: Any, scale: float = 2.0, interval: tuple[float, float] | None = None) -> None:
         if not hasattr(weak, "eps"):
-            raise TypeError(f"weak must be a backbone (with .eps), e.g. ds.bundled.load_model('digits-weak'); "
-                            f"got {type(weak).__name__}")
+            raise TypeError(
+                f"weak must be a backbone (with .eps), e.g. ds.bundled.load_model('digits-weak'); "
+                f"got {type(weak).__name__}"
+            )
         self.weak, self.scale, self.interval = weak, check_scale("autoguidance", scale), check_interval(interval)
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         if not hasattr(eps, "of"):
-            raise ValueError("autoguidance evaluates its weak model through the network it wraps, which must "
-                             "offer eps.of(backbone) as sample's does: put it first in a compose")
+            raise ValueError(
+                "autoguidance evaluates its weak model through the network it wraps, which must "
+                "offer eps.of(backbone) as sample's does: put it first in a compose"
+            )
         weak = eps.of(self.weak)
 
         def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:

@@ -41,8 +41,15 @@ class CFG:
     second_network = False
     linear = True  # ``combine`` is a fixed linear mix of the two predictions (subclasses that are not say so)
 
-    def __init__(self, scale: float = 3.0, rescale: float = 0.0, interval: tuple[float, float] | None = None,
-                 null_label: int | None = None, label_key: str = "class_labels", rescale_space: str = "model") -> None:
+    def __init__(
+        self,
+        scale: float = 3.0,
+        rescale: float = 0.0,
+        interval: tuple[float, float] | None = None,
+        null_label: int | None = None,
+        label_key: str = "class_labels",
+        rescale_space: str = "model",
+    ) -> None:
         self.scale = check_scale("cfg", scale)
         if not 0 <= rescale <= 1:
             raise ValueError(f"rescale must lie in [0, 1], got {rescale!r}")
@@ -68,8 +75,9 @@ class CFG:
         y = labels_of("cfg", cond, self.label_key, x.shape[0], x.device)
         null = self.null_label if self.null_label is not None or backbone is None else backbone.null_class_label
         if null is None:
-            raise ValueError("cfg needs a null label for the unconditional half: pass null_label= "
-                             "or use a model that has one")
+            raise ValueError(
+                "cfg needs a null label for the unconditional half: pass null_label= or use a model that has one"
+            )
         both[self.label_key] = torch.cat([y, torch.full_like(y, int(null))])
         return both
 
@@ -77,8 +85,10 @@ class CFG:
         """Lin et al.'s rescale of the guided g towards the conditional e_c, in the prediction space ``kind``."""
         zero = bool((schedule.alpha_bar(t) == 0).all())  # g, e_c hold x̂_0 (sample's zero-SNR step)
         if zero and kind == "epsilon":
-            raise ValueError("cfg rescale in ε cannot act at zero SNR: use rescale_space='model' with a model that "
-                             "predicts x_0, v or flow")
+            raise ValueError(
+                "cfg rescale in ε cannot act at zero SNR: use rescale_space='model' with a model that "
+                "predicts x_0, v or flow"
+            )
         xm = x if schedule.variance_preserving else x * bcast(schedule.scale(t), x)
         b = bcast(schedule.noise(t), x)
         # at zero SNR (a = 0): v = −b·x̂_0 and u = x/b − x̂_0; elsewhere p from ε
@@ -90,8 +100,9 @@ class CFG:
         p = self.rescale * p_g * ratio + (1 - self.rescale) * p_g
         return from_p[kind](p) if zero else convert(p, xm, t, schedule, kind, "epsilon")
 
-    def combine(self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule,
-                state: dict[str, Any]) -> Tensor:
+    def combine(
+        self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule, state: dict[str, Any]
+    ) -> Tensor:
         """The guided ε from the conditional and unconditional ones; ``state`` lives for one sampling run."""
         return e_u + self.scale * (e_c - e_u)
 

@@ -29,8 +29,13 @@ class CFGPP(CFG):
 
     renoise = True
 
-    def __init__(self, scale: float = 0.6, interval: tuple[float, float] | None = None,
-                 null_label: int | None = None, label_key: str = "class_labels") -> None:
+    def __init__(
+        self,
+        scale: float = 0.6,
+        interval: tuple[float, float] | None = None,
+        null_label: int | None = None,
+        label_key: str = "class_labels",
+    ) -> None:
         super().__init__(scale=scale, interval=interval, null_label=null_label, label_key=label_key)
 
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:

@@ -27,15 +27,22 @@ class CFGZeroStar(CFG):
 
     linear = False
 
-    def __init__(self, scale: float = 3.0, zero_init_steps: int = 0, interval: tuple[float, float] | None = None,
-                 null_label: int | None = None, label_key: str = "class_labels") -> None:
+    def __init__(
+        self,
+        scale: float = 3.0,
+        zero_init_steps: int = 0,
+        interval: tuple[float, float] | None = None,
+        null_label: int | None = None,
+        label_key: str = "class_labels",
+    ) -> None:
         super().__init__(scale=scale, interval=interval, null_label=null_label, label_key=label_key)
         if isinstance(zero_init_steps, bool) or not isinstance(zero_init_steps, int) or zero_init_steps < 0:
             raise ValueError(f"zero_init_steps must be an integer ≥ 0, got {zero_init_steps!r}")
         self.zero_init_steps = zero_init_steps
 
-    def combine(self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule,
-                state: dict[str, Any]) -> Tensor:
+    def combine(
+        self, e_c: Tensor, e_u: Tensor, x: Tensor, t: Tensor, schedule: Schedule, state: dict[str, Any]
+    ) -> Tensor:
         seen = state.setdefault("times", [])
         now = float(t.reshape(-1)[0])
         if now not in seen:

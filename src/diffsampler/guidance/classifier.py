@@ -29,9 +29,14 @@ class ClassifierGuidance:
     zero_snr = False  # its gradient is of ε's x_t: at zero SNR, where x̂_0 stands in for ε, it has no meaning
     second_network = False
 
-    def __init__(self, classifier: Callable[[Tensor, Tensor], Tensor], scale: float = 1.0,
-                 interval: tuple[float, float] | None = None, pass_labels: bool = False,
-                 label_key: str = "class_labels") -> None:
+    def __init__(
+        self,
+        classifier: Callable[[Tensor, Tensor], Tensor],
+        scale: float = 1.0,
+        interval: tuple[float, float] | None = None,
+        pass_labels: bool = False,
+        label_key: str = "class_labels",
+    ) -> None:
         if not callable(classifier):
             raise TypeError(f"classifier must be callable as classifier(x, t) -> logits, got {classifier!r}")
         self.classifier, self.scale = classifier, check_scale("classifier", scale)

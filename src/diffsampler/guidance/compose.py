@@ -28,8 +28,10 @@ class Compose:
             if i > 0 and _can(g, "second_network"):
                 raise ValueError(f"compose: {type(g).__name__} evaluates a second network, so it must come first")
             if any(_can(h, "renoise") for h in self.guidances[:i]) and not _can(g, "wraps_renoise"):
-                raise ValueError(f"compose: {type(g).__name__} cannot wrap a guidance that re-noises with a second "
-                                 "ε (cfg-pp); of the built-in guidances only dynamic-thresholding can")
+                raise ValueError(
+                    f"compose: {type(g).__name__} cannot wrap a guidance that re-noises with a second "
+                    "ε (cfg-pp); of the built-in guidances only dynamic-thresholding can"
+                )
         self.renoise = any(_can(g, "renoise") for g in self.guidances)
         self.zero_snr = all(_can(g, "zero_snr") for g in self.guidances)
         self.second_network = _can(self.guidances[0], "second_network")

@@ -38,8 +38,9 @@ def self_attention_layers(model: torch.nn.Module, layers: Sequence[str]) -> list
     for layer in layers:
         hits = [m for name, m in found.items() if re.search(f"(?:{layer})(?![0-9])", name) is not None]
         if not hits:
-            raise ValueError(f"pag layer {layer!r} matches no self-attention layer; the model has: "
-                             f"{', '.join(found) or 'none'}")
+            raise ValueError(
+                f"pag layer {layer!r} matches no self-attention layer; the model has: {', '.join(found) or 'none'}"
+            )
         picked += [m for m in hits if m not in picked]
     return picked
 
@@ -70,12 +71,24 @@ class _Perturbed:
     def __init__(self, inner: Any, start: int) -> None:
         self.inner, self.start = inner, start
 
-    def __call__(self, attn: Any, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
-                 attention_mask: Tensor | None = None, temb: Tensor | None = None, **kw: Any) -> Tensor:
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: Tensor,
+        encoder_hidden_states: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        temb: Tensor | None = None,
+        **kw: Any,
+    ) -> Tensor:
         k = self.start
-        rest = {name: (v[:k] if isinstance(v, Tensor) and v.shape[:1] == hidden_states.shape[:1] else v)
-                for name, v in (("encoder_hidden_states", encoder_hidden_states), ("attention_mask", attention_mask),
-                                ("temb", temb))}
+        rest = {
+            name: (v[:k] if isinstance(v, Tensor) and v.shape[:1] == hidden_states.shape[:1] else v)
+            for name, v in (
+                ("encoder_hidden_states", encoder_hidden_states),
+                ("attention_mask", attention_mask),
+                ("temb", temb),
+            )
+        }
         kept = self.inner(attn, hidden_states[:k], **rest, **kw)
         ptb = identity_attention(attn, hidden_states[k:], None if temb is None else temb[k:])
         return torch.cat([kept, ptb])
@@ -98,9 +111,15 @@ def perturbed(modules: Sequence[Any], start: int) -> Iterator[None]:
 class PAG(CFG):
     """Perturbed-attention guidance ε_c + s(ε_c − ε_ptb), with CFG on top where ``cfg_scale`` ≠ 1."""
 
-    def __init__(self, scale: float = 3.0, layers: str | Sequence[str] = "mid", cfg_scale: float = 1.0,
-                 interval: tuple[float, float] | None = None, null_label: int | None = None,
-                 label_key: str = "class_labels") -> None:
+    def __init__(
+        self,
+        scale: float = 3.0,
+        layers: str | Sequence[str] = "mid",
+        cfg_scale: float = 1.0,
+        interval: tuple[float, float] | None = None,
+        null_label: int | None = None,
+        label_key: str = "class_labels",
+    ) -> None:
         super().__init__(scale=cfg_scale, interval=interval, null_label=null_label, label_key=label_key)
         self.cfg_scale, self.scale = self.scale, check_scale("pag", scale)
         self.layers = tuple(layers.split(",")) if isinstance(layers, str) else tuple(layers)
@@ -110,8 +129,9 @@ class PAG(CFG):
     def __call__(self, eps: Any, schedule: Schedule, backbone: Any = None) -> Any:
         unet = getattr(backbone, "unet", None)
         if not isinstance(unet, torch.nn.Module):
-            raise ValueError(f"pag needs a diffusers UNet with self-attention layers; the model is "
-                             f"{type(backbone).__name__}")
+            raise ValueError(
+                f"pag needs a diffusers UNet with self-attention layers; the model is {type(backbone).__name__}"
+            )
         modules = self_attention_layers(unet, self.layers)
         with_cfg = self.cfg_scale != 1
 
@@ -123,14 +143,18 @@ class PAG(CFG):
             b = x.shape[0]
             if with_cfg:
                 halves = self._halves(x, cond, backbone)  # [c; u]: reordered to diffusers' [u; c; ptb]
-                both = {k: (torch.cat([v[b:], v[:b], v[:b]]) if isinstance(v, Tensor) and v.shape[:1] == (2 * b,)
-                            else v) for k, v in halves.items()}
+                both = {
+                    k: (torch.cat([v[b:], v[:b], v[:b]]) if isinstance(v, Tensor) and v.shape[:1] == (2 * b,) else v)
+                    for k, v in halves.items()
+                }
                 with perturbed(modules, 2 * b):
                     e_u, e_c, e_p = eps(torch.cat([x, x, x]), torch.cat([t, t, t]), **both).chunk(3)
                 g = e_u + self.cfg_scale * (e_c - e_u) + self.scale * (e_c - e_p)
             else:
-                both = {k: (torch.cat([v, v]) if isinstance(v, Tensor) and v.shape[:1] == (b,) else v)
-                        for k, v in plain.items()}
+                both = {
+                    k: (torch.cat([v, v]) if isinstance(v, Tensor) and v.shape[:1] == (b,) else v)
+                    for k, v in plain.items()
+                }
                 with perturbed(modules, b):
                     e_c, e_p = eps(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
                 g = e_c + self.scale * (e_c - e_p)

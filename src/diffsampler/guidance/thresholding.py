@@ -36,8 +36,9 @@ class DynamicThresholding:
     second_network = False
     wraps_renoise = True  # around CFG++ it thresholds the denoising ε and keeps the re-noising one
 
-    def __init__(self, percentile: float = 0.995, max_value: float = 1.0,
-                 interval: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self, percentile: float = 0.995, max_value: float = 1.0, interval: tuple[float, float] | None = None
+    ) -> None:
         if not 0 < percentile <= 1:
             raise ValueError(f"dynamic-thresholding percentile must lie in (0, 1], got {percentile!r}")
         if not max_value >= 1:

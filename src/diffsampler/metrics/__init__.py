@@ -16,9 +16,26 @@ from .ode_error import ode_error_metric
 
 import_submodules(__name__, __path__)  # each file registers its metrics where they are defined
 
-__all__ = ["METRICS", "Metric", "MetricFactory", "bootstrap", "paired_difference", "fd_metric", "classifier_features",
-           "frechet_distance", "gaussian_stats", "sliced_wasserstein", "exact_metric", "ode_error_metric", "inception",
-           "inception_weights", "fid_features", "reference_stats", "resize_tf1", "make_metric"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "MetricFactory",
+    "bootstrap",
+    "paired_difference",
+    "fd_metric",
+    "classifier_features",
+    "frechet_distance",
+    "gaussian_stats",
+    "sliced_wasserstein",
+    "exact_metric",
+    "ode_error_metric",
+    "inception",
+    "inception_weights",
+    "fid_features",
+    "reference_stats",
+    "resize_tf1",
+    "make_metric",
+]
 
 
 def make_metric(name: str, backbone: object, schedule: object = None, **options: object) -> Metric:

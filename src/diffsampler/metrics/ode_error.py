@@ -30,9 +30,19 @@ def ode_error_metric(backbone: Any, schedule: Any = None, tol: float = 1e-6, bat
             # from zero SNR sample() steps first to the grid's second time, exactly only for a short step
             zero = sched is not None and sched.alpha_bar(1.0).item() == 0
             grid = {"grid": [1.0, 1 - 1e-6, 0.0]} if zero else {"steps": 2}
-            parts = [sample(backbone, schedule=schedule, sampler="pf-ode", method="rk45", rtol=tol, atol=tol,
-                            x_T=x_T[i:i + batch_size].double(), **grid).float()
-                     for i in range(0, len(x_T), batch_size)]
+            parts = [
+                sample(
+                    backbone,
+                    schedule=schedule,
+                    sampler="pf-ode",
+                    method="rk45",
+                    rtol=tol,
+                    atol=tol,
+                    x_T=x_T[i : i + batch_size].double(),
+                    **grid,
+                ).float()
+                for i in range(0, len(x_T), batch_size)
+            ]
             cache.update(x_T=x_T, ref=torch.cat(parts))
         return cache["ref"]
 
@@ -48,5 +58,3 @@ def ode_error_metric(backbone: Any, schedule: Any = None, tol: float = 1e-6, bat
         return float(d.mean()), float(d.std() / math.sqrt(len(d))), {}
 
     return Metric("ode-error", score, needs_x_T=True, statistic=statistic)
-
-

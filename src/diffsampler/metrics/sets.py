@@ -30,8 +30,11 @@ def mmd2_unbiased(x: Tensor, y: Tensor) -> float:
     d = x.shape[1]
     kxx, kyy, kxy = (((a @ b.T) / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
     m, n = len(x), len(y)
-    return float((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-                 - 2 * kxy.mean())
+    return float(
+        (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+        + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+        - 2 * kxy.mean()
+    )
 
 
 def kid(fake: Tensor, real: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> float:
@@ -40,8 +43,13 @@ def kid(fake: Tensor, real: Tensor, subsets: int = 100, subset_size: int = 1000,
     if size == len(fake) == len(real):  # every subset is the whole set, and MMD² ignores order
         return mmd2_unbiased(fake.double(), real.double())
     g = torch.Generator().manual_seed(seed)
-    vals = [mmd2_unbiased(fake[torch.randperm(len(fake), generator=g)[:size]].double(),
-                          real[torch.randperm(len(real), generator=g)[:size]].double()) for _ in range(subsets)]
+    vals = [
+        mmd2_unbiased(
+            fake[torch.randperm(len(fake), generator=g)[:size]].double(),
+            real[torch.randperm(len(real), generator=g)[:size]].double(),
+        )
+        for _ in range(subsets)
+    ]
     return float(torch.tensor(vals).mean())
 
 
@@ -56,10 +64,12 @@ def prdc(fake: Tensor, real: Tensor, k: int = 3) -> dict[str, float]:
     r_real, r_fake = kth_neighbour_radii(real, k), kth_neighbour_radii(fake, k)
     d = torch.cdist(real, fake)  # [real, fake]
     inside_real = d < r_real[:, None]
-    return {"precision": inside_real.any(0).double().mean().item(),
-            "recall": (d < r_fake[None, :]).any(1).double().mean().item(),
-            "density": inside_real.double().sum(0).mean().item() / k,
-            "coverage": (d.min(1).values < r_real).double().mean().item()}
+    return {
+        "precision": inside_real.any(0).double().mean().item(),
+        "recall": (d < r_fake[None, :]).any(1).double().mean().item(),
+        "density": inside_real.double().sum(0).mean().item() / k,
+        "coverage": (d.min(1).values < r_real).double().mean().item(),
+    }
 
 
 def _set_metric(name: str, what: str, features: Callable[[Tensor], Tensor], real: Tensor, k: int = 3) -> Metric:
@@ -106,8 +116,9 @@ def _digits(what: str) -> Callable[..., Metric]:
 
 
 def _inception(what: str) -> Callable[..., Metric]:
-    def factory(backbone: Any, schedule: Any = None, *, weights: str | None = None, ref: str | None = None,
-                k: int = 3) -> Metric:
+    def factory(
+        backbone: Any, schedule: Any = None, *, weights: str | None = None, ref: str | None = None, k: int = 3
+    ) -> Metric:
         from .fid import inception, reference_features
 
         features = inception(weights, 2048)
@@ -117,10 +128,16 @@ def _inception(what: str) -> Callable[..., Metric]:
     return factory
 
 
-for _what, _label in (("kid", "KID"), ("precision", "precision"), ("recall", "recall"), ("density", "density"),
-                      ("coverage", "coverage")):
-    METRICS.register(f"{_what}-digits", _digits(_what), label=f"{_label} (digit classifier features)",
-                     higher=_what != "kid")
+for _what, _label in (
+    ("kid", "KID"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("density", "density"),
+    ("coverage", "coverage"),
+):
+    METRICS.register(
+        f"{_what}-digits", _digits(_what), label=f"{_label} (digit classifier features)", higher=_what != "kid"
+    )
     METRICS.register(_what, _inception(_what), label=f"{_label} (Inception features)", higher=_what != "kid")
 
 
@@ -134,7 +151,7 @@ def accuracy_digits(backbone: Any, schedule: Any = None) -> Metric:
         if labels is None:
             raise ValueError("metric 'accuracy-digits' needs conditional samples (class labels)")
         with torch.no_grad():
-            hit = torch.cat([clf(x[i:i + 250].float()).argmax(1) for i in range(0, len(x), 250)]) == labels
+            hit = torch.cat([clf(x[i : i + 250].float()).argmax(1) for i in range(0, len(x), 250)]) == labels
         hit = hit.double()
         return lambda i: hit[i].mean().item()
 

@@ -12,5 +12,16 @@ from .pf_ode import pf_ode
 
 import_submodules(__name__, __path__)  # each file registers its sampler where it is defined
 
-__all__ = ["SAMPLERS", "Sampler", "EpsFn", "NoiseSampler", "Callback", "noise_from", "ddpm", "ddim",
-           "euler_maruyama", "pf_ode", "dpm_solver_pp"]
+__all__ = [
+    "SAMPLERS",
+    "Sampler",
+    "EpsFn",
+    "NoiseSampler",
+    "Callback",
+    "noise_from",
+    "ddpm",
+    "ddim",
+    "euler_maruyama",
+    "pf_ode",
+    "dpm_solver_pp",
+]

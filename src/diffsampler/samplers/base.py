@@ -30,8 +30,25 @@ from ..registry import Registry
 from ..schedules import Schedule
 from ..tensors import bcast, times_like
 
-__all__ = ["SAMPLERS", "EpsFn", "NoiseSampler", "Callback", "Sampler", "noise_from", "times_like", "bcast", "denoise",
-           "eps_pair", "renoised", "report", "edm_denoiser", "edm_pair", "sigmas_of", "lambdas_of", "churned"]
+__all__ = [
+    "SAMPLERS",
+    "EpsFn",
+    "NoiseSampler",
+    "Callback",
+    "Sampler",
+    "noise_from",
+    "times_like",
+    "bcast",
+    "denoise",
+    "eps_pair",
+    "renoised",
+    "report",
+    "edm_denoiser",
+    "edm_pair",
+    "sigmas_of",
+    "lambdas_of",
+    "churned",
+]
 
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
@@ -50,12 +67,22 @@ class Sampler(Protocol):
     second ε of ``eps_pair`` (default false).
     """
 
-    def __call__(self, eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
-                 noise_sampler: NoiseSampler, callback: Callback | None = None, **options: Any) -> Tensor: ...
+    def __call__(
+        self,
+        eps_fn: EpsFn,
+        x: Tensor,
+        grid: Tensor,
+        schedule: Schedule,
+        *,
+        noise_sampler: NoiseSampler,
+        callback: Callback | None = None,
+        **options: Any,
+    ) -> Tensor: ...
 
 
-SAMPLERS: Registry[Sampler] = Registry("sampler", "samplers", meta={"spacing": "trailing", "discrete": False,
-                                                                        "renoise": False})
+SAMPLERS: Registry[Sampler] = Registry(
+    "sampler", "samplers", meta={"spacing": "trailing", "discrete": False, "renoise": False}
+)
 
 
 def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) -> NoiseSampler:
@@ -66,8 +93,7 @@ def noise_from(generator: torch.Generator | Sequence[torch.Generator] | None) ->
         if isinstance(generator, Sequence):
             if len(generator) != like.shape[0]:
                 raise ValueError(f"got {len(generator)} generators for a batch of {like.shape[0]}")
-            z = torch.stack([torch.randn(like.shape[1:], generator=g, dtype=dtype, device=g.device)
-                             for g in generator])
+            z = torch.stack([torch.randn(like.shape[1:], generator=g, dtype=dtype, device=g.device) for g in generator])
         else:
             device = generator.device if generator is not None else like.device
             z = torch.randn(like.shape, generator=generator, dtype=dtype, device=device)
@@ -116,13 +142,15 @@ def lambdas_of(alpha_bars: list[float]) -> list[float]:
     return [0.5 * (math.log(a) - math.log1p(-a)) if a < 1 else math.inf for a in alpha_bars]
 
 
-def churned(y: Tensor, sigma: float, steps: int, z: Tensor | None, s_churn: float, s_tmin: float, s_tmax: float,
-            s_noise: float) -> tuple[Tensor, float]:
+def churned(
+    y: Tensor, sigma: float, steps: int, z: Tensor | None, s_churn: float, s_tmin: float, s_tmax: float, s_noise: float
+) -> tuple[Tensor, float]:
     """EDM's churn (Karras et al. 2022, Alg. 2): σ̂ = σ(1 + γ), ŷ = y + s_noise·√(σ̂² − σ²)·z, with
     γ = min(s_churn/N, √2 − 1) where s_tmin ≤ σ ≤ s_tmax, else 0. Returns (ŷ, σ̂)."""
     if not (s_churn >= 0 and s_tmin <= s_tmax):
-        raise ValueError(f"need s_churn ≥ 0 and s_tmin ≤ s_tmax, got s_churn={s_churn}, s_tmin={s_tmin}, "
-                         f"s_tmax={s_tmax}")
+        raise ValueError(
+            f"need s_churn ≥ 0 and s_tmin ≤ s_tmax, got s_churn={s_churn}, s_tmin={s_tmin}, s_tmax={s_tmax}"
+        )
     gamma = min(s_churn / steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
     if gamma == 0:
         return y, sigma
@@ -148,5 +176,12 @@ def renoised(x: Tensor, m: Tensor, m_r: Tensor, alpha: float) -> Tensor:
 def report(callback: Callback | None, i: int, grid: Tensor, x: Tensor, denoised: Tensor | Callable[[], Tensor]) -> None:
     """Hand step i to ``callback`` (if any) as ``{i, t, t_next, x, denoised}``; ``denoised`` may be a thunk."""
     if callback is not None:
-        callback({"i": i, "t": grid[i].item(), "t_next": grid[i + 1].item(), "x": x,
-                  "denoised": denoised() if callable(denoised) else denoised})
+        callback(
+            {
+                "i": i,
+                "t": grid[i].item(),
+                "t_next": grid[i + 1].item(),
+                "x": x,
+                "denoised": denoised() if callable(denoised) else denoised,
+            }
+        )

@@ -23,9 +23,18 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, eps_pair, re
 
 
 @SAMPLERS.register("ddim", discrete=True, renoise=True)
-def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-         callback: Callback | None = None, eta: float = 0.0, set_alpha_to_one: bool = True,
-         use_clipped_model_output: bool = True) -> Tensor:
+def ddim(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    eta: float = 0.0,
+    set_alpha_to_one: bool = True,
+    use_clipped_model_output: bool = True,
+) -> Tensor:
     """DDIM with stochasticity η ≥ 0 (η = 1 is respaced DDPM); NFE = steps."""
     if not eta >= 0:
         raise ValueError(f"eta must be ≥ 0, got {eta!r}")
@@ -43,4 +52,3 @@ def ddim(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
         report(callback, i, grid, x_new, x0)
         x = x_new
     return x
-

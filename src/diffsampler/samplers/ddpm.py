@@ -20,8 +20,17 @@ VARIANCES = ("small", "large")
 
 
 @SAMPLERS.register("ddpm", discrete=True)
-def ddpm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-         callback: Callback | None = None, variance: str = "small", final_noise: bool = False) -> Tensor:
+def ddpm(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    variance: str = "small",
+    final_noise: bool = False,
+) -> Tensor:
     """Ancestral DDPM: posterior mean plus β̃ (``small``) or β (``large``) noise; NFE = steps."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; known: {', '.join(VARIANCES)}")
@@ -39,4 +48,3 @@ def ddpm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sa
         x = x_new
         report(callback, i, grid, x, x0)
     return x
-

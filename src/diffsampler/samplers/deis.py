@@ -46,8 +46,17 @@ def deis_coefficients(sigmas: list[float], i: int, order: int) -> list[float]:
 
 
 @SAMPLERS.register("deis")
-def deis(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-         callback: Callback | None = None, order: int = 2, lower_order_final: bool = True) -> Tensor:
+def deis(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 2,
+    lower_order_final: bool = True,
+) -> Tensor:
     """tAB-DEIS of order 1, 2 (default) or 3: ε interpolated in log σ, integrated exactly in σ; NFE = steps."""
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")

@@ -26,8 +26,17 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, eps_pair, la
 
 
 @SAMPLERS.register("dpm-solver++", renoise=True)
-def dpm_solver_pp(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-                  callback: Callback | None = None, order: int = 2, lower_order_final: bool = True) -> Tensor:
+def dpm_solver_pp(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 2,
+    lower_order_final: bool = True,
+) -> Tensor:
     """DPM-Solver++(kM): multistep exponential integrator on x̂_0, order k = 1, 2 (default) or 3; NFE = steps."""
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")

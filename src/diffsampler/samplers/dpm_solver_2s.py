@@ -24,8 +24,17 @@ from .euler_ancestral import ancestral_step
 
 
 @SAMPLERS.register("dpm-solver++-2s")
-def dpm_solver_pp_2s(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-                     callback: Callback | None = None, eta: float = 0.0, s_noise: float = 1.0) -> Tensor:
+def dpm_solver_pp_2s(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+) -> Tensor:
     """DPM-Solver++(2S), singlestep 2nd order (η > 0: ancestral); NFE = 2·steps − 1."""
     if not eta >= 0:
         raise ValueError(f"eta must be ≥ 0, got {eta!r}")

@@ -25,9 +25,19 @@ SOLVER_TYPES = ("midpoint", "heun")
 
 
 @SAMPLERS.register("dpm-solver++-sde")
-def dpm_solver_pp_sde(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-                      callback: Callback | None = None, order: int = 2, eta: float = 1.0, s_noise: float = 1.0,
-                      solver_type: str = "midpoint") -> Tensor:
+def dpm_solver_pp_sde(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 2,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    solver_type: str = "midpoint",
+) -> Tensor:
     """DPM-Solver++(2M) SDE (order 2) or (3M) SDE (order 3), stochasticity η (0: the ODE solver); NFE = steps."""
     if order not in (2, 3):
         raise ValueError(f"order must be 2 or 3, got {order!r}")

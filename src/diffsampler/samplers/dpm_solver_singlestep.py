@@ -45,9 +45,18 @@ def singlestep_orders(steps: int, order: int, lower_order_final: bool, ends_at_z
 
 
 @SAMPLERS.register("dpm-solver++-singlestep")
-def dpm_solver_pp_singlestep(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *,
-                             noise_sampler: NoiseSampler, callback: Callback | None = None, order: int = 2,
-                             solver_type: str = "midpoint", lower_order_final: bool = True) -> Tensor:
+def dpm_solver_pp_singlestep(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 2,
+    solver_type: str = "midpoint",
+    lower_order_final: bool = True,
+) -> Tensor:
     """DPM-Solver++ singlestep of order 1, 2 (default) or 3 whose stages are the grid's times; NFE = steps."""
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")

@@ -21,9 +21,19 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_pair, re
 
 
 @SAMPLERS.register("euler", renoise=True)
-def euler(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-          callback: Callback | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-          s_noise: float = 1.0) -> Tensor:
+def euler(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+) -> Tensor:
     """Euler on the PF-ODE in σ, with EDM's optional churn (s_churn > 0); NFE = steps."""
     D = edm_pair(eps_fn, schedule)
     sig = sigmas_of(grid, schedule)

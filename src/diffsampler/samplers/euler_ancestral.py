@@ -29,8 +29,17 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[f
 
 
 @SAMPLERS.register("euler-ancestral", renoise=True)
-def euler_ancestral(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-                    callback: Callback | None = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
+def euler_ancestral(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+) -> Tensor:
     """Euler down to σ_down, then fresh noise up to σ_{i+1} (η = 1 ancestral, 0 deterministic); NFE = steps."""
     if not eta >= 0:
         raise ValueError(f"eta must be ≥ 0, got {eta!r}")

@@ -17,8 +17,15 @@ from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, time
 
 
 @SAMPLERS.register("euler-maruyama", spacing="uniform")
-def euler_maruyama(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-                   callback: Callback | None = None) -> Tensor:
+def euler_maruyama(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+) -> Tensor:
     """Euler–Maruyama on the reverse VP SDE dx = [f − g²∇log p]dt + g dW̄; NFE = steps."""
     log_ab = schedule.log_alpha_bar(grid)
     ab, log_ab = log_ab.exp().tolist(), log_ab.tolist()

@@ -30,9 +30,19 @@ def heun_step(D: Callable[[Tensor, float], Tensor], y: Tensor, s: float, u: floa
 
 
 @SAMPLERS.register("heun")
-def heun(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-         callback: Callback | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-         s_noise: float = 1.0) -> Tensor:
+def heun(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+) -> Tensor:
     """EDM's stochastic Heun sampler (s_churn = 0: deterministic 2nd-order Heun); NFE = 2·steps − 1."""
     D = edm_denoiser(eps_fn, schedule)
     sig = sigmas_of(grid, schedule)

@@ -20,8 +20,16 @@ from .pndm import combined
 
 
 @SAMPLERS.register("ipndm", spacing="leading")
-def ipndm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-          callback: Callback | None = None, order: int = 4) -> Tensor:
+def ipndm(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 4,
+) -> Tensor:
     """iPNDM: pseudo linear multistep of order ≤ 4 (default 4) with lower-order warm-up; NFE = steps."""
     if isinstance(order, bool) or order not in (1, 2, 3, 4):
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")

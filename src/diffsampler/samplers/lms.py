@@ -35,8 +35,16 @@ def lms_coefficients(sigmas: list[float], i: int, order: int) -> list[float]:
 
 
 @SAMPLERS.register("lms")
-def lms(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-        callback: Callback | None = None, order: int = 4) -> Tensor:
+def lms(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 4,
+) -> Tensor:
     """Linear multistep (Adams–Bashforth in σ) of order ≤ 4 on the PF-ODE; NFE = steps."""
     if isinstance(order, bool) or order not in (1, 2, 3, 4):
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")

@@ -27,17 +27,32 @@ METHODS = ("euler", "heun", "rk4", "rk45")
 
 # Dormand–Prince 5(4): nodes, stage weights, 5th-order weights, and 5th − 4th order weights
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = ((), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
-      (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-      (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-      (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84))
+_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)
 _E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
 
 
 @SAMPLERS.register("pf-ode")
-def pf_ode(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-           callback: Callback | None = None, method: str = "heun", rtol: float = 1e-4, atol: float = 1e-4,
-           max_iterations: int = 10_000) -> Tensor:
+def pf_ode(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    method: str = "heun",
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+    max_iterations: int = 10_000,
+) -> Tensor:
     """Probability-flow ODE with ``euler``, ``heun``, ``rk4`` or adaptive ``rk45``; deterministic."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -71,8 +86,16 @@ def pf_ode(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_
     return y / math.sqrt(1 + sig[-1] ** 2)
 
 
-def _rk45(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: Callback | None,
-          rtol: float, atol: float, max_iterations: int) -> Tensor:
+def _rk45(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    callback: Callback | None,
+    rtol: float,
+    atol: float,
+    max_iterations: int,
+) -> Tensor:
     """Dormand–Prince in u = log σ, per-sample step control; a grid ending at t = 0 is solved down to the
     schedule's first trained level t_min (or the grid's last time, if lower), then x̂_0."""
     to_zero = bool(grid[-1] == 0)
@@ -95,8 +118,10 @@ def _rk45(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: 
     while not bool(done.all()):
         it += 1
         if it > max_iterations:
-            raise RuntimeError(f"pf-ode rk45 did not reach the end in max_iterations={max_iterations} "
-                               f"(rtol={rtol}, atol={atol}); loosen the tolerances")
+            raise RuntimeError(
+                f"pf-ode rk45 did not reach the end in max_iterations={max_iterations} "
+                f"(rtol={rtol}, atol={atol}); loosen the tolerances"
+            )
         act = (~done).nonzero().squeeze(1)
         ya, ua, ka = y[act], u[act], k1[act]
         ha = torch.maximum(h[act], u1 - ua)  # never step past the end
@@ -116,8 +141,15 @@ def _rk45(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: 
         h[act] = ha * (0.9 * en.clamp_min(1e-10) ** -0.2).clamp(0.2, 5.0)
         if callback is not None:
             s = u.exp()
-            callback({"i": it - 1, "t": schedule.t_from_log_snr(-2 * u), "t_next": None,
-                      "x": y / bcast((1 + s * s).sqrt(), y), "denoised": y - k1})
+            callback(
+                {
+                    "i": it - 1,
+                    "t": schedule.t_from_log_snr(-2 * u),
+                    "t_next": None,
+                    "x": y / bcast((1 + s * s).sqrt(), y),
+                    "denoised": y - k1,
+                }
+            )
     if to_zero:
         return y - k1  # an Euler step into σ = 0: y − σ·ε = x̂_0, with ε from the last FSAL stage
     s = u.exp()

@@ -39,8 +39,9 @@ def combined(eps_hist: list[Tensor], order: int) -> Tensor:
     return out
 
 
-def _pseudo_numerical(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: Callback | None,
-                      warmup: str) -> Tensor:
+def _pseudo_numerical(
+    eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: Callback | None, warmup: str
+) -> Tensor:
     ab = schedule.alpha_bar(grid).tolist()
     eps_hist: list[Tensor] = []  # ε at each x_i, newest first
     for i in range(len(ab) - 1):
@@ -68,15 +69,29 @@ def _pseudo_numerical(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule
 
 
 @SAMPLERS.register("pndm", spacing="leading")
-def pndm(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-         callback: Callback | None = None) -> Tensor:
+def pndm(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+) -> Tensor:
     """PNDM: three pseudo Runge–Kutta steps, then 4-step pseudo linear multistep; NFE = steps + 9 (4·steps − 2
     for steps ≤ 3)."""
     return _pseudo_numerical(eps_fn, x, grid, schedule, callback, "prk")
 
 
 @SAMPLERS.register("plms", spacing="leading")
-def plms(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-         callback: Callback | None = None) -> Tensor:
+def plms(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+) -> Tensor:
     """PLMS: a pseudo improved Euler step, then pseudo linear multistep of order ≤ 4; NFE = steps + 1."""
     return _pseudo_numerical(eps_fn, x, grid, schedule, callback, "plms")

@@ -31,17 +31,34 @@ def inner_steps(sig: list[float], j: int, restart_max: float) -> int:
 
 
 @SAMPLERS.register("restart")
-def restart(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-            callback: Callback | None = None, restart_min: float = 0.1, restart_max: float = 2.0, restarts: int = 1,
-            restart_steps: int | None = None, s_noise: float = 1.0) -> Tensor:
+def restart(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    restart_min: float = 0.1,
+    restart_max: float = 2.0,
+    restarts: int = 1,
+    restart_steps: int | None = None,
+    s_noise: float = 1.0,
+) -> Tensor:
     """Restart: Heun on the grid, with ``restarts`` passes of noise up to σ = restart_max and K Heun steps back
     down from the grid level nearest σ = restart_min (K = ``restart_steps``, or the grid's own steps over that
     interval, at least 2); NFE = 2·steps − 1 + 2·restarts·K."""
-    if (not (0 < restart_min < restart_max) or isinstance(restarts, bool) or restarts < 0
-            or (restart_steps is not None and restart_steps < 1)):
-        raise ValueError(f"need 0 < restart_min < restart_max, restarts ≥ 0 and restart_steps ≥ 1, got "
-                         f"restart_min={restart_min}, restart_max={restart_max}, restarts={restarts}, "
-                         f"restart_steps={restart_steps}")
+    if (
+        not (0 < restart_min < restart_max)
+        or isinstance(restarts, bool)
+        or restarts < 0
+        or (restart_steps is not None and restart_steps < 1)
+    ):
+        raise ValueError(
+            f"need 0 < restart_min < restart_max, restarts ≥ 0 and restart_steps ≥ 1, got "
+            f"restart_min={restart_min}, restart_max={restart_max}, restarts={restarts}, "
+            f"restart_steps={restart_steps}"
+        )
     D = edm_denoiser(eps_fn, schedule)
     sig = sigmas_of(grid, schedule)
     inner = [k for k in range(1, len(sig) - 1) if sig[k] > 0]

@@ -42,8 +42,16 @@ def unipc_rhos(rs: list[float], h: float, variant: str) -> tuple[list[float], fl
     return np.linalg.solve(np.vander(rs, increasing=True).T, b).tolist(), b_h
 
 
-def unipc_update(x: Tensor, a_s: float, a_u: float, lam_s: float, lam_u: float, m0: Tensor,
-                 others: list[tuple[Tensor, float]], variant: str) -> Tensor:
+def unipc_update(
+    x: Tensor,
+    a_s: float,
+    a_u: float,
+    lam_s: float,
+    lam_u: float,
+    m0: Tensor,
+    others: list[tuple[Tensor, float]],
+    variant: str,
+) -> Tensor:
     """x_u from x_s, m₀ and the other predictions (m_k, λ_k) that the step uses."""
     if a_u >= 1:
         return m0
@@ -59,9 +67,19 @@ def unipc_update(x: Tensor, a_s: float, a_u: float, lam_s: float, lam_u: float, 
 
 
 @SAMPLERS.register("unipc", renoise=True)
-def unipc(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_sampler: NoiseSampler,
-          callback: Callback | None = None, order: int = 2, variant: str = "bh2", corrector: bool = True,
-          lower_order_final: bool = True) -> Tensor:
+def unipc(
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    *,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None = None,
+    order: int = 2,
+    variant: str = "bh2",
+    corrector: bool = True,
+    lower_order_final: bool = True,
+) -> Tensor:
     """UniPC: UniP-``order`` predictor with the UniC corrector (``corrector=False``: UniP alone); NFE = steps."""
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
@@ -82,7 +100,8 @@ def unipc(eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, *, noise_s
         ms = (ms + [m_r])[-order:]
         p = min(order, i + 1, n - i if lower_order_final else order)
         x_prev, m_prev, p_prev = renoised(x, m, m_r, ab[i] ** 0.5), m, p
-        x = unipc_update(x_prev, ab[i], ab[i + 1], lam[i], lam[i + 1], m,
-                         [(ms[-1 - k], lam[i - k]) for k in range(1, p)], variant)
+        x = unipc_update(
+            x_prev, ab[i], ab[i + 1], lam[i], lam[i + 1], m, [(ms[-1 - k], lam[i - k]) for k in range(1, p)], variant
+        )
         report(callback, i, grid, x, m)
     return x

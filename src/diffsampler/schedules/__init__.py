@@ -23,5 +23,19 @@ from ..registry import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)  # a spacing or schedule in a file of its own registers itself
 
-__all__ = ["SCHEDULES", "SPACINGS", "Schedule", "DiscreteSchedule", "Linear", "ScaledLinear", "Cosine",
-           "Sigmoid", "SigmoidAlphaBar", "VPContinuous", "VE", "RectifiedFlow", "make_grid", "check_grid"]
+__all__ = [
+    "SCHEDULES",
+    "SPACINGS",
+    "Schedule",
+    "DiscreteSchedule",
+    "Linear",
+    "ScaledLinear",
+    "Cosine",
+    "Sigmoid",
+    "SigmoidAlphaBar",
+    "VPContinuous",
+    "VE",
+    "RectifiedFlow",
+    "make_grid",
+    "check_grid",
+]

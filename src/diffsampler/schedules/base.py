@@ -127,10 +127,12 @@ class DiscreteSchedule(Schedule):
 
     def __init__(self, betas: Tensor | Any) -> None:
         betas = torch.as_tensor(betas, dtype=_DTYPE).flatten()
-        if betas.numel() < 1 or not torch.all((betas > 0) & (betas < 1) | (betas == 1) & (torch.arange(
-                betas.numel()) == betas.numel() - 1)):
-            raise ValueError("betas must be a non-empty sequence of values in (0, 1); the last may be 1 "
-                             "(zero terminal SNR)")
+        if betas.numel() < 1 or not torch.all(
+            (betas > 0) & (betas < 1) | (betas == 1) & (torch.arange(betas.numel()) == betas.numel() - 1)
+        ):
+            raise ValueError(
+                "betas must be a non-empty sequence of values in (0, 1); the last may be 1 (zero terminal SNR)"
+            )
         super().__init__(betas.numel())
         self.betas = betas
         # knots' log ᾱ, with log ᾱ(0) = 0 prepended
@@ -187,8 +189,10 @@ class DiscreteSchedule(Schedule):
         schedule = cls._from_config(cfg)
         spacing = cfg.get("timestep_spacing")
         if spacing in ("leading", "trailing", "linspace"):  # what the ``model`` spacing walks
-            schedule.config_spacing = (spacing, {"steps_offset": int(cfg.get("steps_offset", 0))}
-                                       if spacing == "leading" else {})
+            schedule.config_spacing = (
+                spacing,
+                {"steps_offset": int(cfg.get("steps_offset", 0))} if spacing == "leading" else {},
+            )
         return schedule
 
     @classmethod
@@ -196,14 +200,19 @@ class DiscreteSchedule(Schedule):
         from . import SCHEDULES
 
         if str(cfg.get("_class_name", "")).startswith("FlowMatch"):
-            return SCHEDULES.get("rectified-flow")(shift=cfg.get("shift", 1.0),
-                                                   num_train_timesteps=cfg.get("num_train_timesteps", 1000))
+            return SCHEDULES.get("rectified-flow")(
+                shift=cfg.get("shift", 1.0), num_train_timesteps=cfg.get("num_train_timesteps", 1000)
+            )
         if cfg.get("trained_betas") is not None:
             betas = torch.as_tensor(cfg["trained_betas"], dtype=_DTYPE)
             return cls(zero_terminal_snr(betas) if cfg.get("rescale_betas_zero_snr") else betas)
         kind = cfg.get("beta_schedule", "linear")
-        names = {"linear": "linear", "scaled_linear": "scaled-linear", "squaredcos_cap_v2": "cosine",
-                 "sigmoid": "sigmoid"}
+        names = {
+            "linear": "linear",
+            "scaled_linear": "scaled-linear",
+            "squaredcos_cap_v2": "cosine",
+            "sigmoid": "sigmoid",
+        }
         if kind not in names:
             raise ValueError(f"unsupported diffusers beta_schedule {kind!r}; supported: {', '.join(names)}")
         kwargs: dict[str, Any] = {"num_train_timesteps": cfg.get("num_train_timesteps", 1000)}

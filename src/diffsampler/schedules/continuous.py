@@ -41,11 +41,19 @@ class SigmoidAlphaBar(Schedule):
     ᾱ is clipped below at ``clip_min``.
     """
 
-    def __init__(self, start: float = -3.0, end: float = 3.0, tau: float = 1.0, clip_min: float = 1e-9,
-                 num_train_timesteps: int = 1000) -> None:
+    def __init__(
+        self,
+        start: float = -3.0,
+        end: float = 3.0,
+        tau: float = 1.0,
+        clip_min: float = 1e-9,
+        num_train_timesteps: int = 1000,
+    ) -> None:
         if not (start < end and tau > 0 and 0 < clip_min < 1):
-            raise ValueError(f"need start < end, tau > 0, 0 < clip_min < 1; got start={start}, end={end}, "
-                             f"tau={tau}, clip_min={clip_min}")
+            raise ValueError(
+                f"need start < end, tau > 0, 0 < clip_min < 1; got start={start}, end={end}, "
+                f"tau={tau}, clip_min={clip_min}"
+            )
         super().__init__(num_train_timesteps)
         self.start, self.end, self.tau, self.clip_min = float(start), float(end), float(tau), float(clip_min)
         self._v_start = 1 / (1 + math.exp(-start / tau))
@@ -62,5 +70,4 @@ class SigmoidAlphaBar(Schedule):
         return ((self.tau * torch.logit(v) - self.start) / (self.end - self.start)).clamp(0.0, 1.0)
 
     def config(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "tau": self.tau, "clip_min": self.clip_min,
-                **super().config()}
+        return {"start": self.start, "end": self.end, "tau": self.tau, "clip_min": self.clip_min, **super().config()}

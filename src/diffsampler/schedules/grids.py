@@ -45,8 +45,12 @@ def _indices(schedule: Schedule, idx: Tensor) -> Tensor:
 
 def _check_index_steps(schedule: Schedule, steps: int, spacing: str) -> None:
     if steps > schedule.num_train_timesteps:
-        raise BadValue("steps", steps, f"more than the schedule's {schedule.num_train_timesteps} training steps "
-                                       f"(spacing {spacing!r} picks training indices)")
+        raise BadValue(
+            "steps",
+            steps,
+            f"more than the schedule's {schedule.num_train_timesteps} training steps "
+            f"(spacing {spacing!r} picks training indices)",
+        )
 
 
 @SPACINGS.register("leading")
@@ -78,7 +82,7 @@ def linspace(schedule: Schedule, steps: int) -> Tensor:
 def quadratic(schedule: Schedule, steps: int) -> Tensor:
     """DDIM's quadratic indices ⌊linspace(0, √(0.8T), N)²⌋, reversed (Song et al. 2021)."""
     _check_index_steps(schedule, steps, "quadratic")
-    idx = (torch.linspace(0, math.sqrt(0.8 * schedule.num_train_timesteps), steps, dtype=torch.float64) ** 2)
+    idx = torch.linspace(0, math.sqrt(0.8 * schedule.num_train_timesteps), steps, dtype=torch.float64) ** 2
     return _indices(schedule, _distinct(idx.floor().flip(0), f"'quadratic' with steps={steps}"))
 
 
@@ -106,8 +110,10 @@ def model(schedule: Schedule, steps: int) -> Tensor:
     """The model's own: its diffusers scheduler config's ``timestep_spacing`` (leading with its ``steps_offset``,
     trailing or linspace), as a diffusers pipeline with that config walks."""
     if schedule.config_spacing is None:
-        raise ValueError("spacing 'model' needs a schedule read from a diffusers scheduler config with a "
-                         "timestep_spacing (leading, trailing or linspace); this one has none")
+        raise ValueError(
+            "spacing 'model' needs a schedule read from a diffusers scheduler config with a "
+            "timestep_spacing (leading, trailing or linspace); this one has none"
+        )
     name, options = schedule.config_spacing
     return SPACINGS.get(name)(schedule, steps, **options)
 
@@ -123,24 +129,28 @@ def shifted_uniform(schedule: Schedule, steps: int) -> Tensor:
 def _finite_top(schedule: Schedule, spacing: str) -> None:
     """A one-line error where the schedule reaches zero SNR at t = 1, which a σ or λ spacing cannot place."""
     if not torch.isfinite(schedule.sigma(1.0)):
-        raise ValueError(f"spacing {spacing!r} needs a finite σ at t = 1, and this schedule "
-                         f"({type(schedule).__name__}) reaches zero SNR there: pass sigma_max=…, or use trailing, "
-                         "uniform or flow")
+        raise ValueError(
+            f"spacing {spacing!r} needs a finite σ at t = 1, and this schedule "
+            f"({type(schedule).__name__}) reaches zero SNR there: pass sigma_max=…, or use trailing, "
+            "uniform or flow"
+        )
 
 
 @SPACINGS.register("logsnr")
 def logsnr(schedule: Schedule, steps: int) -> Tensor:
     """Equal steps in log-SNR λ from λ(1) to λ(1/T) (as DPM-Solver's ``logSNR`` skip)."""
     _finite_top(schedule, "logsnr")
-    lam = torch.linspace(schedule.log_snr(1.0).item(), schedule.log_snr(schedule.t_min).item(), steps,
-                         dtype=torch.float64)
+    lam = torch.linspace(
+        schedule.log_snr(1.0).item(), schedule.log_snr(schedule.t_min).item(), steps, dtype=torch.float64
+    )
     return schedule.t_from_log_snr(lam)
 
 
 @SPACINGS.register("edm")
 @SPACINGS.register("karras")
-def karras(schedule: Schedule, steps: int, *, rho: float = 7.0, sigma_min: float | None = None,
-           sigma_max: float | None = None) -> Tensor:
+def karras(
+    schedule: Schedule, steps: int, *, rho: float = 7.0, sigma_min: float | None = None, sigma_max: float | None = None
+) -> Tensor:
     """Karras et al. 2022: σ_k = (σ_max^{1/ρ} + k/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ in EDM σ = √((1−ᾱ)/ᾱ)."""
     lo, hi = _sigma_range(schedule, sigma_min, sigma_max, "karras")
     return schedule.t_from_sigma(karras_sigmas(steps, lo, hi, rho))
@@ -160,8 +170,9 @@ def _distinct(idx: Tensor, what: str) -> Tensor:
     return idx
 
 
-def _sigma_range(schedule: Schedule, sigma_min: float | None, sigma_max: float | None,
-                 name: str) -> tuple[float, float]:
+def _sigma_range(
+    schedule: Schedule, sigma_min: float | None, sigma_max: float | None, name: str
+) -> tuple[float, float]:
     """(σ_min, σ_max), the schedule's σ(1/T) and σ(1) where not given."""
     lo = schedule.sigma(schedule.t_min).item() if sigma_min is None else sigma_min
     if sigma_max is None:
@@ -171,15 +182,17 @@ def _sigma_range(schedule: Schedule, sigma_min: float | None, sigma_max: float |
 
 
 @SPACINGS.register("exponential")
-def exponential(schedule: Schedule, steps: int, *, sigma_min: float | None = None,
-                sigma_max: float | None = None) -> Tensor:
+def exponential(
+    schedule: Schedule, steps: int, *, sigma_min: float | None = None, sigma_max: float | None = None
+) -> Tensor:
     """k-diffusion's ``get_sigmas_exponential``: log σ_k uniform from log σ_max to log σ_min."""
     return polyexponential(schedule, steps, rho=1.0, sigma_min=sigma_min, sigma_max=sigma_max)
 
 
 @SPACINGS.register("polyexponential")
-def polyexponential(schedule: Schedule, steps: int, *, rho: float = 1.0, sigma_min: float | None = None,
-                    sigma_max: float | None = None) -> Tensor:
+def polyexponential(
+    schedule: Schedule, steps: int, *, rho: float = 1.0, sigma_min: float | None = None, sigma_max: float | None = None
+) -> Tensor:
     """k-diffusion's ``get_sigmas_polyexponential``: log σ_k = log σ_min + (1 − k/(N−1))^ρ·(log σ_max − log σ_min)."""
     lo, hi = _sigma_range(schedule, sigma_min, sigma_max, "polyexponential")
     ramp = torch.linspace(1, 0, steps, dtype=torch.float64) ** rho
@@ -187,8 +200,9 @@ def polyexponential(schedule: Schedule, steps: int, *, rho: float = 1.0, sigma_m
 
 
 @SPACINGS.register("kl-optimal")
-def kl_optimal(schedule: Schedule, steps: int, *, sigma_min: float | None = None,
-               sigma_max: float | None = None) -> Tensor:
+def kl_optimal(
+    schedule: Schedule, steps: int, *, sigma_min: float | None = None, sigma_max: float | None = None
+) -> Tensor:
     """Sabour et al. 2024 (ComfyUI ``kl_optimal``): σ_k = tan((1 − k/(N−1))·atan σ_max + k/(N−1)·atan σ_min)."""
     lo, hi = _sigma_range(schedule, sigma_min, sigma_max, "kl-optimal")
     r = torch.linspace(0, 1, steps, dtype=torch.float64)
@@ -212,8 +226,11 @@ def ddim_uniform(schedule: Schedule, steps: int) -> Tensor:
     """
     T = schedule.num_train_timesteps
     if steps > T - 1:
-        raise BadValue("steps", steps, f"more than the schedule's {T} training steps less one "
-                                       "(spacing 'ddim-uniform' starts at training index 1)")
+        raise BadValue(
+            "steps",
+            steps,
+            f"more than the schedule's {T} training steps less one (spacing 'ddim-uniform' starts at training index 1)",
+        )
     return _indices(schedule, 1 + torch.arange(steps - 1, -1, -1) * (T // steps))
 
 
@@ -246,10 +263,32 @@ def beta(schedule: Schedule, steps: int, *, alpha: float = 0.6, beta: float = 0.
 
 
 AYS_SIGMAS: dict[str, tuple[float, ...]] = {
-    "sd1": (14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
-            0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582),
-    "sdxl": (14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
-             0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582),
+    "sd1": (
+        14.6146412293,
+        6.4745760956,
+        3.8636745985,
+        2.6946151520,
+        1.8841921177,
+        1.3943805092,
+        0.9642583904,
+        0.6523686016,
+        0.3977456272,
+        0.1515232662,
+        0.0291671582,
+    ),
+    "sdxl": (
+        14.6146412293,
+        6.3184485287,
+        3.7681790315,
+        2.1811480769,
+        1.3405244945,
+        0.8620721141,
+        0.5550693289,
+        0.3798540708,
+        0.2332364134,
+        0.1114188177,
+        0.0291671582,
+    ),
     "svd": (700.00, 54.5, 15.886, 7.977, 4.248, 1.789, 0.981, 0.403, 0.173, 0.034, 0.002),
 }
 
@@ -279,8 +318,10 @@ def _sigmas_to_t(schedule: Schedule, sigmas: Tensor, name: str) -> Tensor:
     """Times of σ levels; a level above σ(1) by more than rounding is an error naming the range."""
     top = schedule.sigma(1.0).item()
     if sigmas.max().item() > top * (1 + 1e-9):
-        raise ValueError(f"spacing {name} starts at σ = {sigmas.max().item():.6g}, above this schedule's "
-                         f"σ_max = {top:.6g}; it is meant for another model")
+        raise ValueError(
+            f"spacing {name} starts at σ = {sigmas.max().item():.6g}, above this schedule's "
+            f"σ_max = {top:.6g}; it is meant for another model"
+        )
     return schedule.t_from_sigma(sigmas).clamp(max=1.0)
 
 

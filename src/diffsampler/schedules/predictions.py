@@ -1,7 +1,7 @@
 r"""What a network predicts, converted at (x, t) through the schedule's x_t = a·x_0 + b·ε.
 
-    ε (``epsilon``), x̂_0 (``sample``), v = a·ε − b·x_0 (``v_prediction``), u = ε − x_0 (``flow``,
-    diffusers' ``flow_prediction``): each is linear in the others at fixed x and t.
+ε (``epsilon``), x̂_0 (``sample``), v = a·ε − b·x_0 (``v_prediction``), u = ε − x_0 (``flow``,
+diffusers' ``flow_prediction``): each is linear in the others at fixed x and t.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ def prediction_type_of(name: str) -> str:
     return name
 
 
-def convert(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str,
-            to: str = "epsilon") -> Tensor:
+def convert(out: Tensor, x: Tensor, t: Tensor, schedule: Schedule, prediction_type: str, to: str = "epsilon") -> Tensor:
     """A model output of ``prediction_type`` at (x, t) as ε (``to="epsilon"``) or x̂_0 (``to="sample"``)."""
     kind = prediction_type_of(prediction_type)
     if kind == to:
@@ -51,5 +50,3 @@ def from_epsilon(eps: Tensor, x: Tensor, t: Tensor, schedule: Schedule, predicti
     a, b = bcast(schedule.signal(t), x), bcast(schedule.noise(t), x)
     x0 = (x - b * eps) / a
     return x0 if kind == "sample" else a * eps - b * x0 if kind == "v_prediction" else eps - x0
-
-
