@@ -154,7 +154,8 @@ class DiscreteSchedule(Schedule):
         """u = t·T, snapped to the nearest integer when within 1e-9 (knots are exact)."""
         u = as_time(t) * self.num_train_timesteps
         r = u.round()
-        return torch.where((u - r).abs() < 1e-9, r, u)
+        # the snapped value r exactly (u + (r − u) rounds to r), with u's gradient: times stay learnable on knots
+        return torch.where((u - r).abs() < 1e-9, u + (r - u).detach(), u)
 
     def log_alpha_bar(self, t: float | Tensor) -> Tensor:
         u = self._position(t)
@@ -162,8 +163,10 @@ class DiscreteSchedule(Schedule):
         knots = self._knots(u)
         lo, hi = knots[k.long()], knots[k.long() + 1]
         w = u - k
-        # into a zero-SNR last knot (ᾱ = 0) ᾱ itself is linear: log ᾱ = lo + log(1 − w)
-        return torch.where(torch.isinf(hi), lo + torch.log1p(-w), lo + w * (hi - lo))
+        # into a zero-SNR last knot (ᾱ = 0) ᾱ itself is linear: log ᾱ = lo + log(1 − w); each branch is computed
+        # only where it is taken, so that the other's infinities give no NaN gradient
+        zero = torch.isinf(hi)
+        return torch.where(zero, lo + torch.log1p(-torch.where(zero, w, 0.0)), lo + w * torch.where(zero, 0.0, hi - lo))
 
     def t_from_log_snr(self, lam: float | Tensor) -> Tensor:
         target = torch.nn.functional.logsigmoid(as_time(lam))  # log ᾱ = log σ(λ)
@@ -171,7 +174,8 @@ class DiscreteSchedule(Schedule):
         # −log ᾱ increases along the knots; find the segment holding the target
         k = torch.searchsorted(-knots, (-target).contiguous()).clamp(1, self.num_train_timesteps)
         lo, hi = knots[k - 1], knots[k]
-        w = torch.where(torch.isinf(hi), -torch.expm1(target - lo), (target - lo) / (hi - lo))
+        zero = torch.isinf(hi)
+        w = torch.where(zero, -torch.expm1(target - lo), (target - lo) / torch.where(zero, 1.0, hi - lo))
         return ((k - 1) + w) / self.num_train_timesteps
 
     def model_time(self, t: Tensor) -> Tensor:
