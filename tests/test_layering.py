@@ -21,6 +21,7 @@ LAYERS = [  # each may import its own room and the rooms of the layers before it
     {"model_fn"},
     {"sampling"},
     {"tuning"},
+    {"learned"},
     {"data", "classifier"},
     {"images", "bundled"},
     {"metrics"},

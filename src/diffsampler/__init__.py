@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import bundled, images  # noqa: F401  (ds.bundled.load_model, ds.images.save_png)
 from .backbones import BACKBONES, Backbone, CallableBackbone, DiffusersBackbone, Empirical, GaussianMixture, as_backbone
 from .guidance import GUIDANCE
+from .learned import LearnedSolver, learn_solver, load_solver
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
 from .sampling import SampleResult, generators, sample, spacing_for, steps_for_nfe
@@ -47,5 +48,8 @@ __all__ = [
     "load_grid",
     "TunedGrid",
     "retain_freed_memory",
+    "learn_solver",
+    "load_solver",
+    "LearnedSolver",
     "__version__",
 ]

@@ -280,12 +280,14 @@ def bench(
     dtype: torch.dtype = torch.float32,
     on_cell: Callable[[dict[str, Any]], None] | None = None,
     plots: bool = True,
+    solvers: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the sampler × steps grid; returns all rows, finished earlier ones included.
 
     ``nfe`` instead of ``steps``: each sampler takes the most steps that cost at most that many network
     evaluations per sample (``steps_for_nfe``); a budget below one step's cost is skipped.
-    ``grid`` (a ``TunedGrid``) instead: every sampler walks its times.
+    ``grid`` (a ``TunedGrid``) instead: every sampler walks its times. ``solvers`` (name → ``LearnedSolver``)
+    add one cell each, at the solver's own NFE, as sampler ``learned`` with the name in its options.
 
     Launched as several processes, each draws a contiguous share of the samples (sample i still
     from generator (seed, i), so the samples equal a single process's); the main process gathers
@@ -293,6 +295,7 @@ def bench(
     """
     out = Path(out)
     specs = [(s, *parse_sampler_spec(s)) for s in samplers]
+    solvers = dict(solvers or {})
     if grid is not None:
         steps, nfe = [grid.steps], None
     if (steps is None) == (nfe is None):
@@ -325,29 +328,28 @@ def bench(
                 plot_results(out, current)
         return current
 
-    def run_batch(first: int, b: int, name: str, n: int, options: dict[str, Any]) -> tuple[Any, Tensor, dict]:
+    def run_batch(
+        first: int, b: int, name: str, n: int, options: dict[str, Any], solver: Any = None
+    ) -> tuple[Any, Tensor, dict]:
         """Samples first … first+b−1, each from its own generator (its x_T, then its noise)."""
         c = cond(first, b) if cond else {}
         gens = generators(seed, b, start=first)
         x_T = torch.stack([torch.randn(shape, generator=g) for g in gens])
         if sched_for_steps is not None:  # the model's x_T on a VE or flow schedule (sample refuses no schedule)
-            t0 = (times if times is not None else time_grid(name, sched_for_steps, n, spacing))[0]
+            if solver is not None:
+                t0 = solver.times(sched_for_steps)[0]
+            else:
+                t0 = (times if times is not None else time_grid(name, sched_for_steps, n, spacing))[0]
             x_T = start_from(x_T, sched_for_steps, t0)
         x_T = x_T.to(dev, dtype)
+        how = (
+            {"solver": solver}
+            if solver is not None
+            else {"sampler": name, "steps": n, "spacing": spacing, "grid": times, **options}
+        )
         return (
             sample(
-                backbone,
-                schedule=schedule,
-                sampler=name,
-                steps=n,
-                spacing=spacing,
-                grid=times,
-                x_T=x_T,
-                generator=gens,
-                guidance=guidance,
-                cond=c,
-                full_output=True,
-                **options,
+                backbone, schedule=schedule, x_T=x_T, generator=gens, guidance=guidance, cond=c, full_output=True, **how
             ),
             x_T,
             c,
@@ -362,9 +364,16 @@ def bench(
         found = (steps_for_nfe(name, sched_for_steps, int(k), spacing, **options) for k in budgets)
         return list(dict.fromkeys(n for n in found if n is not None))
 
-    for spec, name, options in specs:
-        for n in step_counts(name, options):
-            # the effective spacing, not only an asked one: a cell must not pass for another after a default changes
+    cells = [(name, options, n, None) for _, name, options in specs for n in step_counts(name, options)]
+    cells += [
+        ("learned", {"solver": label, "base": s.base, "init_spacing": s.init_spacing}, s.nfe, s)
+        for label, s in solvers.items()
+    ]
+    for name, options, n, solver in cells:
+        # the effective spacing, not only an asked one: a cell must not pass for another after a default changes
+        if solver is not None:
+            opts = dict(options)
+        else:
             opts = {
                 **options,
                 **(
@@ -373,64 +382,64 @@ def bench(
                     else {"spacing": spacing_for(name, sched_for_steps, spacing)}
                 ),
             }
-            row: dict[str, Any] = {
-                "model": model_name,
-                "sampler": name,
-                "options": json.dumps(opts, sort_keys=True),
-                "steps": int(n),
-                "metric": metric.name,
-                "num_samples": num_samples,
-                "batch_size": batch_size,
-                "seed": seed,
-                "device": dev.type,
-                "processes": world,
-                "dtype": str(dtype).replace("torch.", ""),
-                "compiled": bool(getattr(backbone, "compiled", False)),
-            }
-            # one process re-reads, to skip cells a concurrent run finished; sharded processes must all
-            # skip the same cells, so they keep to what was on disk when they started
-            if _key(row) in {_key(r) for r in (read_results(out) if world == 1 else started_with)}:
-                continue
-            if not warm and len(share):  # one untimed batch: lazy initialisation, and torch.compile's compilation
-                run_batch(share.start, min(batch_size, len(share)), name, 1, options)
-                warm = True
-            xs, x_Ts, labels, nfe = [], [], [], 0.0
-            start = time.perf_counter()
-            for first in range(share.start, share.stop, batch_size):
-                b = min(batch_size, share.stop - first)
-                r, x_T, c = run_batch(first, b, name, int(n), options)
-                nfe += r.nfe * b
-                xs.append(r.samples.float().cpu())
-                x_Ts.append(x_T.float().cpu())
-                if "class_labels" in c:
-                    labels.append(torch.as_tensor(c["class_labels"]).cpu().expand(b))
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            parts = [(xs, x_Ts, labels, nfe)]
-            if state is not None:
-                from accelerate.utils import gather_object
+        row: dict[str, Any] = {
+            "model": model_name,
+            "sampler": name,
+            "options": json.dumps(opts, sort_keys=True),
+            "steps": int(n),
+            "metric": metric.name,
+            "num_samples": num_samples,
+            "batch_size": batch_size,
+            "seed": seed,
+            "device": dev.type,
+            "processes": world,
+            "dtype": str(dtype).replace("torch.", ""),
+            "compiled": bool(getattr(backbone, "compiled", False)),
+        }
+        # one process re-reads, to skip cells a concurrent run finished; sharded processes must all
+        # skip the same cells, so they keep to what was on disk when they started
+        if _key(row) in {_key(r) for r in (read_results(out) if world == 1 else started_with)}:
+            continue
+        if not warm and len(share):  # one untimed batch: lazy initialisation, and torch.compile's compilation
+            run_batch(share.start, min(batch_size, len(share)), name, 1, options, solver)
+            warm = True
+        xs, x_Ts, labels, nfe = [], [], [], 0.0
+        start = time.perf_counter()
+        for first in range(share.start, share.stop, batch_size):
+            b = min(batch_size, share.stop - first)
+            r, x_T, c = run_batch(first, b, name, int(n), options, solver)
+            nfe += r.nfe * b
+            xs.append(r.samples.float().cpu())
+            x_Ts.append(x_T.float().cpu())
+            if "class_labels" in c:
+                labels.append(torch.as_tensor(c["class_labels"]).cpu().expand(b))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        parts = [(xs, x_Ts, labels, nfe)]
+        if state is not None:
+            from accelerate.utils import gather_object
 
-                parts = gather_object(parts)
-            wall = time.perf_counter() - start
-            if rank != 0:
-                continue
-            x = torch.cat([t for p in parts for t in p[0]])
-            x_T_all = torch.cat([t for p in parts for t in p[1]])
-            label_parts = [t for p in parts for t in p[2]]
-            value, stderr, extra = metric.score(x, torch.cat(label_parts) if label_parts else None, x_T_all)
-            nfe = sum(p[3] for p in parts) / num_samples
-            row.update(
-                nfe=round(nfe, 3),
-                value=value,
-                stderr=stderr,
-                extra=extra,
-                wall_s=round(wall, 4),
-                s_per_sample=wall / num_samples,
-                s_per_nfe=wall / num_samples / max(nfe, 1e-12),
-                versions=_versions(),
-            )
-            row = {k: row[k] for k in FIELDS}
-            rows = record(row)
-            if on_cell is not None:
-                on_cell(row)
+            parts = gather_object(parts)
+        wall = time.perf_counter() - start
+        if rank != 0:
+            continue
+        x = torch.cat([t for p in parts for t in p[0]])
+        x_T_all = torch.cat([t for p in parts for t in p[1]])
+        label_parts = [t for p in parts for t in p[2]]
+        value, stderr, extra = metric.score(x, torch.cat(label_parts) if label_parts else None, x_T_all)
+        nfe = sum(p[3] for p in parts) / num_samples
+        row.update(
+            nfe=round(nfe, 3),
+            value=value,
+            stderr=stderr,
+            extra=extra,
+            wall_s=round(wall, 4),
+            s_per_sample=wall / num_samples,
+            s_per_nfe=wall / num_samples / max(nfe, 1e-12),
+            versions=_versions(),
+        )
+        row = {k: row[k] for k in FIELDS}
+        rows = record(row)
+        if on_cell is not None:
+            on_cell(row)
     return rows if rank == 0 else []

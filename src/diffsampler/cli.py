@@ -318,6 +318,14 @@ class SampleArgs:
             help="A grid file from tune-grid: its times instead of --steps and --spacing.", rich_help_panel=SAMPLING
         ),
     ] = None
+    solver: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A solver file from learn-solver: the learned sampler and its times, instead of --sampler, "
+            "--steps and --spacing.",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None
     force: Force = False
     guidance: GuidanceName = None
     scale: Scale = None
@@ -451,24 +459,40 @@ def _output_paths(a: SampleArgs) -> tuple[Path, Path | None]:
     return out, traj
 
 
-def _tuned_grid(path: Path | None, schedule: Any, model: str, sampler: str, force: bool) -> Any:
-    """The times of a --grid file, checked against the model, schedule and sampler (a warning with --force)."""
+def _checked(flag: str, path: Path, check: Callable[[], None]) -> None:
+    """Run a file's ``check`` (a ValueError, or a warning under --force), worded with the flag and the file."""
     import warnings
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            check()
+        except ValueError as exc:
+            raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
+    for w in caught:
+        typer.echo(f"warning: {flag} {str(path)!r}: {w.message}", err=True)
+
+
+def _tuned_grid(path: Path | None, schedule: Any, model: str, sampler: str, force: bool) -> Any:
+    """The times of a --grid file, checked against the model, schedule and sampler (a warning with --force)."""
     from .tuning import load_grid
 
     if path is None:
         return None
     tuned = load_grid(path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            tuned.check(schedule, model, sampler, force)
-        except ValueError as exc:
-            raise UsageError(f"--grid {str(path)!r}: {exc}") from None
-    for w in caught:
-        typer.echo(f"warning: --grid {str(path)!r}: {w.message}", err=True)
+    _checked("--grid", path, lambda: tuned.check(schedule, model, sampler, force))
     return tuned.times
+
+
+def _learned_solver(path: Path | None, schedule: Any, model: str, force: bool) -> Any:
+    """A --solver file, checked against the model and schedule (a warning with --force)."""
+    from .learned import load_solver
+
+    if path is None:
+        return None
+    solver = load_solver(path)
+    _checked("--solver", path, lambda: solver.check(schedule, model, force))
+    return solver
 
 
 def _check_memory(n: int, shape: tuple[int, ...]) -> None:
@@ -573,11 +597,17 @@ def _sample(a: SampleArgs) -> None:
     guide = _build_guidance(a, labels, sched or backbone.schedule)
     spacing = spacing_for(a.sampler, sched or backbone.schedule, a.spacing)
     spacing_options = parse_options(a.spacing_opt, "spacing", spacing, SPACINGS.get(spacing), "--spacing-opt")
+    learned = _learned_solver(a.solver, sched or backbone.schedule, a.model, a.force)
+    if learned is not None:
+        for flag, value in (("--grid", a.grid), ("--spacing", a.spacing), ("--opt", a.opt or None)):
+            if value is not None:
+                raise UsageError(f"--solver sets the sampler and its times: leave out {flag}")
+        a.sampler, a.steps = learned.__name__, learned.nfe
     times = _tuned_grid(a.grid, sched or backbone.schedule, a.model, a.sampler, a.force)
     if times is not None:
         a.steps = times.numel() - 1
     try:
-        if times is None:
+        if times is None and learned is None:
             time_grid(a.sampler, sched or backbone.schedule, a.steps, a.spacing, spacing_options)
     except BadValue as exc:
         raise UsageError(
@@ -594,14 +624,22 @@ def _sample(a: SampleArgs) -> None:
             cond = {} if labels is None else {"class_labels": labels[first : first + b].to(dev)}
             if text is not None:
                 cond = {k: v.expand(b, *v.shape[1:]) for k, v in text.items()}
+            how = (
+                {"solver": learned}
+                if learned is not None
+                else dict(
+                    sampler=a.sampler,
+                    steps=a.steps,
+                    spacing=a.spacing,
+                    spacing_options=spacing_options,
+                    grid=times,
+                    **options,
+                )
+            )
             r = run(
                 backbone,
                 schedule=sched,
-                sampler=a.sampler,
-                steps=a.steps,
-                spacing=a.spacing,
-                spacing_options=spacing_options,
-                grid=times,
+                **how,
                 shape=(b, *shape),
                 generator=generators(a.seed, b, start=first),
                 guidance=guide,
@@ -611,7 +649,6 @@ def _sample(a: SampleArgs) -> None:
                 full_output=True,
                 deterministic=a.deterministic,
                 callback=(lambda info: bar.advance(task)) if bar is not None else None,
-                **options,
             )
             xs.append(r.samples.float().cpu() if text is None else backbone.decode(r.samples))
             nfe = r.nfe
@@ -709,6 +746,14 @@ def bench_(
             rich_help_panel=SAMPLING,
         ),
     ] = None,
+    solver: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated solver files from learn-solver: one cell each, at its own NFE (with --samplers, "
+            "or alone with --samplers '').",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None,
     force: Force = False,
     num_samples: Annotated[int, typer.Option(help="Samples per cell.", rich_help_panel=OUTPUT)] = 500,
     metric: Annotated[str, typer.Option(help=f"Metric: {_cli_names(METRICS)}.", rich_help_panel=OUTPUT)] = "fd-digits",
@@ -749,8 +794,9 @@ def bench_(
 
         METRICS.get(metric)
         specs = [s.strip() for s in samplers.split(",") if s.strip()]
-        if not specs:
-            raise UsageError("--samplers is empty: name at least one sampler")
+        solver_files = [Path(s.strip()) for s in (solver or "").split(",") if s.strip()]
+        if not specs and not solver_files:
+            raise UsageError("--samplers is empty: name at least one sampler (or pass --solver)")
         for spec in specs:
             name, options = parse_sampler_spec(spec)
             check_options("sampler", name, SAMPLERS.get(name), options)
@@ -777,6 +823,7 @@ def bench_(
             for spec in specs:
                 _tuned_grid(grid, schedule or backbone.schedule, model, parse_sampler_spec(spec)[0], force)
             tuned = load_grid(grid)
+        solvers = {p.stem: _learned_solver(p, schedule or backbone.schedule, model, force) for p in solver_files}
         if compile_:
             backbone.compile()
         given = {"weights": fid_weights, "ref": fid_ref}
@@ -811,6 +858,7 @@ def bench_(
             device=dev,
             dtype=dt,
             on_cell=echo,
+            solvers=solvers,
         )
         if not quiet and rows:
             typer.echo(f"{len(rows)} cells in {out / 'results.csv'}")
@@ -894,6 +942,162 @@ def train(
         info = (train_unet if what == "unet" else train_classifier)(out, **kwargs, seed=seed)
         typer.echo(json.dumps(info))
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        _fail(exc, debug)
+
+
+@app.command("learn-solver")
+def learn_solver_(
+    model: Model = "digits",
+    nfe: Annotated[
+        int, typer.Option(help="Network evaluations per sample: the solver's steps.", rich_help_panel=SAMPLING)
+    ] = 4,
+    base: Annotated[
+        str,
+        typer.Option(
+            help="The multistep solver whose coefficients are corrected: dpm-solver++ (its 3M form).",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = "dpm-solver++",
+    spacing: Annotated[
+        str,
+        typer.Option(
+            help="Spacing the times start from, or best: the named spacing whose base "
+            "solve comes closest to the teacher.",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = "best",
+    schedule: ScheduleName = None,
+    guidance: GuidanceName = None,
+    scale: Scale = None,
+    guidance_opt: GuidanceOpts = [],  # typer hands the command a new list: the default is never mutated
+    class_: Classes = None,
+    classifier: ClassifierDir = None,
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="The sampler whose solutions are learned (dpm-solver++: its 3M form).", rich_help_panel=SAMPLING
+        ),
+    ] = "dpm-solver++",
+    teacher_steps: Annotated[int, typer.Option(help="The teacher's steps.", rich_help_panel=SAMPLING)] = 50,
+    pairs: Annotated[
+        int, typer.Option(help="Teacher pairs (x_T, x_0): half to learn on, half held out.", rich_help_panel=RUN)
+    ] = 256,
+    batch_size: Annotated[int, typer.Option(help="Pairs per optimisation step.", rich_help_panel=RUN)] = 32,
+    epochs: Annotated[int, typer.Option(help="Most passes over the training pairs.", rich_help_panel=RUN)] = 30,
+    lr: Annotated[float, typer.Option(help="Adam's learning rate.", rich_help_panel=RUN)] = 0.01,
+    patience: Annotated[
+        int, typer.Option(help="Epochs without a better held-out distance before it stops.", rich_help_panel=RUN)
+    ] = 6,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="l2 (to the teacher's x_0) or features (the bundled digits classifier's penultimate features).",
+            rich_help_panel=RUN,
+        ),
+    ] = "l2",
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the pairs' x_T (keep it apart from the seeds you score on).", rich_help_panel=RUN),
+    ] = 2_000_003,
+    device: Device = "auto",
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The solver file (JSON); <out>.ckpt.safetensors holds a run until it "
+            "ends, so that the same command resumes it.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = Path("solver.json"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=OUTPUT)] = False,
+    debug: Debug = False,
+) -> None:
+    """Learn an --nfe-step solver (times, time offsets, coefficient corrections) from the model's own solutions."""
+    try:
+        from .bench import load_bench_model
+        from .learned import BASES, learn_solver
+
+        if base not in BASES:
+            raise UsageError(f"unknown --base {base!r}; accepted: {', '.join(BASES)}")
+        SAMPLERS.get(teacher)
+        if spacing != "best":
+            SPACINGS.get(spacing)
+        if schedule is not None:
+            SCHEDULES.get(schedule)
+        for flag, value, low in (
+            ("--nfe", nfe, 2),
+            ("--pairs", pairs, 4),
+            ("--batch-size", batch_size, 1),
+            ("--epochs", epochs, 1),
+            ("--teacher-steps", teacher_steps, 1),
+            ("--patience", patience, 1),
+        ):
+            if value < low:
+                raise UsageError(f"{flag} must be ≥ {low}, got {value}")
+        if not lr > 0:
+            raise UsageError(f"--lr must be > 0, got {lr}")
+        if loss not in ("l2", "features"):
+            raise UsageError(f"unknown --loss {loss!r}; accepted: l2, features")
+        if out.suffix.lower() != ".json" or out.is_dir():
+            raise UsageError(f"--out {str(out)!r} must be a .json file")
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+        dev = _device(device)
+        backbone, analytic_schedule = load_bench_model(model, dev)
+        labels = parse_classes(class_, pairs, getattr(backbone, "num_classes", None))
+        a = SampleArgs(
+            model=model,
+            schedule=schedule,
+            guidance=guidance,
+            scale=scale,
+            guidance_opt=guidance_opt,
+            class_=class_,
+            classifier=classifier,
+            n=pairs,
+        )
+        guide = _build_guidance(a, labels)
+        features = None
+        if loss == "features":
+            if tuple(backbone.sample_shape or ()) != (1, 28, 28):
+                raise UsageError(f"--loss features reads 28×28 digits; {model!r} samples {backbone.sample_shape}")
+            from .bundled import model_path
+            from .classifier import DigitClassifier
+
+            features = DigitClassifier.from_pretrained(model_path("digits-classifier") / "clean").to(dev).features
+        bar = _progress(quiet)
+        task = bar.add_task("learning", total=epochs) if bar is not None else None
+        ckpt = out.with_name(out.name + ".ckpt.safetensors")
+        with bar if bar is not None else nullcontext():
+            solver = learn_solver(
+                backbone,
+                nfe=nfe,
+                base=base,
+                spacing=spacing,
+                schedule=SCHEDULES.get(schedule)() if schedule else analytic_schedule,
+                cond={} if labels is None else {"class_labels": labels.to(dev)},
+                guidance=guide,
+                teacher=teacher,
+                teacher_steps=teacher_steps,
+                num_pairs=pairs,
+                batch_size=batch_size,
+                epochs=epochs,
+                lr=lr,
+                patience=patience,
+                seed=seed,
+                model_name=model,
+                features=features,
+                checkpoint=ckpt,
+                progress=(lambda e: bar.update(task, completed=e["epoch"])) if bar is not None else None,
+            )
+        solver.save(out)
+        ckpt.unlink(missing_ok=True)
+        typer.echo(
+            f"{solver.__name__}, NFE {nfe} (from {solver.init_spacing}): held-out distance to the teacher "
+            f"{solver.heldout_error:.4g}, {solver.init_heldout_error:.4g} at the start | {solver.seconds:.0f}s "
+            f"| wrote {out}"
+        )
+    except typer.Exit:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as exc:
         _fail(exc, debug)
 
 

@@ -192,6 +192,7 @@ def sample(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     deterministic: bool = False,
+    solver: Any = None,
     **options: Any,
 ) -> Tensor | SampleResult:
     """Draw samples x_0 from ``model`` (an ε-predicting callable or a ``Backbone``).
@@ -206,14 +207,26 @@ def sample(
     ``deterministic=True`` evaluates ε one sample at a time, so that sample i is bitwise the same
     in any batch (slower). Returns the samples, or a ``SampleResult`` with NFE (and the trajectory)
     when ``full_output`` or ``return_trajectory`` is set. ``callback`` gets a dict per step, NFE included.
+    ``solver`` (a ``LearnedSolver`` from ``learn_solver``) is a sampler with its own times: it takes the
+    place of ``sampler``, ``steps``, ``spacing`` and ``grid``.
     """
+    if solver is not None:
+        if grid is not None or spacing is not None or options:
+            raise ValueError(
+                "a learned solver walks its own times with its own parameters: leave out grid, "
+                "spacing and sampler options"
+            )
+        sampler = solver
     name, fn, meta = _sampler(sampler)
     check_options("sampler", name, fn, options)
     backbone = as_backbone(model, prediction_type)
     sched = _schedule(schedule, backbone.schedule)
     bound = _clip_bound(clip, backbone.clip)
 
-    if grid is not None:
+    if solver is not None:  # refuses another schedule
+        solver.check(sched)
+        times, steps = solver.times(sched), solver.nfe
+    elif grid is not None:
         if hasattr(grid, "check") and hasattr(grid, "times"):  # a TunedGrid: refuses another schedule or sampler
             grid.check(sched, sampler=name)
             grid = grid.times

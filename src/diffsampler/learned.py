@@ -1,0 +1,519 @@
+r"""Learned solvers: a multistep solver whose few dozen parameters are fitted to a model's own ODE solutions.
+
+The base is DPM-Solver++(kM) (Lu et al. 2022) in λ = log(α/σ), with data predictions m_i = x̂_0(x_i, t_i):
+
+    x_{i+1} = (σ_{i+1}/σ_i)·x_i − α_{i+1}·φ_i·m_i + (its order-2 and order-3 terms)  +  α_{i+1}·Σ_j Δ_{i,j}·m_{i−j}
+
+and the parameters θ, as the learned-solver papers choose them (LD3, Tong et al. 2024; S4S, Frankel et al. 2025):
+
+- the N times, monotone by construction: with w = softmax(z) (N logits), λ_k = λ_0 + (λ_end − λ_0)·Σ_{j≤k} w_j
+  for k < N, λ_end the schedule's last trained level and t_N = 0; z starts from a named spacing's grid;
+- per-step offsets δ_i of the network's input: it is asked at λ_i + δ_i, the step's coefficients keep λ_i;
+- per-step corrections Δ_{i,j} (j < 3) to the coefficients of the last three data predictions.
+
+δ = Δ = 0 and z from a grid make the solver its base on that grid exactly. Training draws pairs (x_T, x_0) from
+a high-NFE solve of the same model (the teacher) on seeds apart from any scoring seed, backpropagates the mean
+square distance (or a feature distance) of the unrolled N-step solve to x_0, fits θ with Adam, and keeps the θ
+of least distance on the held-out half of the pairs (stopping when it has not improved for ``patience`` epochs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .backbones import as_backbone
+from .model_fn import ModelFn, take_rows
+from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler
+from .samplers.base import report
+from .sampling import generators, sample, start_from, time_grid
+from .schedules import SCHEDULES, Schedule, check_grid
+from .tuning import schedule_fingerprint
+
+__all__ = ["LearnedSolver", "learn_solver", "load_solver", "solve", "BASES"]
+
+FORMAT = "diffsampler-solver/1"
+BASES = {"dpm-solver++": 3}  # base solver → the order of its multistep update
+CORRECTED = 3  # data predictions each step's correction reaches back over
+
+
+def _lambdas(logits: Tensor, lam0: float, lam_end: float) -> Tensor:
+    """λ_0 … λ_{N−1}: λ_0 and the first N − 1 cumulative softmax shares of [λ_0, λ_end]."""
+    w = torch.softmax(logits.double(), 0)
+    return torch.cat([logits.new_full((1,), lam0, dtype=torch.float64), lam0 + (lam_end - lam0) * w.cumsum(0)[:-1]])
+
+
+def _logits_of(grid: Tensor, schedule: Schedule, lam_end: float) -> list[float]:
+    """The logits whose times are ``grid``'s (a grid of N steps that ends at t = 0)."""
+    lam = (0.5 * schedule.log_snr(grid[:-1])).tolist() + [lam_end]
+    shares = [max(b - a, 1e-9) for a, b in zip(lam, lam[1:])]
+    return [math.log(s / sum(shares)) for s in shares]
+
+
+def solve(
+    eps_fn: EpsFn,
+    x: Tensor,
+    schedule: Schedule,
+    lam: Tensor,
+    offsets: Tensor,
+    corrections: Tensor,
+    order: int = 3,
+    callback: Callback | None = None,
+) -> Tensor:
+    """The learned DPM-Solver++(kM) from x at λ_0 through λ_1 … λ_{N−1} to t = 0, differentiable in x and θ.
+
+    Orders as the base's with ``lower_order_final`` (the first steps take what their history allows; below 15
+    steps the last two drop to 1 and ≤ 2); the step into t = 0 is x = m_{N−1}, plus its correction."""
+    n = lam.numel()
+    ab = torch.sigmoid(2 * lam)
+    alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
+    t_net = schedule.t_from_log_snr(2 * (lam + offsets)).clamp(0.0, 1.0)
+    grid = torch.cat([schedule.t_from_log_snr(2 * lam.detach()).clamp(0.0, 1.0), lam.new_zeros(1)])
+    ms: list[Tensor] = []
+    h_prev: list[Tensor] = []
+    for i in range(n):
+        t = t_net[i].to(x.device).expand(x.shape[0])
+        m = (x - sigma[i].to(x.dtype) * eps_fn(x, t)) / alpha[i].to(x.dtype)
+        if i == n - 1:
+            x_new, a_u, h = m, 1.0, None
+        else:
+            h = lam[i + 1] - lam[i]
+            k = min(order, len(ms) + 1, n - i if n < 15 else order)
+            phi, a_u = torch.expm1(-h), alpha[i + 1]
+            x_new = (sigma[i + 1] / sigma[i]).to(x.dtype) * x - (a_u * phi).to(x.dtype) * m
+            if k >= 2:
+                d1 = (m - ms[-1]) * (h / h_prev[-1]).to(x.dtype)
+                if k == 2:
+                    x_new = x_new - (0.5 * a_u * phi).to(x.dtype) * d1
+                else:
+                    r0, r1 = h_prev[-1] / h, h_prev[-2] / h
+                    d2 = (d1 - (ms[-1] - ms[-2]) / r1.to(x.dtype)) / (r0 + r1).to(x.dtype)
+                    x_new = x_new + (a_u * (phi / h + 1)).to(x.dtype) * (d1 + r0.to(x.dtype) * d2)
+                    x_new = x_new - (a_u * ((phi + h) / h**2 - 0.5)).to(x.dtype) * d2
+        history = [m, *ms[::-1]][:CORRECTED]
+        for j, mj in enumerate(history):
+            x_new = x_new + (a_u * corrections[i, j]).to(x.dtype) * mj
+        report(callback, i, grid, x_new, m)
+        ms, h_prev = (ms + [m])[-2:], (h_prev + [h])[-2:] if h is not None else h_prev
+        x = x_new
+    return x
+
+
+@dataclass
+class LearnedSolver:
+    """A learned solver with what it was learned for and how; ``save`` and ``load_solver`` keep it as JSON.
+
+    Called as a sampler (``solver(eps_fn, x, grid, schedule, …)``) on the grid ``times(schedule)`` gives;
+    ``ds.sample(model, solver=…)`` does both."""
+
+    base: str
+    nfe: int
+    logits: list[float]
+    offsets: list[float]
+    corrections: list[list[float]]
+    lam0: float
+    lam_end: float
+    model: str
+    schedule: list[float]
+    init_spacing: str
+    teacher: dict[str, Any]
+    seeds: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_error: float | None = None
+    heldout_error: float | None = None
+    init_heldout_error: float | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def __name__(self) -> str:  # what ``sample`` names the sampler in its results
+        return f"learned-{self.base}"
+
+    def parameters(self, requires_grad: bool = False) -> dict[str, Tensor]:
+        """θ as float64 tensors: ``logits`` [N], ``offsets`` [N], ``corrections`` [N, 3]."""
+        return {
+            k: torch.tensor(getattr(self, k), dtype=torch.float64).requires_grad_(requires_grad)
+            for k in ("logits", "offsets", "corrections")
+        }
+
+    def set_parameters(self, params: dict[str, Tensor]) -> None:
+        for k, v in params.items():
+            setattr(self, k, v.detach().cpu().tolist())
+
+    def lambdas(self) -> Tensor:
+        return _lambdas(torch.tensor(self.logits, dtype=torch.float64), self.lam0, self.lam_end)
+
+    def times(self, schedule: Schedule) -> Tensor:
+        """The N + 1 times t_0 > … > t_{N−1} > t_N = 0 the solver steps through."""
+        t = schedule.t_from_log_snr(2 * self.lambdas()).clamp(0.0, 1.0)
+        return check_grid(torch.cat([t, t.new_zeros(1)]))
+
+    def __call__(
+        self,
+        eps_fn: EpsFn,
+        x: Tensor,
+        grid: Tensor,
+        schedule: Schedule,
+        *,
+        noise_sampler: NoiseSampler | None = None,
+        callback: Callback | None = None,
+    ) -> Tensor:
+        if grid.numel() != self.nfe + 1:
+            raise ValueError(
+                f"a learned {self.nfe}-step solver walks its own grid, not one of {grid.numel() - 1} steps"
+            )
+        p = self.parameters()
+        return solve(eps_fn, x, schedule, self.lambdas(), p["offsets"], p["corrections"], BASES[self.base], callback)
+
+    def check(self, schedule: Schedule, model: str | None = None, force: bool = False) -> None:
+        """A ValueError (a warning with ``force``) when the solver was learned for another schedule or model."""
+        problems = []
+        if schedule_fingerprint(schedule) != self.schedule:
+            problems.append("another schedule")
+        if model is not None and Path(str(model)).name != Path(self.model).name:
+            problems.append(f"model {self.model!r}, not {model!r}")
+        if problems:
+            message = f"the solver was learned for {' and '.join(problems)}"
+            if not force:
+                raise ValueError(message + " (--force, or force=True, uses it anyway)")
+            warnings.warn(message, stacklevel=2)
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON file, whole or not at all."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
+        tmp.replace(path)
+
+
+def load_solver(path: str | Path) -> LearnedSolver:
+    """Read a solver file written by ``learn_solver`` (``diffsampler learn-solver``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"solver file {str(path)!r}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"solver file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+        raise ValueError(f"solver file {str(path)!r} is not a {FORMAT} file")
+    try:
+        solver = LearnedSolver(**data)
+        if solver.base not in BASES:
+            raise ValueError(f"unknown base {solver.base!r}; known: {', '.join(BASES)}")
+        p = solver.parameters()
+        n = solver.nfe
+        if p["logits"].shape != (n,) or p["offsets"].shape != (n,) or p["corrections"].shape != (n, CORRECTED):
+            raise ValueError(f"parameters do not fit {n} steps")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"solver file {str(path)!r}: {exc}") from None
+    return solver
+
+
+def initial_solver(
+    schedule: Schedule, nfe: int, spacing: str, base: str = "dpm-solver++", model: str = "model"
+) -> LearnedSolver:
+    """The solver that is its base on ``spacing``'s N-step grid: where training starts."""
+    if base not in BASES:
+        raise ValueError(f"unknown base {base!r}; known: {', '.join(BASES)}")
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 2:
+        raise ValueError(f"nfe must be an integer ≥ 2 (a learned solver takes one step per evaluation), got {nfe!r}")
+    grid = time_grid(base, schedule, nfe, spacing)
+    lam0 = 0.5 * float(schedule.log_snr(grid[0]))
+    if not math.isfinite(lam0):
+        raise ValueError("a learned solver starts below zero SNR: the schedule's ᾱ(1) must be > 0")
+    lam_end = 0.5 * float(schedule.log_snr(torch.tensor(schedule.t_min, dtype=torch.float64)))
+    return LearnedSolver(
+        base=base,
+        nfe=nfe,
+        logits=_logits_of(grid, schedule, lam_end),
+        offsets=[0.0] * nfe,
+        corrections=[[0.0] * CORRECTED for _ in range(nfe)],
+        lam0=lam0,
+        lam_end=lam_end,
+        model=model,
+        schedule=schedule_fingerprint(schedule),
+        init_spacing=spacing,
+        teacher={},
+        seeds={},
+    )
+
+
+INIT_SPACINGS = ("trailing", "logsnr", "karras", "linspace", "uniform", "kl-optimal")  # tried by spacing="best"
+
+
+def _distance(x: Tensor, ref: Tensor) -> Tensor:
+    """Per-sample Euclidean distance ‖x − x_ref‖ in float64."""
+    return (x - ref).reshape(x.shape[0], -1).double().norm(dim=1)
+
+
+def _cond_rows(cond: dict[str, Any], rows: Tensor, n: int) -> dict[str, Any]:
+    return take_rows(cond, rows, n) if cond else {}
+
+
+def _solve_rows(
+    solver_params: dict[str, Tensor],
+    solver: LearnedSolver,
+    backbone: Any,
+    sched: Schedule,
+    x_T: Tensor,
+    cond: dict[str, Any],
+    guidance: Any,
+    rows: Tensor,
+    n: int,
+) -> Tensor:
+    fn = ModelFn(backbone, sched, batch=len(rows), cond=_cond_rows(cond, rows, n), guidance=guidance)
+    lam = _lambdas(solver_params["logits"], solver.lam0, solver.lam_end)
+    return solve(fn, x_T[rows], sched, lam, solver_params["offsets"], solver_params["corrections"], BASES[solver.base])
+
+
+def _heldout(
+    solver: LearnedSolver,
+    backbone: Any,
+    sched: Schedule,
+    x_T: Tensor,
+    x0: Tensor,
+    cond: dict[str, Any],
+    guidance: Any,
+    rows: Tensor,
+    n: int,
+    batch: int,
+    params: dict[str, Tensor] | None = None,
+) -> float:
+    """Mean distance to the teacher over ``rows``, without gradients."""
+    p = params if params is not None else solver.parameters()
+    with torch.no_grad():
+        d = [
+            _distance(_solve_rows(p, solver, backbone, sched, x_T, cond, guidance, r, n), x0[r])
+            for r in rows.split(batch)
+        ]
+    return float(torch.cat(d).mean())
+
+
+def learn_solver(
+    model: Any,
+    *,
+    nfe: int = 4,
+    base: str = "dpm-solver++",
+    schedule: str | Schedule | None = None,
+    spacing: str = "best",
+    cond: dict[str, Any] | None = None,
+    guidance: Any = None,
+    teacher: str = "dpm-solver++",
+    teacher_steps: int = 50,
+    teacher_options: dict[str, Any] | None = None,
+    num_pairs: int = 256,
+    batch_size: int = 32,
+    epochs: int = 30,
+    lr: float = 0.01,
+    patience: int = 6,
+    seed: int = 2_000_003,
+    shape: tuple[int, ...] | None = None,
+    model_name: str = "model",
+    features: Callable[[Tensor], Tensor] | None = None,
+    checkpoint: str | Path | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> LearnedSolver:
+    """Fit a learned ``nfe``-step solver to ``teacher``'s solutions of ``model`` (see the module's docstring).
+
+    ``cond`` holds per-pair conditioning (tensors of ``num_pairs`` rows, or one value for all); ``guidance`` and
+    ``cond`` reach the teacher and the student alike. ``spacing`` is the grid the times start from, or ``"best"``:
+    the named spacing whose base solve lies closest to the teacher on the training half. ``seed`` draws the
+    pairs' x_T: keep it apart from the seeds a solver is scored on. ``features`` replaces the distance by one
+    between features (e.g. a classifier's). ``checkpoint`` (a .safetensors path) keeps the pairs and every
+    epoch's state, so that a run stopped half-way resumes there. ``progress`` is called after every epoch.
+    """
+    start = time.perf_counter()
+    backbone = as_backbone(model)
+    sched = SCHEDULES.get(schedule)() if isinstance(schedule, str) else (schedule or backbone.schedule)
+    if sched is None:
+        raise ValueError("no schedule: pass schedule= or a backbone that brings its own")
+    shape = tuple(shape or backbone.sample_shape or ())
+    if not shape:
+        raise ValueError("pass shape=: the model does not say the shape of one sample")
+    for name, value, low in (
+        ("num_pairs", num_pairs, 4),
+        ("batch_size", batch_size, 1),
+        ("epochs", epochs, 1),
+        ("teacher_steps", teacher_steps, 1),
+        ("patience", patience, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    SAMPLERS.get(teacher)
+    teacher_options = dict(teacher_options or ({"order": 3} if teacher == "dpm-solver++" else {}))
+    cond = dict(cond or {})
+    config = {
+        "model": model_name,
+        "nfe": nfe,
+        "base": base,
+        "schedule": schedule_fingerprint(sched),
+        "teacher": teacher,
+        "teacher_steps": teacher_steps,
+        "teacher_options": teacher_options,
+        "num_pairs": num_pairs,
+        "seed": seed,
+        "spacing": spacing,
+        "shape": list(shape),
+    }
+    saved = _resume(checkpoint, config)
+    n, device = num_pairs, backbone.device
+
+    if saved is not None:
+        x_T, x0 = saved["x_T"].to(device), saved["x0"].to(device)
+    else:
+        gens = generators(seed, n)
+        t0 = time_grid(teacher, sched, teacher_steps)[0]
+        x_T = start_from(torch.stack([torch.randn(shape, generator=g) for g in gens]), sched, t0).to(device)
+        parts = []
+        for rows in torch.arange(n).split(max(batch_size, 64)):
+            parts.append(
+                sample(
+                    backbone,
+                    schedule=sched,
+                    sampler=teacher,
+                    steps=teacher_steps,
+                    x_T=x_T[rows],
+                    cond=_cond_rows(cond, rows, n),
+                    guidance=guidance,
+                    **teacher_options,
+                )
+            )
+        x0 = torch.cat(parts)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, config, {"x_T": x_T, "x0": x0}, {})
+    train, held = torch.arange(0, n, 2), torch.arange(1, n, 2)
+
+    names = [spacing] if spacing != "best" else [s for s in INIT_SPACINGS]
+    inits: dict[str, float] = {}
+    for s in names:
+        candidate = initial_solver(sched, nfe, s, base, model_name)
+        inits[s] = _heldout(candidate, backbone, sched, x_T, x0, cond, guidance, train, n, batch_size)
+    chosen = min(inits, key=inits.get)
+    solver = initial_solver(sched, nfe, chosen, base, model_name)
+
+    params = solver.parameters(requires_grad=True)
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    history: list[dict[str, float]] = []
+    best = {k: v.detach().clone() for k, v in params.items()}
+    init_held = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size)
+    best_held, since, first_epoch, before = init_held, 0, 0, 0.0
+    if saved is not None and "state" in saved:
+        state = saved["state"]
+        for k in params:
+            params[k].data.copy_(saved[f"theta.{k}"])
+            best[k] = saved[f"best.{k}"].clone()
+        opt.load_state_dict(_optimizer_state(opt, saved, state))
+        history, best_held, since, first_epoch = state["history"], state["best_held"], state["since"], state["epoch"]
+        before = state["seconds"]
+    shuffle = torch.Generator().manual_seed(seed)
+    for _ in range(first_epoch):
+        torch.randperm(len(train), generator=shuffle)  # the same batches as an uninterrupted run
+
+    def dist(out: Tensor, ref: Tensor) -> Tensor:
+        if features is None:
+            return (out - ref).reshape(out.shape[0], -1).square().mean(1)
+        return (features(out) - features(ref)).reshape(out.shape[0], -1).square().sum(1)
+
+    for epoch in range(first_epoch, epochs):
+        if since >= patience:
+            break
+        total, count = 0.0, 0
+        for rows in train[torch.randperm(len(train), generator=shuffle)].split(batch_size):
+            out = _solve_rows(params, solver, backbone, sched, x_T, cond, guidance, rows, n)
+            loss = dist(out, x0[rows]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * len(rows), count + len(rows)
+        held_err = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size, params)
+        since = 0 if held_err < best_held else since + 1
+        if held_err < best_held:
+            best_held, best = held_err, {k: v.detach().clone() for k, v in params.items()}
+        entry = {"epoch": epoch + 1, "train_loss": total / count, "heldout_error": held_err}
+        history.append(entry)
+        if checkpoint is not None:
+            state = {
+                "history": history,
+                "best_held": best_held,
+                "since": since,
+                "epoch": epoch + 1,
+                "seconds": before + time.perf_counter() - start,
+            }
+            _save_checkpoint(checkpoint, config, {"x_T": x_T, "x0": x0, **_tensors(params, best, opt)}, state)
+        if progress is not None:
+            progress({**entry, "epochs": epochs, "best_heldout_error": best_held})
+
+    solver.set_parameters(best)
+    solver.teacher = {"sampler": teacher, "steps": teacher_steps, "options": teacher_options}
+    solver.seeds = {"seed": seed, "num_pairs": n, "train": "even pair indices", "heldout": "odd pair indices"}
+    solver.history = history
+    solver.train_error = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, train, n, batch_size)
+    solver.heldout_error = best_held
+    solver.init_heldout_error = init_held
+    solver.seconds = before + time.perf_counter() - start
+    solver.extra = {
+        "init_distances": inits,
+        "lr": lr,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "patience": patience,
+        "loss": "features" if features is not None else "l2",
+        "guidance": type(guidance).__name__ if guidance is not None else None,
+    }
+    return solver
+
+
+def _tensors(params: dict[str, Tensor], best: dict[str, Tensor], opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+    out = {f"theta.{k}": v.detach() for k, v in params.items()} | {f"best.{k}": v for k, v in best.items()}
+    for i, s in enumerate(opt.state_dict()["state"].values()):
+        out |= {f"adam.{i}.{k}": torch.as_tensor(v) for k, v in s.items()}
+    return out
+
+
+def _optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Tensor], state: dict[str, Any]) -> dict[str, Any]:
+    sd = opt.state_dict()
+    sd["state"] = {
+        i: {k: saved[f"adam.{i}.{k}"] for k in ("step", "exp_avg", "exp_avg_sq")}
+        for i in range(len(sd["param_groups"][0]["params"]))
+    }
+    return sd
+
+
+def _save_checkpoint(
+    path: str | Path, config: dict[str, Any], tensors: dict[str, Tensor], state: dict[str, Any]
+) -> None:
+    """Pairs and training state in one safetensors file, replaced in one step."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    meta = {"config": json.dumps(config), **({"state": json.dumps(state)} if state else {})}
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _resume(path: str | Path | None, config: dict[str, Any]) -> dict[str, Any] | None:
+    """What a checkpoint of the same run holds (pairs, and the state after its last epoch), or None."""
+    if path is None or not Path(path).is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if json.loads(meta.get("config", "null")) != config:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is of another run (model, NFE, teacher, pairs or seed differ): "
+            "move it away to start afresh"
+        )
+    saved: dict[str, Any] = dict(load_file(str(path)))
+    if "state" in meta:
+        saved["state"] = json.loads(meta["state"])
+    return saved

@@ -1,0 +1,124 @@
+"""Learned solvers: their base at initialisation, monotone times, files, resuming, and learning on exact mixtures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import diffsampler as ds
+from diffsampler.learned import _lambdas, initial_solver, solve
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def schedule():
+    return ds.SCHEDULES.get("linear")()
+
+
+@pytest.fixture
+def x_T():
+    return torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+
+@pytest.mark.parametrize("nfe,spacing", [(4, "trailing"), (5, "logsnr"), (6, "karras"), (8, "uniform")])
+def test_at_initialisation_it_is_its_base(mixture, schedule, x_T, nfe: int, spacing: str) -> None:
+    """θ = (z from the grid, δ = 0, Δ = 0) is DPM-Solver++(3M) with lower_order_final on that grid: the same numbers
+    to float64 round-off, and the grid is the named one to the λ → t round trip's (≈ 1e-10)."""
+    solver = initial_solver(schedule, nfe, spacing)
+    named = ds.sampling.time_grid("dpm-solver++", schedule, nfe, spacing)
+    torch.testing.assert_close(solver.times(schedule), named, rtol=0, atol=1e-9)
+    ours = ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, full_output=True)
+    base = ds.sample(mixture, schedule=schedule, sampler="dpm-solver++", order=3, grid=solver.times(schedule), x_T=x_T)
+    torch.testing.assert_close(ours.samples, base, rtol=1e-11, atol=1e-11)
+    assert ours.nfe == nfe
+
+
+def test_times_are_monotone_for_any_parameters(schedule) -> None:
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        lam = _lambdas(torch.randn(6, generator=g, dtype=F64) * 5, -5.0, 6.0)
+        assert (lam.diff() > 0).all() and lam[0] == -5.0 and lam[-1] < 6.0
+
+
+def test_the_solver_is_differentiable_in_every_parameter(mixture, schedule, x_T) -> None:
+    solver = initial_solver(schedule, 4, "trailing")
+    p = solver.parameters(requires_grad=True)
+
+    def eps(x, t):
+        return mixture.eps(x, t, schedule)
+
+    out = solve(
+        eps, x_T[:8], schedule, _lambdas(p["logits"], solver.lam0, solver.lam_end), p["offsets"], p["corrections"]
+    )
+    out.square().sum().backward()
+    assert p["logits"].grad.abs().sum() > 0 and p["offsets"].grad[1:].abs().min() > 0
+    assert p["corrections"].grad[:, 0].abs().min() > 0  # every step's own prediction
+
+
+def test_save_load_and_refusals(mixture, schedule, x_T, tmp_path) -> None:
+    solver = initial_solver(schedule, 4, "trailing", model="gmm")
+    solver.offsets = [0.0, 0.01, -0.02, 0.0]
+    solver.save(tmp_path / "s.json")
+    back = ds.load_solver(tmp_path / "s.json")
+    assert back == solver
+    torch.testing.assert_close(
+        ds.sample(mixture, schedule=schedule, solver=back, x_T=x_T),
+        ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T),
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(ValueError, match="the solver was learned for another schedule"):
+        ds.sample(mixture, schedule="cosine", solver=solver, x_T=x_T)
+    with pytest.raises(ValueError, match="model 'gmm', not 'digits'"):
+        solver.check(schedule, "digits")
+    with pytest.raises(ValueError, match="leave out grid, spacing and sampler options"):
+        ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, spacing="karras")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="is not JSON"):
+        ds.load_solver(tmp_path / "bad.json")
+    data = json.loads((tmp_path / "s.json").read_text())
+    data["offsets"] = [0.0]
+    (tmp_path / "short.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="parameters do not fit 4 steps"):
+        ds.load_solver(tmp_path / "short.json")
+    with pytest.raises(ValueError, match="no such file"):
+        ds.load_solver(tmp_path / "none.json")
+    with pytest.raises(ValueError, match="nfe must be an integer ≥ 2"):
+        initial_solver(schedule, 1, "trailing")
+
+
+def _learn(mixture, schedule, **kw):
+    return ds.learn_solver(mixture, schedule=schedule, nfe=4, shape=(2,), num_pairs=128, batch_size=32, **kw)
+
+
+def test_learning_lowers_the_heldout_distance_and_resumes_where_it_stopped(mixture, schedule, tmp_path) -> None:
+    whole = _learn(mixture, schedule, epochs=4, spacing="trailing")
+    assert whole.heldout_error < whole.init_heldout_error and len(whole.history) == 4
+    assert whole.seeds["seed"] == 2_000_003 and whole.teacher == {
+        "sampler": "dpm-solver++",
+        "steps": 50,
+        "options": {"order": 3},
+    }
+    ckpt = tmp_path / "run.safetensors"
+    _learn(mixture, schedule, epochs=2, spacing="trailing", checkpoint=ckpt)  # stopped after two epochs
+    resumed = _learn(mixture, schedule, epochs=4, spacing="trailing", checkpoint=ckpt)
+    assert resumed.history == whole.history
+    assert (resumed.logits, resumed.offsets, resumed.corrections) == (whole.logits, whole.offsets, whole.corrections)
+    with pytest.raises(ValueError, match="is of another run"):
+        _learn(mixture, schedule, epochs=4, spacing="trailing", checkpoint=ckpt, seed=5)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_schedules_have_finite_nonzero_time_gradients_on_knots_and_ends(name: str) -> None:
+    """A learned time sits on a training knot at first (trailing's are knots) and at t = 1: there ᾱ(t) and t(λ)
+    must pass a gradient (snapping to the knot used to stop it, and the unused zero-SNR branch made it NaN)."""
+    s = ds.SCHEDULES.get(name)()
+    t = torch.tensor([1.0, 0.75, 0.5, 0.25, 0.1234], dtype=F64, requires_grad=True)
+    s.alpha_bar(t).sum().backward()
+    assert torch.isfinite(t.grad).all() and (t.grad != 0).all(), t.grad
+    lam = s.log_snr(t.detach()).requires_grad_(True)
+    s.t_from_log_snr(lam).sum().backward()
+    assert torch.isfinite(lam.grad).all() and (lam.grad != 0).all(), lam.grad
