@@ -440,3 +440,92 @@ def test_pag_summary_names_the_pag_scale(tmp_path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert "guidance pag (scale 5)" in r.output, r.output
+
+
+def test_learn_solver_then_sample_and_bench_with_it(tiny, tmp_path) -> None:
+    model, out = tiny / "tiny", tmp_path / "solver.json"
+    r = invoke(
+        "learn-solver",
+        "--model",
+        model,
+        "--nfe",
+        2,
+        "--pairs",
+        8,
+        "--batch-size",
+        4,
+        "--epochs",
+        1,
+        "--teacher-steps",
+        4,
+        "--spacing",
+        "trailing",
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.output
+    assert "learned-dpm-solver++, NFE 2 (from trailing)" in r.output and out.is_file()
+    assert not out.with_name(out.name + ".ckpt.safetensors").exists()  # kept only while a run is unfinished
+    solver = ds.load_solver(out)
+    assert solver.model == str(model) and solver.seeds["num_pairs"] == 8 and len(solver.history) == 1
+    s = invoke("sample", "--model", model, "--solver", out, "--n", 2, "--class", 1, "--out", tmp_path / "s.safetensors")
+    assert s.exit_code == 0, s.output
+    assert "sampler learned-dpm-solver++, 2 steps" in s.output and "NFE 2 per sample" in s.output
+    b = invoke(
+        "bench",
+        "--model",
+        model,
+        "--samplers",
+        "",
+        "--solver",
+        out,
+        "--metric",
+        "ode-error",
+        "--num-samples",
+        4,
+        "--batch-size",
+        4,
+        "--out",
+        tmp_path / "bench",
+    )
+    assert b.exit_code == 0, b.output
+    assert "learned base=dpm-solver++ init_spacing=trailing solver=solver steps 2: NFE 2" in b.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--spacing", "karras"], "--solver sets the sampler and its times: leave out --spacing"),
+        (["--model", "digits"], "the solver was learned for model"),
+    ],
+)
+def test_sample_with_a_solver_refuses_what_contradicts_it(tiny, tmp_path, args, message) -> None:
+    from diffsampler.learned import initial_solver
+
+    schedule = ds.DiffusersBackbone.from_pretrained(tiny / "tiny").schedule
+    initial_solver(schedule, 3, "trailing", model=str(tiny / "tiny")).save(tmp_path / "s.json")
+    r = invoke(
+        "sample",
+        "--model",
+        tiny / "tiny",
+        "--solver",
+        tmp_path / "s.json",
+        "--n",
+        2,
+        *args,
+        "--out",
+        tmp_path / "x.png",
+    )
+    assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_learn_solver_bad_input(tiny, tmp_path) -> None:
+    for args, message in (
+        (["--loss", "lpips"], "unknown --loss 'lpips'; accepted: l2, features"),
+        (["--nfe", "1"], "--nfe must be ≥ 2, got 1"),
+        (["--base", "heun"], "unknown --base 'heun'; accepted: dpm-solver++"),
+        (["--out", str(tmp_path / "s.txt")], "must be a .json file"),
+    ):
+        r = invoke("learn-solver", "--model", tiny / "tiny", *args)
+        assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -103,7 +103,13 @@ def test_learning_lowers_the_heldout_distance_and_resumes_where_it_stopped(mixtu
         "options": {"order": 3},
     }
     ckpt = tmp_path / "run.safetensors"
-    _learn(mixture, schedule, epochs=2, spacing="trailing", checkpoint=ckpt)  # stopped after two epochs
+
+    def stop_after_two(entry):
+        if entry["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _learn(mixture, schedule, epochs=4, spacing="trailing", checkpoint=ckpt, progress=stop_after_two)
     resumed = _learn(mixture, schedule, epochs=4, spacing="trailing", checkpoint=ckpt)
     assert resumed.history == whole.history
     assert (resumed.logits, resumed.offsets, resumed.corrections) == (whole.logits, whole.offsets, whole.corrections)

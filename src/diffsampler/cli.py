@@ -984,10 +984,12 @@ def learn_solver_(
     ] = 256,
     batch_size: Annotated[int, typer.Option(help="Pairs per optimisation step.", rich_help_panel=RUN)] = 32,
     epochs: Annotated[int, typer.Option(help="Most passes over the training pairs.", rich_help_panel=RUN)] = 30,
-    lr: Annotated[float, typer.Option(help="Adam's learning rate.", rich_help_panel=RUN)] = 0.01,
+    lr: Annotated[
+        float, typer.Option(help="Adam's first learning rate (cosine decay to 0).", rich_help_panel=RUN)
+    ] = 0.03,
     patience: Annotated[
         int, typer.Option(help="Epochs without a better held-out distance before it stops.", rich_help_panel=RUN)
-    ] = 6,
+    ] = 10,
     loss: Annotated[
         str,
         typer.Option(

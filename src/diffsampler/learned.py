@@ -314,8 +314,8 @@ def learn_solver(
     num_pairs: int = 256,
     batch_size: int = 32,
     epochs: int = 30,
-    lr: float = 0.01,
-    patience: int = 6,
+    lr: float = 0.03,
+    patience: int = 10,
     seed: int = 2_000_003,
     shape: tuple[int, ...] | None = None,
     model_name: str = "model",
@@ -403,6 +403,13 @@ def learn_solver(
 
     params = solver.parameters(requires_grad=True)
     opt = torch.optim.Adam(params.values(), lr=lr)
+    steps_per_epoch = -(-len(torch.arange(0, n, 2)) // batch_size)
+
+    # cosine decay to zero over the run: large first steps, settled parameters at the end
+    def factor(k: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(k / (epochs * steps_per_epoch), 1.0)))
+
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     history: list[dict[str, float]] = []
     best = {k: v.detach().clone() for k, v in params.items()}
     init_held = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size)
@@ -413,6 +420,9 @@ def learn_solver(
             params[k].data.copy_(saved[f"theta.{k}"])
             best[k] = saved[f"best.{k}"].clone()
         opt.load_state_dict(_optimizer_state(opt, saved, state))
+        decay.last_epoch = state["epoch"] * steps_per_epoch
+        for group in opt.param_groups:
+            group["lr"] = lr * factor(decay.last_epoch)
         history, best_held, since, first_epoch = state["history"], state["best_held"], state["since"], state["epoch"]
         before = state["seconds"]
     shuffle = torch.Generator().manual_seed(seed)
@@ -434,6 +444,7 @@ def learn_solver(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            decay.step()
             total, count = total + float(loss.detach()) * len(rows), count + len(rows)
         held_err = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size, params)
         since = 0 if held_err < best_held else since + 1
