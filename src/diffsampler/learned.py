@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +36,7 @@ from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler
 from .samplers.base import report
 from .sampling import generators, sample, start_from, time_grid
 from .schedules import SCHEDULES, SPACINGS, Schedule, check_grid
-from .tuning import schedule_fingerprint
+from .tuning import made_for, read_format_file, refuse, schedule_fingerprint, write_format_file
 
 __all__ = ["LearnedSolver", "learn_solver", "load_solver", "solve", "BASES"]
 
@@ -176,36 +175,16 @@ class LearnedSolver:
 
     def check(self, schedule: Schedule, model: str | None = None, force: bool = False) -> None:
         """A ValueError (a warning with ``force``) when the solver was learned for another schedule or model."""
-        problems = []
-        if schedule_fingerprint(schedule) != self.schedule:
-            problems.append("another schedule")
-        if model is not None and Path(str(model)).name != Path(self.model).name:
-            problems.append(f"model {self.model!r}, not {model!r}")
-        if problems:
-            message = f"the solver was learned for {' and '.join(problems)}"
-            if not force:
-                raise ValueError(message + " (--force, or force=True, uses it anyway)")
-            warnings.warn(message, stacklevel=2)
+        refuse("the solver was learned for", made_for(self.schedule, self.model, schedule, model), force)
 
     def save(self, path: str | Path) -> None:
         """Write the JSON file, whole or not at all."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
-        tmp.replace(path)
+        write_format_file(path, FORMAT, asdict(self))
 
 
 def load_solver(path: str | Path) -> LearnedSolver:
     """Read a solver file written by ``learn_solver`` (``diffsampler learn-solver``)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"solver file {str(path)!r}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"solver file {str(path)!r} is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
-        raise ValueError(f"solver file {str(path)!r} is not a {FORMAT} file")
+    data = read_format_file(path, "solver", FORMAT)
     try:
         solver = LearnedSolver(**data)
         if solver.base not in BASES:

@@ -135,40 +135,62 @@ class TunedGrid:
 
     def save(self, path: str | Path) -> None:
         """Write the JSON file, whole or not at all."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=2) + "\n")
-        tmp.replace(path)
+        write_format_file(path, FORMAT, asdict(self))
 
     def check(
         self, schedule: Schedule, model: str | None = None, sampler: str | None = None, force: bool = False
     ) -> None:
         """A ValueError (a warning with ``force``) when the grid was tuned for another schedule, model or sampler."""
-        problems = []
-        if schedule_fingerprint(schedule) != self.schedule:
-            problems.append("another schedule")
-        if model is not None and Path(str(model)).name != Path(self.model).name:
-            problems.append(f"model {self.model!r}, not {model!r}")
+        problems = made_for(self.schedule, self.model, schedule, model)
         if sampler is not None and sampler != self.sampler:
             problems.append(f"sampler {self.sampler!r}, not {sampler!r}")
-        if problems:
-            message = f"the grid was tuned for {' and '.join(problems)}"
-            if not force:
-                raise ValueError(message + " (--force, or force=True, uses it anyway)")
-            warnings.warn(message, stacklevel=2)
+        refuse("the grid was tuned for", problems, force)
 
 
-def load_grid(path: str | Path) -> TunedGrid:
-    """Read a grid file written by ``tune_grid`` (``diffsampler tune-grid``)."""
+def made_for(fingerprint: list[float], recorded: str, schedule: Schedule, model: str | None) -> list[str]:
+    """What differs between the schedule and model a file was made for and those it is used with."""
+    problems = []
+    if schedule_fingerprint(schedule) != fingerprint:
+        problems.append("another schedule")
+    if model is not None and Path(str(model)).name != Path(recorded).name:
+        problems.append(f"model {recorded!r}, not {model!r}")
+    return problems
+
+
+def refuse(head: str, problems: list[str], force: bool) -> None:
+    """A ValueError naming the problems, or with ``force`` a warning."""
+    if problems:
+        message = f"{head} {' and '.join(problems)}"
+        if not force:
+            raise ValueError(message + " (--force, or force=True, uses it anyway)")
+        warnings.warn(message, stacklevel=3)
+
+
+def write_format_file(path: str | Path, fmt: str, data: dict[str, Any]) -> None:
+    """``{"format": fmt, **data}`` as JSON, whole or not at all."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"format": fmt, **data}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_format_file(path: str | Path, noun: str, fmt: str) -> dict[str, Any]:
+    """The fields of a JSON file written by ``write_format_file`` with ``fmt``, or a ValueError naming the file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"grid file {str(path)!r}: no such file") from None
+        raise ValueError(f"{noun} file {str(path)!r}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"grid file {str(path)!r} is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
-        raise ValueError(f"grid file {str(path)!r} is not a {FORMAT} file")
+        raise ValueError(f"{noun} file {str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.pop("format", None) != fmt:
+        raise ValueError(f"{noun} file {str(path)!r} is not a {fmt} file")
+    return data
+
+
+def load_grid(path: str | Path) -> TunedGrid:
+    """Read a grid file written by ``tune_grid`` (``diffsampler tune-grid``)."""
+    data = read_format_file(path, "grid", FORMAT)
     try:
         tuned = TunedGrid(**data)
         tuned.times  # noqa: B018  (validates the times)
