@@ -7,15 +7,18 @@
 Digits: for each target and NFE k, a solver is learned with ``ds.learn_solver``'s defaults (pairs from seed
 2000003; the file, with its wall time, goes to results/learned/solvers/<target>-nfe<k>.json and is reused),
 then scored on 500 samples from seed 0 in fd-digits (results/learned/<target>/). Its rivals are every cell at
-NFE k, from the same seed-0 x_T, of the grids sweep (DDIM, DPM-Solver++ and UniPC on ten named spacings and
+NFE k, from the same seed-0 x_T, of the grids sweep (DDIM, DPM-Solver++ and UniPC on ten named spacings and on
 their tuned grids: results/grids/) and of the leaderboard (every sampler at its default spacing and diffusers'
-schedulers run by diffusers' own step loop: results/leaderboard/); at NFE 4 also the best cell at NFE 8. The
-best rival is drawn again beside the learned solver and their difference tested against its paired bootstrap
-SE (kept in results/learned/<target>/paired.json). ``ode-error``: the mean distance to a tight rk45 solution
-of the model's PF-ODE on the first ``--ode-samples`` seed-0 x_T, for the learned solver and the deterministic
-solvers (DPM-Solver++ 2M and 3M, UniPC 2 and 3, DEIS, iPNDM, DDIM) on their default spacing and on the spacing
-of the best fd-digits cell. ``--mixture``: the exact 2-D three-component mixture of the tests, a learned NFE-4
-solver against every sampler × spacing at NFE 4 (component means and variances from 20000 samples).
+schedulers run by diffusers' own step loop: results/leaderboard/, which has NFE 5 and 8 but not 4 or 6); at
+NFE 4 also every cell at NFE 8. The best on a named spacing, the best on a tuned grid (and the best at NFE 8)
+are drawn again beside the learned solver, and each difference is tested against its paired bootstrap SE
+(kept in results/learned/<target>/paired.json). ``ode-error``, on the unconditional target (the metric's
+reference is the unconditional ODE): the mean distance to a tight rk45 solution of the model's PF-ODE from the
+first ``--ode-samples`` seed-0 x_T, for the learned solver and the deterministic solvers (DPM-Solver++ 2M and
+3M, UniPC 2 and 3, DEIS, iPNDM, DDIM) on their default spacing, on the best named-spacing cell's spacing and
+on the spacing the learned solver started from. ``--mixture``: the exact 2-D three-component mixture of the
+tests, a learned NFE-4 solver against every sampler × spacing at NFE 4 (component means and variances from
+20000 samples).
 """
 
 from __future__ import annotations
@@ -87,14 +90,27 @@ def draw(target: str, solver: ds.LearnedSolver, backbone: Any, metric: Metric, n
     return row, kept["x"], kept["labels"], kept["x_T"]
 
 
-def rivals(target: str, k: int) -> list[dict[str, Any]]:
-    """Every seed-0, 500-sample fd-digits cell at NFE k of the grids sweep and the leaderboard."""
+def rivals(target: str, k: int, tuned: bool | None = None) -> list[dict[str, Any]]:
+    """Every seed-0, 500-sample fd-digits cell at NFE k of the grids sweep and the leaderboard; with ``tuned``
+    only those on a tuned grid (True) or on a named spacing (False)."""
     rows = read_results(HERE / "results" / "grids" / target) + read_results(HERE / "results" / "leaderboard" / target)
     return [
         r
         for r in rows
-        if abs(r["nfe"] - k) < 1e-9 and r["seed"] == 0 and r["num_samples"] == 500 and r["metric"] == "fd-digits"
+        if abs(r["nfe"] - k) < 1e-9
+        and r["seed"] == 0
+        and r["num_samples"] == 500
+        and r["metric"] == "fd-digits"
+        and (tuned is None or ("grid" in json.loads(r["options"])) == tuned)
     ]
+
+
+KINDS = {False: "named spacings", True: "tuned grids", None: "every cell at NFE 8"}
+
+
+def matchups(k: int) -> list[tuple[int, bool | None]]:
+    """(budget, tuned) of the rivals a k-step solver meets: named spacings and tuned grids at k; at 4 also NFE 8."""
+    return [(k, False), (k, True)] + ([(8, None)] if k == 4 else [])
 
 
 def tuned_grid_of(target: str, row: dict[str, Any], backbone: Any, schedule: Any) -> Any:
@@ -141,7 +157,8 @@ def ode_errors(target: str, k: int, solver: ds.LearnedSolver, backbone: Any, spa
     x_T = torch.stack([torch.randn(backbone.sample_shape, generator=g) for g in gens])
     cond = cond_of(target)
     c = cond(0, num) if cond else {}
-    plain = {f"{spec} {sp}": (spec, sp) for spec in ODE_RIVALS for sp in dict.fromkeys(["trailing", spacing])}
+    spacings = dict.fromkeys(["trailing", spacing, solver.init_spacing])  # the default, the best, its start
+    plain = {f"{spec} {sp}": (spec, sp) for spec in ODE_RIVALS for sp in spacings}
     for label in ["learned", *plain]:
         if label in cached:
             continue
@@ -172,12 +189,10 @@ def run(targets: list[str], budgets: list[int], ode_samples: int) -> None:
                 f"(learned in {solver.seconds:.0f} s)",
                 flush=True,
             )
-            against = rivals(target, k)
-            best = min(against, key=lambda r: r["value"])
-            compare(target, row, x, labels, x_T, best, backbone, schedule, metric)
-            if k == 4:
-                at8 = min(rivals(target, 8), key=lambda r: r["value"])
-                compare(target, row, x, labels, x_T, at8, backbone, schedule, metric)
+            for budget, tuned in matchups(k):
+                best = min(rivals(target, budget, tuned), key=lambda r: r["value"])
+                compare(target, row, x, labels, x_T, best, backbone, schedule, metric)
+            best = min(rivals(target, k, False), key=lambda r: r["value"])
             if target == "digits-uncond":  # the metric's reference is the unconditional ODE
                 spacing = json.loads(best["options"]).get("spacing", "trailing")
                 ode_errors(target, k, solver, backbone, spacing, ode_samples)
@@ -186,9 +201,9 @@ def run(targets: list[str], budgets: list[int], ode_samples: int) -> None:
 def table(targets: list[str], budgets: list[int]) -> str:
     """Markdown: the learned solver against the best rival at its NFE (and, at 4, the best at 8), paired SEs."""
     lines = [
-        "| target | NFE | learned (s to learn) | fd-digits ± SE | best rival | fd-digits ± SE | "
+        "| target | NFE | learned (start, s to learn) | fd-digits ± SE | rivals | best of them | fd-digits ± SE | "
         "rival − learned ± paired SE | / SE |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     ode = [
         "| target | NFE | learned ode-error | best plain solver | its ode-error | ratio |",
@@ -200,14 +215,14 @@ def table(targets: list[str], budgets: list[int]) -> str:
         for k in budgets:
             solver = ds.load_solver(SOLVERS / f"{target}-nfe{k}.json")
             row, x, labels, x_T = draw(target, solver, backbone, metric)
-            for budget in [k, 8] if k == 4 else [k]:
-                best = min(rivals(target, budget), key=lambda r: r["value"])
+            for budget, tuned in matchups(k):
+                best = min(rivals(target, budget, tuned), key=lambda r: r["value"])
                 diff, se = compare(target, row, x, labels, x_T, best, backbone, schedule, metric)
                 rival = f"{cell_label(best)} ({best['steps']} steps, NFE {best['nfe']:g})"
                 lines.append(
-                    f"| {target} | {k} | {solver.init_spacing} start ({solver.seconds:.0f}) | "
-                    f"{row['value']:.3g} ± {row['stderr']:.2g} | {rival} | {best['value']:.3g} ± "
-                    f"{best['stderr']:.2g} | {diff:+.3g} ± {se:.2g} | {diff / se:+.1f} |"
+                    f"| {target} | {k} | {solver.init_spacing}, {solver.seconds:.0f} s | {row['value']:.3g} ± "
+                    f"{row['stderr']:.2g} | {KINDS[tuned]} | {rival} | {best['value']:.3g} ± {best['stderr']:.2g} | "
+                    f"{diff:+.3g} ± {se:.2g} | {diff / se:+.1f} |"
                 )
             if not (OUT / target / f"ode-error-nfe{k}.json").exists():
                 continue
