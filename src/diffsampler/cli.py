@@ -495,6 +495,14 @@ def _learned_solver(path: Path | None, schedule: Any, model: str, force: bool) -
     return solver
 
 
+def _json_out(out: Path) -> None:
+    """--out must name a .json file in a folder that exists."""
+    if out.suffix.lower() != ".json" or out.is_dir():
+        raise UsageError(f"--out {str(out)!r} must be a .json file")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+
+
 def _check_memory(n: int, shape: tuple[int, ...]) -> None:
     """Refuse, before sampling, a run whose samples cannot fit in the memory there is."""
     import psutil
@@ -1039,10 +1047,7 @@ def learn_solver_(
             raise UsageError(f"--lr must be > 0, got {lr}")
         if loss not in ("l2", "features"):
             raise UsageError(f"unknown --loss {loss!r}; accepted: l2, features")
-        if out.suffix.lower() != ".json" or out.is_dir():
-            raise UsageError(f"--out {str(out)!r} must be a .json file")
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+        _json_out(out)
         dev = _device(device)
         backbone, analytic_schedule = load_bench_model(model, dev)
         labels = parse_classes(class_, pairs, getattr(backbone, "num_classes", None))
@@ -1166,10 +1171,7 @@ def tune_grid_(
         ):
             if value < low:
                 raise UsageError(f"{flag} must be ≥ {low}, got {value}")
-        if out.suffix.lower() != ".json" or out.is_dir():
-            raise UsageError(f"--out {str(out)!r} must be a .json file")
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+        _json_out(out)
         options = parse_options(opt, "sampler", sampler, SAMPLERS.get(sampler))
         a = SampleArgs(
             model=model,
