@@ -175,3 +175,10 @@ def test_clip_bounds_the_denoised_estimate(mixture) -> None:
         callback=lambda s: free.append(s["denoised"]),
     )
     assert max(d.abs().max().item() for d in free) > 2.0
+
+
+def test_callback_steps_count_from_zero_after_a_step_from_zero_snr(mixture) -> None:
+    """On rectified flow sample takes the first step (from zero SNR) itself: it is step 0, the sampler's follow."""
+    seen = []
+    ds.sample(mixture, schedule=ds.RectifiedFlow(), sampler="ddim", steps=5, shape=(2, 2), seed=0, callback=seen.append)
+    assert [s["i"] for s in seen] == list(range(5)) and [s["nfe"] for s in seen] == [1, 2, 3, 4, 5]

@@ -276,10 +276,11 @@ def sample(
     xs: list[Tensor] = [x_T.detach().cpu()] if return_trajectory else []
     x0s: list[Tensor] = []
     first = int(sched.alpha_bar(times[0]).item() == 0)  # the step from zero SNR that sample takes itself
+    shift = 0  # how many steps the sampler's own indices are behind: `first` once that step is reported
 
     def on_step(info: dict[str, Any]) -> None:
         info["nfe"] = model_fn.nfe
-        info["i"] += first
+        info["i"] += shift
         if not vp:  # rk45 reports no t_next, and its t per sample
             t = info["t_next"] if info["t_next"] is not None else info["t"]
             info["x"] = info["x"] * bcast(sched.scale(t), info["x"])
@@ -297,6 +298,7 @@ def sample(
             x = zero_snr_step(x, m, sched.alpha_bar(times[1]).item())
             if report_to is not None:
                 report_to({"i": 0, "t": times[0].item(), "t_next": times[1].item(), "x": x, "denoised": m})
+        shift = first
         x0 = (
             x
             if times.numel() - first < 2
