@@ -235,10 +235,6 @@ def _distance(x: Tensor, ref: Tensor) -> Tensor:
     return (x - ref).reshape(x.shape[0], -1).double().norm(dim=1)
 
 
-def _cond_rows(cond: dict[str, Any], rows: Tensor, n: int) -> dict[str, Any]:
-    return take_rows(cond, rows, n) if cond else {}
-
-
 def _solve_rows(
     solver_params: dict[str, Tensor],
     solver: LearnedSolver,
@@ -250,7 +246,7 @@ def _solve_rows(
     rows: Tensor,
     n: int,
 ) -> Tensor:
-    fn = ModelFn(backbone, sched, batch=len(rows), cond=_cond_rows(cond, rows, n), guidance=guidance)
+    fn = ModelFn(backbone, sched, batch=len(rows), cond=take_rows(cond, rows, n), guidance=guidance)
     lam = _lambdas(solver_params["logits"], solver.lam0, solver.lam_end)
     return solve(fn, x_T[rows], sched, lam, solver_params["offsets"], solver_params["corrections"], BASES[solver.base])
 
@@ -363,7 +359,7 @@ def learn_solver(
                     sampler=teacher,
                     steps=teacher_steps,
                     x_T=x_T[rows],
-                    cond=_cond_rows(cond, rows, n),
+                    cond=take_rows(cond, rows, n),
                     guidance=guidance,
                     **teacher_options,
                 )
@@ -387,7 +383,7 @@ def learn_solver(
 
     params = solver.parameters(requires_grad=True)
     opt = torch.optim.Adam(params.values(), lr=lr)
-    steps_per_epoch = -(-len(torch.arange(0, n, 2)) // batch_size)
+    steps_per_epoch = -(-len(train) // batch_size)
 
     # cosine decay to zero over the run: large first steps, settled parameters at the end
     def factor(k: int) -> float:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .guidance.base import NEGATIVE
+from .guidance.cfg import without_negatives
 from .schedules import Schedule
 from .tensors import bcast
 
@@ -36,10 +37,7 @@ __all__ = ["ModelFn", "Network", "split_cond", "take_rows", "finite"]
 def split_cond(cond: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(positive, negative) halves of ``cond``: ``negative_<k>`` becomes ``negative[k]``."""
     cond = cond or {}
-    return (
-        {k: v for k, v in cond.items() if not k.startswith(NEGATIVE)},
-        {k[len(NEGATIVE) :]: v for k, v in cond.items() if k.startswith(NEGATIVE)},
-    )
+    return without_negatives(cond), {k[len(NEGATIVE) :]: v for k, v in cond.items() if k.startswith(NEGATIVE)}
 
 
 def take_rows(cond: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
@@ -91,13 +89,8 @@ class ModelFn:
     ) -> None:
         self.backbone, self.schedule, self.batch, self.grid = backbone, schedule, batch, grid
         self.positive, self.negative = split_cond(cond)
-        # as guidances read it: the positive half, each negative one as negative_<k>; the network alone sees
-        # only the positive half
-        self._cond = (
-            {**self.positive, **{NEGATIVE + k: v for k, v in self.negative.items()}}
-            if guidance is not None
-            else self.positive
-        )
+        # a guidance reads both halves as given (negative_<k>); the network alone sees only the positive one
+        self._cond = dict(cond or {}) if guidance is not None else self.positive
         self.guidance, self.bound, self.deterministic = guidance, clip, deterministic
         self.renoise = bool(getattr(guidance, "renoise", False))
         self.zero_snr = guidance is None or bool(getattr(guidance, "zero_snr", False))
