@@ -962,7 +962,8 @@ def learn_solver_(
     base: Annotated[
         str,
         typer.Option(
-            help="The multistep solver whose coefficients are corrected: dpm-solver++ (its 3M form).",
+            help="The multistep solver whose coefficients are corrected: dpm-solver++ (3M), unipc (UniPC-3 with "
+            "its corrector) or ipndm (order 4).",
             rich_help_panel=SAMPLING,
         ),
     ] = "dpm-solver++",

@@ -1,18 +1,21 @@
 r"""Learned solvers: a multistep solver whose few dozen parameters are fitted to a model's own ODE solutions.
 
-The base is DPM-Solver++(kM) (Lu et al. 2022) in λ = log(α/σ), with data predictions m_i = x̂_0(x_i, t_i):
+The bases are DPM-Solver++(3M) (Lu et al. 2022) and UniPC-3 with its corrector (Zhao et al. 2023), both in
+λ = log(α/σ) on data predictions m_i = x̂_0(x_i, t_i), and iPNDM-4 (Zhang & Chen 2023) on ε in y = x/α:
 
-    x_{i+1} = (σ_{i+1}/σ_i)·x_i − α_{i+1}·φ_i·m_i + (its order-2 and order-3 terms)  +  α_{i+1}·Σ_j Δ_{i,j}·m_{i−j}
+    x_{i+1} = (the base's update from x_i, m_i, m_{i−1}, …)  +  α_{i+1}·Σ_j Δ_{i,j}·m_{i−j}
 
-and the parameters θ, as the learned-solver papers choose them (LD3, Tong et al. 2024; S4S, Frankel et al. 2025):
+(iPNDM: y_{i+1} = y_i + (σ̃_{i+1} − σ̃_i)·Σ_j (w_j + Δ_{i,j})·ε_{i−j}, σ̃ = σ/α; UniPC adds the step's correction
+to its corrected x_{i+1} too), and the parameters θ, as the learned-solver papers choose them (LD3, Tong et al.
+2024; S4S, Frankel et al. 2025):
 
 - the N times, monotone by construction: with w = softmax(z) (N logits), λ_k = λ_0 + (λ_end − λ_0)·Σ_{j≤k} w_j
   for k < N, λ_end the schedule's last trained level and t_N = 0; z starts from a named spacing's grid;
 - per-step offsets δ_i of the network's input: it is asked at λ_i + δ_i, the step's coefficients keep λ_i;
-- per-step corrections Δ_{i,j} (j < 3) to the coefficients of the last three data predictions.
+- per-step corrections Δ_{i,j} (j < 3) to the coefficients of the last three model outputs.
 
-δ = Δ = 0 and z from a grid make the solver its base on that grid exactly. Training draws pairs (x_T, x_0) from
-a high-NFE solve of the same model (the teacher) on seeds apart from any scoring seed, backpropagates the mean
+δ = Δ = 0 and z from a grid make the solver its base sampler on that grid exactly. Training draws pairs (x_T, x_0)
+from a high-NFE solve of the same model (the teacher) on seeds apart from any scoring seed, backpropagates the mean
 square distance (or a feature distance) of the unrolled N-step solve to x_0, fits θ with Adam, and keeps the θ
 of least distance on the held-out half of the pairs (stopping when it has not improved for ``patience`` epochs).
 """
@@ -34,6 +37,7 @@ from .backbones import as_backbone
 from .model_fn import ModelFn, take_rows
 from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler
 from .samplers.base import report
+from .samplers.pndm import AB_WEIGHTS
 from .sampling import generators, sample, start_from, time_grid
 from .schedules import SCHEDULES, SPACINGS, Schedule, check_grid
 from .tuning import made_for, read_format_file, refuse, schedule_fingerprint, write_format_file
@@ -41,7 +45,7 @@ from .tuning import made_for, read_format_file, refuse, schedule_fingerprint, wr
 __all__ = ["LearnedSolver", "learn_solver", "load_solver", "solve", "BASES"]
 
 FORMAT = "diffsampler-solver/1"
-BASES = {"dpm-solver++": 3}  # base solver → the order of its multistep update
+BASES = {"dpm-solver++": 3, "unipc": 3, "ipndm": 4}  # base solver → the order of its multistep update
 CORRECTED = 3  # data predictions each step's correction reaches back over
 
 
@@ -58,6 +62,34 @@ def _logits_of(grid: Tensor, schedule: Schedule, lam_end: float) -> list[float]:
     return [math.log(s / sum(shares)) for s in shares]
 
 
+def _unipc_rhos(rs: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """UniPC's (ρ_k, B(h)) of variant bh2 for nodes r_k (``samplers.unipc.unipc_rhos``), differentiable in r and h."""
+    z = -h
+    b_h = torch.expm1(z)
+    if rs.numel() == 1:
+        return rs.new_full((1,), 0.5), b_h
+    b, z_phi, factorial = [], torch.expm1(z) / z - 1, 1
+    for j in range(1, rs.numel() + 1):
+        b.append(z_phi * factorial / b_h)
+        factorial *= j + 1
+        z_phi = z_phi / z - 1 / factorial
+    return torch.linalg.solve(torch.linalg.vander(rs).T, torch.stack(b)), b_h
+
+
+def _unipc_step(
+    x: Tensor, lam: Tensor, alpha: Tensor, sigma: Tensor, s: int, u: int, ms: list[Tensor], nodes: list[int]
+) -> Tensor:
+    """UniPC's update (bh2) from λ_s to λ_u with m₀ = ms[s] and the other predictions ms[k], k in ``nodes``."""
+    h = lam[u] - lam[s]
+    out = (sigma[u] / sigma[s]).to(x.dtype) * x - (alpha[u] * torch.expm1(-h)).to(x.dtype) * ms[s]
+    if nodes:
+        rs = torch.stack([(lam[k] - lam[s]) / h for k in nodes])
+        rhos, b_h = _unipc_rhos(rs, h)
+        for rho, r, k in zip(rhos, rs, nodes):
+            out = out - (alpha[u] * b_h * rho / r).to(x.dtype) * (ms[k] - ms[s])
+    return out
+
+
 def solve(
     eps_fn: EpsFn,
     x: Tensor,
@@ -65,46 +97,79 @@ def solve(
     lam: Tensor,
     offsets: Tensor,
     corrections: Tensor,
-    order: int = 3,
+    base: str = "dpm-solver++",
     callback: Callback | None = None,
 ) -> Tensor:
-    """The learned DPM-Solver++(kM) from x at λ_0 through λ_1 … λ_{N−1} to t = 0, differentiable in x and θ.
+    """The learned ``base`` solver from x at λ_0 through λ_1 … λ_{N−1} to t = 0, differentiable in x and θ.
 
-    Orders as the base's with ``lower_order_final`` (the first steps take what their history allows; below 15
-    steps the last two drop to 1 and ≤ 2); the step into t = 0 is x = m_{N−1}, plus its correction."""
-    n = lam.numel()
+    Orders as the base sampler's with ``lower_order_final``: the first steps take what their history allows,
+    and the last ones drop (DPM-Solver++(3M) below 15 steps to 1 and ≤ 2, UniPC-3 to min(3, N − i); iPNDM
+    keeps order min(4, i + 1)). The step into t = 0 is x = m_{N−1} for the data-prediction bases."""
+    n, order = lam.numel(), BASES[base]
     ab = torch.sigmoid(2 * lam)
     alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
     t_net = schedule.t_from_log_snr(2 * (lam + offsets)).clamp(0.0, 1.0)
     grid = torch.cat([schedule.t_from_log_snr(2 * lam.detach()).clamp(0.0, 1.0), lam.new_zeros(1)])
-    ms: list[Tensor] = []
-    h_prev: list[Tensor] = []
+    ms: list[Tensor] = []  # data predictions m_0 … m_i (iPNDM: the ε's)
+    x_prev, p_prev = x, 0
     for i in range(n):
         t = t_net[i].to(x.device).expand(x.shape[0])
-        m = (x - sigma[i].to(x.dtype) * eps_fn(x, t)) / alpha[i].to(x.dtype)
-        if i == n - 1:
-            x_new, a_u, h = m, 1.0, None
+        e = eps_fn(x, t)
+        m = (x - sigma[i].to(x.dtype) * e) / alpha[i].to(x.dtype)
+        last = i == n - 1
+        if base == "unipc" and 0 < i < n - 1:  # UniC on the step just taken, with m_i (unused before t = 0)
+            x = _unipc_step(x_prev, lam, alpha, sigma, i - 1, i, ms + [m], [i - 1 - k for k in range(1, p_prev)] + [i])
+            x = x + _correction(corrections[i - 1], ms, alpha[i], x.dtype)
+        ms.append(e if base == "ipndm" else m)
+        if base == "ipndm":  # in y = x/α and σ̃ = σ/α, y ← y + (σ̃_{i+1} − σ̃_i)·Σ_j w_j·ε_{i−j}
+            s_i, s_u = sigma[i] / alpha[i], (lam.new_zeros(()) if last else sigma[i + 1] / alpha[i + 1])
+            k = min(order, i + 1)
+            d = sum(w * mj for w, mj in zip(AB_WEIGHTS[k - 1], ms[::-1]))
+            x_new = x / alpha[i].to(x.dtype) + (s_u - s_i).to(x.dtype) * (d + _combine(corrections[i], ms))
+            x_new = x_new if last else x_new * alpha[i + 1].to(x.dtype)
+        elif last:
+            x_new = m + _correction(corrections[i], ms, alpha.new_ones(()), x.dtype)
+        elif base == "unipc":
+            p = min(order, i + 1, n - i)
+            x_new = _unipc_step(x, lam, alpha, sigma, i, i + 1, ms, [i - k for k in range(1, p)])
+            x_new = x_new + _correction(corrections[i], ms, alpha[i + 1], x.dtype)
+            x_prev, p_prev = x, p
         else:
-            h = lam[i + 1] - lam[i]
-            k = min(order, len(ms) + 1, n - i if n < 15 else order)
-            phi, a_u = torch.expm1(-h), alpha[i + 1]
-            x_new = (sigma[i + 1] / sigma[i]).to(x.dtype) * x - (a_u * phi).to(x.dtype) * m
-            if k >= 2:
-                d1 = (m - ms[-1]) * (h / h_prev[-1]).to(x.dtype)
-                if k == 2:
-                    x_new = x_new - (0.5 * a_u * phi).to(x.dtype) * d1
-                else:
-                    r0, r1 = h_prev[-1] / h, h_prev[-2] / h
-                    d2 = (d1 - (ms[-1] - ms[-2]) / r1.to(x.dtype)) / (r0 + r1).to(x.dtype)
-                    x_new = x_new + (a_u * (phi / h + 1)).to(x.dtype) * (d1 + r0.to(x.dtype) * d2)
-                    x_new = x_new - (a_u * ((phi + h) / h**2 - 0.5)).to(x.dtype) * d2
-        history = [m, *ms[::-1]][:CORRECTED]
-        for j, mj in enumerate(history):
-            x_new = x_new + (a_u * corrections[i, j]).to(x.dtype) * mj
+            x_new = _dpm_step(x, lam, alpha, sigma, i, ms, min(order, i + 1, n - i if n < 15 else order))
+            x_new = x_new + _correction(corrections[i], ms, alpha[i + 1], x.dtype)
         report(callback, i, grid, x_new, m)
-        ms, h_prev = (ms + [m])[-2:], (h_prev + [h])[-2:] if h is not None else h_prev
         x = x_new
     return x
+
+
+def _combine(delta: Tensor, ms: list[Tensor]) -> Tensor | float:
+    """Σ_j Δ_j·m_{i−j} over the newest ``CORRECTED`` entries of ``ms`` (newest last)."""
+    out: Tensor | float = 0.0
+    for j, mj in enumerate(ms[::-1][:CORRECTED]):
+        out = out + delta[j].to(mj.dtype) * mj
+    return out
+
+
+def _correction(delta: Tensor, ms: list[Tensor], a_u: Tensor, dtype: torch.dtype) -> Tensor | float:
+    """α_u·Σ_j Δ_j·m_{i−j}: the learned correction of a data-prediction step into λ_u."""
+    return a_u.to(dtype) * _combine(delta, ms)
+
+
+def _dpm_step(x: Tensor, lam: Tensor, alpha: Tensor, sigma: Tensor, i: int, ms: list[Tensor], k: int) -> Tensor:
+    """DPM-Solver++(kM)'s multistep update from λ_i to λ_{i+1} with m_i = ms[-1] and its k − 1 predecessors."""
+    h = lam[i + 1] - lam[i]
+    phi, a_u, m = torch.expm1(-h), alpha[i + 1], ms[-1]
+    out = (sigma[i + 1] / sigma[i]).to(x.dtype) * x - (a_u * phi).to(x.dtype) * m
+    if k >= 2:
+        h0 = lam[i] - lam[i - 1]
+        d1 = (m - ms[-2]) * (h / h0).to(x.dtype)
+        if k == 2:
+            return out - (0.5 * a_u * phi).to(x.dtype) * d1
+        r0, r1 = h0 / h, (lam[i - 1] - lam[i - 2]) / h
+        d2 = (d1 - (ms[-2] - ms[-3]) / r1.to(x.dtype)) / (r0 + r1).to(x.dtype)
+        out = out + (a_u * (phi / h + 1)).to(x.dtype) * (d1 + r0.to(x.dtype) * d2)
+        out = out - (a_u * ((phi + h) / h**2 - 0.5)).to(x.dtype) * d2
+    return out
 
 
 @dataclass
@@ -171,7 +236,7 @@ class LearnedSolver:
                 f"a learned {self.nfe}-step solver walks its own grid, not one of {grid.numel() - 1} steps"
             )
         p = self.parameters()
-        return solve(eps_fn, x, schedule, self.lambdas(), p["offsets"], p["corrections"], BASES[self.base], callback)
+        return solve(eps_fn, x, schedule, self.lambdas(), p["offsets"], p["corrections"], self.base, callback)
 
     def check(self, schedule: Schedule, model: str | None = None, force: bool = False) -> None:
         """A ValueError (a warning with ``force``) when the solver was learned for another schedule or model."""
@@ -248,7 +313,7 @@ def _solve_rows(
 ) -> Tensor:
     fn = ModelFn(backbone, sched, batch=len(rows), cond=take_rows(cond, rows, n), guidance=guidance)
     lam = _lambdas(solver_params["logits"], solver.lam0, solver.lam_end)
-    return solve(fn, x_T[rows], sched, lam, solver_params["offsets"], solver_params["corrections"], BASES[solver.base])
+    return solve(fn, x_T[rows], sched, lam, solver_params["offsets"], solver_params["corrections"], solver.base)
 
 
 def _heldout(
