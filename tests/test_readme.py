@@ -59,3 +59,17 @@ def test_sampler_table_states_the_default_spacings() -> None:
     table = {cells[0].strip("`"): cells[-1] for cells in rows}
     builtin = [name for name in SAMPLERS.names() if SAMPLERS.origin(name) == "built-in"]
     assert table == {name: SAMPLERS.meta(name)["spacing"] for name in builtin}
+
+
+def test_spacing_table_names_every_built_in_spacing() -> None:
+    from diffsampler import SPACINGS
+
+    section = README.read_text().split("### Spacings", 1)[1].split("\n\n", 3)[2]
+    named = {
+        name
+        for ln in section.splitlines()
+        if ln.startswith("| `")
+        for name in re.findall(r"`([a-z0-9-]+)`", ln.split("|")[1])
+    }
+    builtin = {name for name in SPACINGS.names() if SPACINGS.origin(name) == "built-in"}
+    assert builtin <= named, builtin - named

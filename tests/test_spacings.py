@@ -15,6 +15,7 @@ from diffsampler.schedules.grids import AYS_SIGMAS
 
 F64 = torch.float64
 NEW = ["exponential", "polyexponential", "kl-optimal", "simple", "ddim-uniform", "sgm-uniform", "beta", "ays", "edm"]
+NEW += ["linear-quadratic", "laplace", "vp", "beta57"]
 STARTS_AT_T1 = {
     "trailing",
     "uniform",
@@ -30,7 +31,10 @@ STARTS_AT_T1 = {
     "model",
     "flow",
     "shifted-uniform",
+    "linear-quadratic",
+    "beta57",
 }
+TOO_HIGH = {("vp", "scaled-linear")}  # the VP-SDE's σ_max = 152 is above scaled-linear's 14.6
 EPS32 = float(torch.finfo(torch.float32).eps)
 
 
@@ -51,6 +55,10 @@ def test_every_spacing_is_a_decreasing_grid_from_the_top_to_zero(schedule: str, 
     s = ds.SCHEDULES.get(schedule)()
     if spacing == "model":  # as read from a diffusers config that says so
         s.config_spacing = ("trailing", {})
+    if (spacing, schedule) in TOO_HIGH:
+        with pytest.raises(ValueError, match="above this schedule's σ_max"):
+            ds.make_grid(s, steps, spacing)
+        return
     g = ds.make_grid(s, steps, spacing)
     assert g.numel() == steps + 1 and g[-1].item() == 0.0 and torch.all(g[1:] < g[:-1]) and g[0].item() <= 1.0
     if spacing == "ays":  # SD's σ_max, below these schedules' own
@@ -198,3 +206,79 @@ def test_every_sampler_walks_the_new_spacings(mixture, spacing: str, sampler: st
         full_output=True,
     )
     assert torch.isfinite(r.samples).all() and r.nfe == (11 if sampler == "heun" else 6)
+
+
+@pytest.mark.parametrize("steps", [2, 3, 4, 10, 64])
+@pytest.mark.parametrize("threshold", [0.025, 0.1])
+def test_linear_quadratic_is_mochi_s(steps: int, threshold: float) -> None:
+    """diffusers' Mochi pipeline's list on a flow (its own times), and σ_max times it on a VP schedule (ComfyUI)."""
+    from diffusers.pipelines.mochi.pipeline_mochi import linear_quadratic_schedule
+
+    ref = np.array(linear_quadratic_schedule(steps, threshold))
+    flow = ds.SCHEDULES.get("rectified-flow")()
+    np.testing.assert_allclose(ds.make_grid(flow, steps, "linear-quadratic", threshold_noise=threshold)[:-1], ref)
+    vp = ds.SCHEDULES.get("linear")()
+    hi = vp.sigma(1.0).item()
+    got = _sigmas(vp, steps, "linear-quadratic", threshold_noise=threshold)[:-1]
+    np.testing.assert_allclose(got, hi * ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("steps,linear", [(10, 5), (10, 3), (64, 32), (7, 6)])
+def test_linear_quadratic_joins_its_line_smoothly_and_reaches_zero_at_n(steps: int, linear: int) -> None:
+    """The closed form: s_k = kτ/L below L, then the quadratic with s(L) = τ, s′(L) = τ/L and s(N) = 1."""
+    from diffsampler.schedules.more_spacings import linear_quadratic_levels
+
+    tau = 0.025
+    s = 1 - linear_quadratic_levels(steps, tau, linear).numpy()
+    k = np.arange(steps)
+    np.testing.assert_allclose(s[:linear], k[:linear] * tau / linear, rtol=1e-12)
+    a, b, c = np.polyfit(k[linear:], s[linear:], 2) if steps - linear >= 3 else (None, None, None)
+    if a is not None:
+        assert a * linear**2 + b * linear + c == pytest.approx(tau, abs=1e-9)
+        assert 2 * a * linear + b == pytest.approx(tau / linear, abs=1e-9)
+        assert a * steps**2 + b * steps + c == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 10, 31])
+@pytest.mark.parametrize("mu,beta", [(0.0, 0.5), (0.5, 1.0)])
+def test_laplace_is_the_laplace_quantiles_clamped(steps: int, mu: float, beta: float) -> None:
+    """log σ_k = scipy's Laplace(μ, β) quantile of 1 − r_k, up to ComfyUI's 10⁻⁵ inside the log, clamped."""
+    s = ds.SCHEDULES.get("linear")()
+    lo, hi = s.sigma(s.t_min).item(), s.sigma(1.0).item()
+    r = np.linspace(0, 1, steps)
+    ref = np.clip(np.exp(scipy.stats.laplace.ppf(1 - r, loc=mu, scale=beta)), lo, hi)
+    inner = 1 - 2 * np.abs(0.5 - r)
+    atol = np.where(inner > 0, beta * 1e-5 / np.maximum(inner, 1e-300), np.inf)  # d log σ of the 10⁻⁵
+    got = _sigmas(s, steps, "laplace", mu=mu, beta=beta)[:-1]
+    both = np.isfinite(atol)
+    assert np.all(np.abs(np.log(got[both]) - np.log(ref[both])) <= 1.01 * atol[both] + 1e-12)
+    assert np.all((got >= lo * (1 - 1e-9)) & (got <= hi * (1 + 1e-9)))
+
+
+@pytest.mark.parametrize("steps", [1, 3, 10, 40])
+def test_vp_matches_k_diffusion(k_sampling, steps: int) -> None:
+    s = ds.SCHEDULES.get("linear")()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # k-diffusion's linspace then runs in float64, as ours
+    try:
+        ref = k_sampling.get_sigmas_vp(steps).numpy()
+    finally:
+        torch.set_default_dtype(previous)
+    np.testing.assert_allclose(_sigmas(s, steps, "vp"), ref, rtol=1e-9)
+
+
+def test_beta57_is_beta_at_half_and_seven_tenths() -> None:
+    s = ds.SCHEDULES.get("linear")()
+    assert torch.equal(ds.make_grid(s, 12, "beta57"), ds.make_grid(s, 12, "beta", alpha=0.5, beta=0.7))
+
+
+def test_the_newer_spacings_errors_name_the_bad_value() -> None:
+    s = ds.SCHEDULES.get("scaled-linear")()
+    with pytest.raises(ValueError, match="spacing 'vp' starts at σ = 152.*above this schedule's σ_max = 14.6"):
+        ds.make_grid(s, 10, "vp")
+    with pytest.raises(ValueError, match="linear_steps must be between 1 and steps − 1 = 9, got 10"):
+        ds.make_grid(s, 10, "linear-quadratic", linear_steps=10)
+    with pytest.raises(ValueError, match="needs 0 < threshold_noise < 1, got 1.5"):
+        ds.make_grid(s, 10, "linear-quadratic", threshold_noise=1.5)
+    with pytest.raises(ValueError, match="spacing 'laplace' needs beta > 0, got beta=0"):
+        ds.make_grid(s, 10, "laplace", beta=0)

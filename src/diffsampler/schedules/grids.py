@@ -18,7 +18,8 @@ The names k-diffusion and ComfyUI users know, each as its source defines it, in 
 between σ_min = σ(1/T) and σ_max = σ(1) (r_k = k/(N−1)): ``exponential`` log σ uniform;
 ``polyexponential`` log σ_k = log σ_min + (1 − r_k)^ρ (log σ_max − log σ_min); ``kl-optimal``
 atan σ uniform; ``simple``, ``ddim-uniform`` and ``sgm-uniform`` (ComfyUI); ``beta`` (Beta(α, β)
-quantiles of the training indices); ``ays`` (the published Align Your Steps 10-step lists).
+quantiles of the training indices); ``ays`` (the published Align Your Steps 10-step lists);
+``linear-quadratic``, ``laplace``, ``vp`` and ``beta57`` in ``more_spacings``.
 """
 
 from __future__ import annotations
