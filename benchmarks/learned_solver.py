@@ -1,11 +1,13 @@
 """Learned solvers against every raced solver and spacing at 4–6 NFE: the digits model and an exact mixture.
 
-    python benchmarks/learned_solver.py [--targets digits-uncond,digits-cond] [--nfe 4,5,6] [--ode-samples 100]
+    python benchmarks/learned_solver.py [--targets digits-uncond,digits-cond] [--nfe 4,5,6] [--bases dpm-solver++,unipc]
+                                        [--ode-samples 100]
     python benchmarks/learned_solver.py --mixture
-    python benchmarks/learned_solver.py --table
+    python benchmarks/learned_solver.py --table [--bases dpm-solver++,unipc]
 
-Digits: for each target and NFE k, a solver is learned with ``ds.learn_solver``'s defaults (pairs from seed
-2000003; the file, with its wall time, goes to results/learned/solvers/<target>-nfe<k>.json and is reused),
+Digits: for each target, NFE k and base, a solver is learned with ``ds.learn_solver``'s defaults (pairs from seed
+2000003; the file, with its wall time, goes to results/learned/solvers/<target>-nfe<k>[-<base>].json, the base
+named where it is not the default, and is reused),
 then scored on 500 samples from seed 0 in fd-digits (results/learned/<target>/). Its rivals are every cell at
 NFE k, from the same seed-0 x_T, of the grids sweep (DDIM, DPM-Solver++ and UniPC on ten named spacings and on
 their tuned grids: results/grids/) and of the leaderboard (every sampler at its default spacing and diffusers'
@@ -39,12 +41,18 @@ from diffsampler.metrics import Metric, make_metric, paired_difference
 
 OUT = HERE / "results" / "learned"
 SOLVERS = OUT / "solvers"
+DEFAULT_BASE = "dpm-solver++"
 ODE_RIVALS = ["dpm-solver++", "dpm-solver++:order=3", "unipc", "unipc:order=3", "deis", "ipndm", "ddim"]
 
 
-def learned(target: str, k: int, backbone: Any) -> ds.LearnedSolver:
+def name_of(target: str, k: int, base: str) -> str:
+    """The solver's file stem and bench label: <target>-nfe<k>, with -<base> where the base is not the default."""
+    return f"{target}-nfe{k}" + ("" if base == DEFAULT_BASE else f"-{base}")
+
+
+def learned(target: str, k: int, backbone: Any, base: str = DEFAULT_BASE) -> ds.LearnedSolver:
     """The target's learned k-step solver: read from its file, or learned with the defaults and written there."""
-    path = SOLVERS / f"{target}-nfe{k}.json"
+    path = SOLVERS / f"{name_of(target, k, base)}.json"
     if path.exists():
         return ds.load_solver(path)
     SOLVERS.mkdir(parents=True, exist_ok=True)
@@ -52,12 +60,13 @@ def learned(target: str, k: int, backbone: Any) -> ds.LearnedSolver:
     solver = ds.learn_solver(
         backbone,
         nfe=k,
+        base=base,
         cond=cond,
         model_name="digits",
         checkpoint=path.with_suffix(".ckpt"),
         progress=lambda e: print(f"{target} NFE {k} epoch {e['epoch']}: held-out {e['heldout_error']:.4g}", flush=True),
     )
-    solver.extra["command"] = f"python benchmarks/learned_solver.py --targets {target} --nfe {k}"
+    solver.extra["command"] = f"python benchmarks/learned_solver.py --targets {target} --nfe {k} --bases {base}"
     solver.save(path)
     path.with_suffix(".ckpt").unlink(missing_ok=True)
     return solver
@@ -71,7 +80,7 @@ def draw(target: str, solver: ds.LearnedSolver, backbone: Any, metric: Metric, n
         kept.update(x=x, labels=labels, x_T=x_T)
         return metric.score(x, labels, x_T)
 
-    label = f"{target}-nfe{solver.nfe}"
+    label = name_of(target, solver.nfe, solver.base)
     common = dict(
         steps=[solver.nfe],
         num_samples=num,
@@ -159,10 +168,11 @@ def ode_errors(target: str, k: int, solver: ds.LearnedSolver, backbone: Any, spa
     c = cond(0, num) if cond else {}
     spacings = dict.fromkeys(["trailing", spacing, solver.init_spacing])  # the default, the best, its start
     plain = {f"{spec} {sp}": (spec, sp) for spec in ODE_RIVALS for sp in spacings}
-    for label in ["learned", *plain]:
+    suffix = "" if solver.base == DEFAULT_BASE else f" {solver.base}"
+    for label in ["learned" + suffix, *plain]:
         if label in cached:
             continue
-        if label == "learned":
+        if label == "learned" + suffix:
             x = ds.sample(backbone, solver=solver, x_T=x_T, cond=c)
         else:
             spec, sp = plain[label]
@@ -177,15 +187,15 @@ def ode_errors(target: str, k: int, solver: ds.LearnedSolver, backbone: Any, spa
     return cached
 
 
-def run(targets: list[str], budgets: list[int], ode_samples: int) -> None:
+def run(targets: list[str], budgets: list[int], bases: list[str], ode_samples: int) -> None:
     for target in targets:
         backbone, schedule, _ = setting(target)
         metric = metric_of(target, backbone, schedule)
-        for k in budgets:
-            solver = learned(target, k, backbone)
+        for k, base in ((k, b) for k in budgets for b in bases):
+            solver = learned(target, k, backbone, base)
             row, x, labels, x_T = draw(target, solver, backbone, metric)
             print(
-                f"{target} NFE {k}: learned fd-digits {row['value']:.4g} ± {row['stderr']:.2g} "
+                f"{target} NFE {k}: learned ({base}) fd-digits {row['value']:.4g} ± {row['stderr']:.2g} "
                 f"(learned in {solver.seconds:.0f} s)",
                 flush=True,
             )
@@ -198,39 +208,44 @@ def run(targets: list[str], budgets: list[int], ode_samples: int) -> None:
                 ode_errors(target, k, solver, backbone, spacing, ode_samples)
 
 
-def table(targets: list[str], budgets: list[int]) -> str:
+def table(targets: list[str], budgets: list[int], bases: list[str]) -> str:
     """Markdown: the learned solver against the best rival at its NFE (and, at 4, the best at 8), paired SEs."""
     lines = [
-        "| target | NFE | learned (start, s to learn) | fd-digits ± SE | rivals | best of them | fd-digits ± SE | "
-        "rival − learned ± paired SE | / SE |",
+        "| target | NFE | learned (base, start, s to learn) | fd-digits ± SE | rivals | best of them | "
+        "fd-digits ± SE | rival − learned ± paired SE | / SE |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     ode = [
-        "| target | NFE | learned ode-error | best plain solver | its ode-error | ratio |",
-        "|---|---|---|---|---|---|",
+        "| target | NFE | learned (base) | its ode-error | best plain solver | its ode-error | ratio |",
+        "|---|---|---|---|---|---|---|",
     ]
     for target in targets:
         backbone, schedule, _ = setting(target)
         metric = metric_of(target, backbone, schedule)
-        for k in budgets:
-            solver = ds.load_solver(SOLVERS / f"{target}-nfe{k}.json")
+        for k, base in ((k, b) for k in budgets for b in bases):
+            if not (SOLVERS / f"{name_of(target, k, base)}.json").exists():
+                continue  # not learned yet: the run command learns it
+            solver = ds.load_solver(SOLVERS / f"{name_of(target, k, base)}.json")
             row, x, labels, x_T = draw(target, solver, backbone, metric)
             for budget, tuned in matchups(k):
                 best = min(rivals(target, budget, tuned), key=lambda r: r["value"])
                 diff, se = compare(target, row, x, labels, x_T, best, backbone, schedule, metric)
                 rival = f"{cell_label(best)} ({best['steps']} steps, NFE {best['nfe']:g})"
                 lines.append(
-                    f"| {target} | {k} | {solver.init_spacing}, {solver.seconds:.0f} s | {row['value']:.3g} ± "
+                    f"| {target} | {k} | {base}, {solver.init_spacing}, {solver.seconds:.0f} s | {row['value']:.3g} ± "
                     f"{row['stderr']:.2g} | {KINDS[tuned]} | {rival} | {best['value']:.3g} ± {best['stderr']:.2g} | "
                     f"{diff:+.3g} ± {se:.2g} | {diff / se:+.1f} |"
                 )
             if not (OUT / target / f"ode-error-nfe{k}.json").exists():
                 continue
             errs = json.loads((OUT / target / f"ode-error-nfe{k}.json").read_text())
-            plain = min((v["value"], name) for name, v in errs.items() if name != "learned")
+            ours = errs.get("learned" + ("" if base == DEFAULT_BASE else f" {base}"))
+            if ours is None:
+                continue
+            plain = min((v["value"], name) for name, v in errs.items() if not name.startswith("learned"))
             ode.append(
-                f"| {target} | {k} | {errs['learned']['value']:.3g} | {plain[1]} | {plain[0]:.3g} | "
-                f"{plain[0] / errs['learned']['value']:.2f}× |"
+                f"| {target} | {k} | {base} | {ours['value']:.3g} | {plain[1]} | {plain[0]:.3g} | "
+                f"{plain[0] / ours['value']:.2f}× |"
             )
     return "\n".join(lines) + "\n\n" + "\n".join(ode) + "\n"
 
@@ -306,20 +321,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--targets", default="digits-uncond,digits-cond")
     p.add_argument("--nfe", default="4,5,6")
+    p.add_argument("--bases", default=DEFAULT_BASE, help="comma-separated bases of the learned solvers")
     p.add_argument("--ode-samples", type=int, default=100)
     p.add_argument("--table", action="store_true")
     p.add_argument("--mixture", action="store_true")
     a = p.parse_args()
     ds.retain_freed_memory()
-    targets, budgets = a.targets.split(","), [int(v) for v in a.nfe.split(",")]
+    targets, budgets, bases = a.targets.split(","), [int(v) for v in a.nfe.split(",")], a.bases.split(",")
     if a.mixture:
         text = mixture()
         (OUT / "mixture.md").write_text(text)
     elif a.table:
-        text = table(targets, budgets)
+        text = table(targets, budgets, bases)
         (OUT / "table.md").write_text(text)
     else:
-        run(targets, budgets, a.ode_samples)
+        run(targets, budgets, bases, a.ode_samples)
         return
     sys.stdout.write(text)
 
