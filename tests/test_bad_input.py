@@ -22,7 +22,7 @@ def test_unknown_names(tanh_eps) -> None:
         _ok(tanh_eps, sampler="nope")
     with pytest.raises(UnknownNameError, match="unknown schedule 'nope'; known: cosine, linear"):
         _ok(tanh_eps, schedule="nope")
-    with pytest.raises(UnknownNameError, match="unknown spacing 'nope'; known: ays, beta, ddim-uniform"):
+    with pytest.raises(UnknownNameError, match="unknown spacing 'nope'; known: ays, beta, beta57, ddim-uniform"):
         _ok(tanh_eps, spacing="nope")
 
 

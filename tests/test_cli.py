@@ -242,7 +242,10 @@ def test_seed_and_batch_size_invariance(tiny, tmp_path) -> None:
 ERRORS = [
     (["--sampler", "nope"], "unknown --sampler 'nope'; accepted: ddim"),
     (["--schedule", "nope"], "unknown --schedule 'nope'; accepted: cosine"),
-    (["--spacing", "nope"], "unknown --spacing 'nope'; accepted: ays, beta, ddim-uniform, edm, exponential, flow"),
+    (
+        ["--spacing", "nope"],
+        "unknown --spacing 'nope'; accepted: ays, beta, beta57, ddim-uniform, edm, exponential, flow",
+    ),
     (["--guidance", "nope", "--class", "1"], "unknown --guidance 'nope'; accepted: apg, autoguidance, cfg"),
     (["--guidance", "cfg", "--class", "none"], "--guidance cfg needs --class"),
     (["--guidance", "cfg", "--class", "1", "--scale", "-2"], "--guidance cfg: cfg scale must be a finite number ≥ 0"),

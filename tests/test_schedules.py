@@ -152,6 +152,8 @@ def test_spacing_errors() -> None:
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="steps=.*: must be an integer ≥ 1"):
             ds.make_grid(s, bad, "leading")  # type: ignore[arg-type]
-    with pytest.raises(KeyError, match="unknown spacing 'nope'; known: ays, beta, ddim-uniform, edm, exponential"):
+    with pytest.raises(
+        KeyError, match="unknown spacing 'nope'; known: ays, beta, beta57, ddim-uniform, edm, exponential"
+    ):
         ds.make_grid(s, 10, "nope")
     assert ds.make_grid(s, 500, "karras").numel() == 501  # continuous spacings are not bound by T
