@@ -268,6 +268,11 @@ ERRORS = [
     (["--dtype", "fp8"], "unknown --dtype 'fp8'; accepted: fp32, fp16, bf16"),
     (["--dtype", "fp16", "--device", "cpu"], "--dtype fp16 needs a GPU; on the CPU use fp32 or bf16"),
     (["--save-trajectory", "t.gif"], "--save-trajectory 't.gif' must be a .png file"),
+    (["--sigmas", "500,3,0"], "--sigmas '500,3,0': sigma 500 is above this schedule's σ_max = 157.4"),
+    (["--times", "1,x"], "--times '1,x': must be comma-separated numbers"),
+    (["--times", "1,0.6,0.7,0"], "--times '1,0.6,0.7,0': grid times must be strictly decreasing"),
+    (["--sigmas", "3,1,0", "--spacing", "karras"], "--sigmas gives the times: leave out --spacing"),
+    (["--sigmas", "3,1,0", "--times", "1,0"], "--sigmas gives the times: leave out --times"),
 ]
 
 
@@ -532,3 +537,22 @@ def test_learn_solver_bad_input(tiny, tmp_path) -> None:
     ):
         r = invoke("learn-solver", "--model", tiny / "tiny", *args)
         assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_sigmas_and_times_walk_the_grid_python_walks(tiny, tmp_path) -> None:
+    """--sigmas is ``grid=sigma_tools.times_from_sigmas(…)`` and --times is ``grid=…``: the same samples."""
+    from safetensors.torch import load_file
+
+    def run(*flags) -> torch.Tensor:
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.safetensors"
+        r = invoke("sample", "--model", tiny / "tiny", "--n", 2, "--class", "none", "--out", out, "--quiet", *flags)
+        assert r.exit_code == 0, r.output
+        return load_file(str(out))["samples"]
+
+    sched = ds.bundled.load_model(tiny / "tiny").schedule
+    sigmas = [20.0, 5.0, 1.0, 0.2, 0.0]
+    by_sigmas = run("--sigmas", ",".join(map(str, sigmas)))
+    times = ds.sigma_tools.times_from_sigmas(sched, sigmas)
+    by_times = run("--times", ",".join(repr(t) for t in times.tolist()))
+    torch.testing.assert_close(by_sigmas, by_times, rtol=0, atol=1e-6)
+    assert not torch.allclose(by_sigmas, run("--steps", "4"))

@@ -11,7 +11,7 @@ from .learned import LearnedSolver, learn_solver, load_solver
 from .registry import Registry, UnknownNameError
 from .samplers import SAMPLERS
 from .sampling import SampleResult, generators, sample, spacing_for, steps_for_nfe
-from .schedules import SCHEDULES, SPACINGS, VE, DiscreteSchedule, RectifiedFlow, Schedule, make_grid
+from .schedules import SCHEDULES, SPACINGS, VE, DiscreteSchedule, RectifiedFlow, Schedule, make_grid, sigma_tools
 from .tensors import retain_freed_memory
 from .tuning import TunedGrid, load_grid, tune_grid
 
@@ -38,6 +38,7 @@ __all__ = [
     "VE",
     "RectifiedFlow",
     "make_grid",
+    "sigma_tools",
     "Backbone",
     "CallableBackbone",
     "DiffusersBackbone",

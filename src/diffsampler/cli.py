@@ -318,6 +318,22 @@ class SampleArgs:
             help="A grid file from tune-grid: its times instead of --steps and --spacing.", rich_help_panel=SAMPLING
         ),
     ] = None
+    sigmas: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated decreasing noise levels σ = √((1−ᾱ)/ᾱ) to walk (e.g. 14.6,7.2,3.1,0; a last "
+            "σ above 0 stops there), instead of --steps and --spacing.",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None
+    times: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated decreasing times in [0, 1] to walk (e.g. 1,0.6,0.3,0), instead of --steps and "
+            "--spacing.",
+            rich_help_panel=SAMPLING,
+        ),
+    ] = None
     solver: Annotated[
         Optional[Path],
         typer.Option(
@@ -484,6 +500,31 @@ def _tuned_grid(path: Path | None, schedule: Any, model: str, sampler: str, forc
     return tuned.times
 
 
+def _listed_grid(a: Any, schedule: Any) -> Any:
+    """The grid of --sigmas or --times (one of them, and neither with --grid, --spacing or --solver), or None."""
+    import torch
+
+    from .schedules import check_grid, sigma_tools
+
+    given = [(flag, v) for flag, v in (("--sigmas", a.sigmas), ("--times", a.times)) if v is not None]
+    if not given:
+        return None
+    flag, text = given[0]
+    for other, value in (("--times", a.times), ("--grid", a.grid), ("--spacing", a.spacing), ("--solver", a.solver)):
+        if other != flag and value is not None:
+            raise UsageError(f"{flag} gives the times: leave out {other}")
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: must be comma-separated numbers") from None
+    try:
+        if flag == "--sigmas":
+            return sigma_tools.times_from_sigmas(schedule, values)
+        return check_grid(torch.tensor(values, dtype=torch.float64))
+    except ValueError as exc:
+        raise UsageError(f"{flag} {text!r}: {exc}") from None
+
+
 def _learned_solver(path: Path | None, schedule: Any, model: str, force: bool) -> Any:
     """A --solver file, checked against the model and schedule (a warning with --force)."""
     from .learned import load_solver
@@ -612,6 +653,9 @@ def _sample(a: SampleArgs) -> None:
                 raise UsageError(f"--solver sets the sampler and its times: leave out {flag}")
         a.sampler, a.steps = learned.__name__, learned.nfe
     times = _tuned_grid(a.grid, sched or backbone.schedule, a.model, a.sampler, a.force)
+    listed = _listed_grid(a, sched or backbone.schedule)
+    if listed is not None:
+        times = listed
     if times is not None:
         a.steps = times.numel() - 1
     try:

@@ -7,6 +7,7 @@ from .base import DiscreteSchedule, Schedule
 
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule", "schedules")
 
+from . import sigma_tools  # noqa: E402
 from .continuous import SigmoidAlphaBar, VPContinuous  # noqa: E402
 from .discrete import Cosine, Linear, ScaledLinear, Sigmoid  # noqa: E402
 from .families import VE, RectifiedFlow  # noqa: E402
@@ -25,6 +26,7 @@ import_submodules(__name__, __path__)  # a spacing or schedule in a file of its 
 
 __all__ = [
     "SCHEDULES",
+    "sigma_tools",
     "SPACINGS",
     "Schedule",
     "DiscreteSchedule",
