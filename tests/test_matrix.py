@@ -13,7 +13,7 @@ STEPS = 6
 def documented_nfe(key: str | tuple[str, str], n: int) -> int:
     """NFE as each sampler's docstring states it, for n steps on grids that end at t = 0
     (restart: + 2·restarts·restart_steps where the grid reaches below restart_max)."""
-    two = {("pf-ode", "heun"), "heun", "dpm-solver++-2s", "restart"}
+    two = {("pf-ode", "heun"), "heun", "dpm-solver++-2s", "restart", "dpm-2", "dpm-2-ancestral"}
     return (
         2 * n - 1
         if key in two
@@ -48,6 +48,9 @@ CASES = [
     ("euler-ancestral", {}),
     ("heun", {}),
     ("heun", {"s_churn": 1.0}),
+    ("dpm-2", {}),
+    ("dpm-2", {"s_churn": 1.0}),
+    ("dpm-2-ancestral", {}),
     ("dpm-solver++-sde", {}),
     ("dpm-solver++-sde", {"order": 3}),
     ("dpm-solver++", {"order": 3}),

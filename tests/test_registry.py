@@ -73,7 +73,10 @@ def test_unknown_name_lists_known() -> None:
             reg.get("no-such-thing")
         assert isinstance(e.value, UnknownNameError)
         assert "'no-such-thing'" in str(e.value) and all(n in str(e.value) for n in reg.names())
-    with pytest.raises(UnknownNameError, match="unknown sampler 'dddim'; known: ddim, ddpm, deis, dpm-solver\\+\\+"):
+    with pytest.raises(
+        UnknownNameError,
+        match="unknown sampler 'dddim'; known: ddim, ddpm, deis, dpm-2, dpm-2-ancestral, dpm-solver\\+\\+",
+    ):
         ds.SAMPLERS.get("dddim")
 
 

@@ -1,4 +1,4 @@
-"""euler, euler-ancestral and heun against k-diffusion's sampling.py and diffusers' schedulers.
+"""The k-diffusion samplers (euler, heun, dpm-2, …) against k-diffusion's sampling.py and diffusers' schedulers.
 
 Same model (the exact ε of a Gaussian mixture, float64), same σ grid (float64), same injected noise.
 k-diffusion then computes in float64 throughout: agreement to 1e-10 of the output scale. diffusers'
@@ -68,6 +68,10 @@ CASES = [
     ("lms", "sample_lms", {"order": 2}),
     ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}),
     ("dpm-solver++-2s", "sample_dpmpp_2s_ancestral", {"eta": 1.0, "s_noise": 0.95}),
+    ("dpm-2", "sample_dpm_2", {}),
+    ("dpm-2", "sample_dpm_2", {"s_churn": 4.0, "s_tmin": 0.05, "s_tmax": 10.0}),
+    ("dpm-2-ancestral", "sample_dpm_2_ancestral", {}),
+    ("dpm-2-ancestral", "sample_dpm_2_ancestral", {"eta": 0.5, "s_noise": 0.9}),
 ]
 
 
@@ -100,7 +104,7 @@ def test_matches_k_diffusion(k_sampling, setting, monkeypatch, name, k_name, opt
         **options,
     )
     _close(ours.samples, ref)
-    assert ours.nfe == (2 * STEPS - 1 if name in ("heun", "dpm-solver++-2s") else STEPS)
+    assert ours.nfe == (2 * STEPS - 1 if name in ("heun", "dpm-solver++-2s", "dpm-2", "dpm-2-ancestral") else STEPS)
 
 
 def test_lms_matches_diffusers(setting) -> None:
