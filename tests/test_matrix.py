@@ -63,6 +63,7 @@ CASES = [
     ("deis", {}),
     ("deis", {"order": 3}),
     ("ipndm", {}),
+    ("ipndm-v", {}),
     ("pndm", {}),
     ("plms", {}),
     ("dpm-solver++-singlestep", {}),
