@@ -18,8 +18,9 @@ from typing import Callable
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_denoiser, report, sigmas_of
+from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
 from .euler_ancestral import ancestral_step
+from .heun import walk_churned
 
 
 def dpm2_step(D: Callable[[Tensor, float], Tensor], y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
@@ -48,16 +49,7 @@ def dpm_2(
     s_noise: float = 1.0,
 ) -> Tensor:
     """DPM-Solver-2 with the midpoint in log σ, and EDM's churn (s_churn = 0: deterministic); NFE = 2·steps − 1."""
-    D = edm_denoiser(eps_fn, schedule)
-    sig = sigmas_of(grid, schedule)
-    n = len(sig) - 1
-    y = x * math.sqrt(1 + sig[0] ** 2)
-    for i in range(n):
-        z = noise_sampler(y) if s_churn > 0 else None
-        y, s_hat = churned(y, sig[i], n, z, s_churn, s_tmin, s_tmax, s_noise)
-        y, d0 = dpm2_step(D, y, s_hat, sig[i + 1])
-        report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
-    return y / math.sqrt(1 + sig[-1] ** 2)
+    return walk_churned(dpm2_step, eps_fn, x, grid, schedule, noise_sampler, callback, s_churn, s_tmin, s_tmax, s_noise)
 
 
 @SAMPLERS.register("dpm-2-ancestral")

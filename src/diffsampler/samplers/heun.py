@@ -44,6 +44,26 @@ def heun(
     s_noise: float = 1.0,
 ) -> Tensor:
     """EDM's stochastic Heun sampler (s_churn = 0: deterministic 2nd-order Heun); NFE = 2·steps − 1."""
+    return walk_churned(heun_step, eps_fn, x, grid, schedule, noise_sampler, callback, s_churn, s_tmin, s_tmax, s_noise)
+
+
+Step = Callable[[Callable[[Tensor, float], Tensor], Tensor, float, float], tuple[Tensor, Tensor]]
+
+
+def walk_churned(
+    step: Step,
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None,
+    s_churn: float,
+    s_tmin: float,
+    s_tmax: float,
+    s_noise: float,
+) -> Tensor:
+    """In y = x/√ᾱ, EDM's churn to σ̂ then ``step(D, y, σ̂, σ_{i+1})`` at every step of the grid."""
     D = edm_denoiser(eps_fn, schedule)
     sig = sigmas_of(grid, schedule)
     n = len(sig) - 1
@@ -51,6 +71,6 @@ def heun(
     for i in range(n):
         z = noise_sampler(y) if s_churn > 0 else None  # EDM's Alg. 2 draws ε_i at every step, as k-diffusion
         y, s_hat = churned(y, sig[i], n, z, s_churn, s_tmin, s_tmax, s_noise)
-        y, d0 = heun_step(D, y, s_hat, sig[i + 1])
+        y, d0 = step(D, y, s_hat, sig[i + 1])
         report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
     return y / math.sqrt(1 + sig[-1] ** 2)
