@@ -18,13 +18,15 @@ equal steps (2.375, … against 55/24, …). The integral is what the method mea
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 from torch import Tensor
 
 from ..schedules import Schedule
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, sigmas_of, times_like
-from .pndm import combined
+from .pndm import AB_WEIGHTS
 
 
 @SAMPLERS.register("ipndm", spacing="leading")
@@ -39,6 +41,16 @@ def ipndm(
     order: int = 4,
 ) -> Tensor:
     """iPNDM: pseudo linear multistep of order ≤ 4 (default 4) with lower-order warm-up; NFE = steps."""
+    return _multistep(eps_fn, x, grid, schedule, callback, order, lambda sig, i, k: AB_WEIGHTS[k - 1])
+
+
+Weights = Callable[[list[float], int, int], Sequence[float]]
+
+
+def _multistep(
+    eps_fn: EpsFn, x: Tensor, grid: Tensor, schedule: Schedule, callback: Callback | None, order: int, weights: Weights
+) -> Tensor:
+    """y_{i+1} = y_i + (σ_{i+1} − σ_i)·Σ_j w_j·ε_{i−j} with w = ``weights(σ, i, k)`` on the k newest ε's."""
     if isinstance(order, bool) or order not in (1, 2, 3, 4):
         raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
     sig = sigmas_of(grid, schedule)
@@ -48,7 +60,11 @@ def ipndm(
         x = y / math.sqrt(1 + sig[i] ** 2)
         eps = eps_fn(x, times_like(grid[i], x))
         eps_hist = [eps] + eps_hist[: order - 1]
-        y = y + (sig[i + 1] - sig[i]) * combined(eps_hist, len(eps_hist))
+        w = weights(sig, i, len(eps_hist))
+        step = eps_hist[0] * w[0]
+        for wj, e in zip(w[1:], eps_hist[1:]):
+            step = step + wj * e
+        y = y + (sig[i + 1] - sig[i]) * step
         report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), lambda: denoise(x, eps, 1 / (1 + sig[i] ** 2)))
     return y / math.sqrt(1 + sig[-1] ** 2)
 
@@ -80,20 +96,10 @@ def ipndm_v(
 ) -> Tensor:
     """Variable-step iPNDM: y_{i+1} = y_i + (σ_{i+1} − σ_i)·Σ_j w_j·ε_{i−j}, w the Adams–Bashforth weights of the
     actual σ steps; Euler into σ = 0; NFE = steps."""
-    if isinstance(order, bool) or order not in (1, 2, 3, 4):
-        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
-    sig = sigmas_of(grid, schedule)
-    y = x * math.sqrt(1 + sig[0] ** 2)
-    eps_hist: list[Tensor] = []  # newest first
-    for i in range(len(sig) - 1):
-        x = y / math.sqrt(1 + sig[i] ** 2)
-        eps = eps_fn(x, times_like(grid[i], x))
-        eps_hist = [eps] + eps_hist[: order - 1]
-        k = 1 if sig[i + 1] == 0 else len(eps_hist)
-        w = [1.0] if k == 1 else adams_bashforth([sig[i - j] for j in range(k)], sig[i], sig[i + 1])
-        step = eps_hist[0] * w[0]
-        for wj, e in zip(w[1:], eps_hist[1:]):
-            step = step + wj * e
-        y = y + (sig[i + 1] - sig[i]) * step
-        report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), lambda: denoise(x, eps, 1 / (1 + sig[i] ** 2)))
-    return y / math.sqrt(1 + sig[-1] ** 2)
+
+    def weights(sig: list[float], i: int, k: int) -> Sequence[float]:
+        if sig[i + 1] == 0 or k == 1:
+            return [1.0]
+        return adams_bashforth([sig[i - j] for j in range(k)], sig[i], sig[i + 1])
+
+    return _multistep(eps_fn, x, grid, schedule, callback, order, weights)
