@@ -232,6 +232,31 @@ def test_flow_spacing_is_diffusers_flow_match_grid(shift: float) -> None:
     torch.testing.assert_close(ours, ref.sigmas.to(F64), rtol=0, atol=1e-6)  # theirs is float32
 
 
+@pytest.mark.parametrize("shift_terminal", [None, 0.1])
+@pytest.mark.parametrize("mu", [None, 0.5, 1.15])
+def test_flow_spacing_takes_diffusers_dynamic_and_terminal_shift(mu, shift_terminal) -> None:
+    """use_dynamic_shifting with its mu, shift_terminal, and both: the same times as diffusers' scheduler (float32)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    ref = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=mu is not None, shift_terminal=shift_terminal)
+    ref.set_timesteps(12, mu=mu)
+    ours = ds.make_grid(ds.RectifiedFlow(shift=3.0), 12, "flow", mu=mu, shift_terminal=shift_terminal)
+    torch.testing.assert_close(ours, ref.sigmas.to(F64), rtol=0, atol=1e-6)
+    if shift_terminal is not None:
+        assert ours[-2].item() == pytest.approx(shift_terminal, abs=1e-12)
+
+
+def test_resolution_shift_mu_is_diffusers_calculate_shift() -> None:
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    from diffsampler.schedules.grids import resolution_shift_mu
+
+    for n in (256, 1024, 4096, 6000):
+        assert resolution_shift_mu(n) == pytest.approx(calculate_shift(n), abs=1e-12)
+    with pytest.raises(ValueError, match="shift_terminal must lie in \\(0, 1\\), got 1.5"):
+        ds.make_grid(ds.RectifiedFlow(), 4, "flow", shift_terminal=1.5)
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "euler"])
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 def test_rectified_flow_matches_diffusers_flow_match_euler(mixture, sampler: str, shift: float) -> None:

@@ -34,7 +34,7 @@ from ..errors import BadValue
 from ..registry import Registry
 from .base import Schedule, as_time
 
-__all__ = ["SPACINGS", "make_grid", "check_grid", "karras_sigmas", "AYS_SIGMAS"]
+__all__ = ["SPACINGS", "make_grid", "check_grid", "karras_sigmas", "AYS_SIGMAS", "resolution_shift_mu"]
 
 Spacing = Callable[..., Tensor]
 SPACINGS: Registry[Spacing] = Registry("spacing", "spacings")
@@ -94,16 +94,43 @@ def uniform(schedule: Schedule, steps: int) -> Tensor:
 
 
 @SPACINGS.register("flow")
-def flow(schedule: Schedule, steps: int) -> Tensor:
+def flow(schedule: Schedule, steps: int, *, mu: float | None = None, shift_terminal: float | None = None) -> Tensor:
     """diffusers' ``FlowMatchEulerDiscreteScheduler``: u = linspace(1, u_min, N), t = shift·u/(1 + (shift−1)·u),
-    with u_min = the shifted 1/T (so the low end is shifted twice, as there); shift = 1 off a rectified flow."""
-    shift = getattr(schedule, "shift", 1.0)
+    with u_min = the shifted 1/T (so the low end is shifted twice, as there); shift = 1 off a rectified flow.
+
+    ``mu`` is its resolution-dependent shift (``use_dynamic_shifting``, ``resolution_shift_mu``): shift = e^μ and
+    u_min = 1/T, unshifted. ``shift_terminal`` τ stretches the times so that the last is τ:
+    t ← 1 − (1 − t)·(1 − τ)/(1 − t_{N−1})."""
+    if mu is None:
+        shift, low = getattr(schedule, "shift", 1.0), None
+    else:
+        shift, low = math.exp(mu), 1.0 / schedule.num_train_timesteps
 
     def shifted(u: Tensor) -> Tensor:
         return shift * u / (1 + (shift - 1) * u)
 
-    u_min = shifted(torch.tensor(1.0 / schedule.num_train_timesteps, dtype=torch.float64))
-    return shifted(torch.linspace(1.0, u_min.item(), steps, dtype=torch.float64))
+    if low is None:
+        low = shifted(torch.tensor(1.0 / schedule.num_train_timesteps, dtype=torch.float64)).item()
+    t = shifted(torch.linspace(1.0, low, steps, dtype=torch.float64))
+    if shift_terminal is not None:
+        if not 0 < shift_terminal < 1:
+            raise ValueError(f"shift_terminal must lie in (0, 1), got {shift_terminal!r}")
+        if steps > 1:
+            t = 1 - (1 - t) * (1 - shift_terminal) / (1 - t[-1])
+    return t
+
+
+def resolution_shift_mu(
+    image_seq_len: int,
+    base_seq_len: int = 256,
+    max_seq_len: int = 4096,
+    base_shift: float = 0.5,
+    max_shift: float = 1.15,
+) -> float:
+    """The ``mu`` of Flux/SD3 pipelines for a latent of ``image_seq_len`` tokens: linear from base_shift at
+    base_seq_len to max_shift at max_seq_len (diffusers' ``calculate_shift``)."""
+    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return base_shift + slope * (image_seq_len - base_seq_len)
 
 
 @SPACINGS.register("model")
