@@ -11,7 +11,7 @@ named where it is not the default, and is reused),
 then scored on 500 samples from seed 0 in fd-digits (results/learned/<target>/). Its rivals are every cell at
 NFE k, from the same seed-0 x_T, of the grids sweep (DDIM, DPM-Solver++ and UniPC on ten named spacings and on
 their tuned grids: results/grids/) and of the leaderboard (every sampler at its default spacing and diffusers'
-schedulers run by diffusers' own step loop: results/leaderboard/, which has NFE 5 and 8 but not 4 or 6); at
+schedulers run by diffusers' own step loop: results/leaderboard/, at NFE 4, 5, 6 and 8); at
 NFE 4 also every cell at NFE 8. The best on a named spacing, the best on a tuned grid (and the best at NFE 8)
 are drawn again beside the learned solver, and each difference is tested against its paired bootstrap SE
 (kept in results/learned/<target>/paired.json). ``ode-error``, on the unconditional target (the metric's
