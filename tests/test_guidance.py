@@ -13,6 +13,7 @@ from diffsampler.guidance.apg import APG
 from diffsampler.guidance.autoguidance import AutoGuidance
 from diffsampler.guidance.cfg_pp import CFGPP
 from diffsampler.guidance.cfg_zero_star import CFGZeroStar
+from diffsampler.guidance.epsilon_scaling import EpsilonScaling
 from diffsampler.guidance.pag import PAG
 from diffsampler.guidance.thresholding import DynamicThresholding
 
@@ -101,8 +102,18 @@ CASES = {
     "autoguidance": lambda m, s: AutoGuidance(weaker(m), scale=2.0),
     "cfg-pp": lambda m, s: Compose([CFGPP(scale=0.8), DynamicThresholding(0.9, max_value=3.0)]),
     "pag": lambda m, s: PAG(scale=2.0),
+    "epsilon-scaling": lambda m, s: Compose([CFG(scale=2.0), EpsilonScaling(1.01, slope=0.02)]),
 }  # needs attention layers: tests/test_pag.py runs it with every sampler
-DOUBLED = {"cfg", "compose", "apg", "cfg-zero-star", "dynamic-thresholding", "autoguidance", "cfg-pp"}
+DOUBLED = {
+    "cfg",
+    "compose",
+    "apg",
+    "cfg-zero-star",
+    "dynamic-thresholding",
+    "autoguidance",
+    "cfg-pp",
+    "epsilon-scaling",
+}
 
 
 def weaker(mixture: ds.GaussianMixture) -> ds.GaussianMixture:
@@ -228,3 +239,23 @@ def test_guidance_errors(mixture) -> None:
         )
     with pytest.raises(ValueError, match="compose needs at least one guidance"):
         Compose([])
+
+
+def test_epsilon_scaling_is_the_model_with_its_eps_divided_by_lambda(mixture) -> None:
+    """DDIM under ε/(scale + slope·t) equals DDIM on a model whose ε is divided so; ComfyUI's x − D ← (x − D)/s."""
+    s = ds.SCHEDULES.get("linear")()
+    x_T = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+    def shrunk(x, t_model):  # a discrete schedule's model time is the training index t·T − 1
+        t = s.index_to_t(t_model.double())
+        return mixture.eps(x, t, s) / (1.01 + 0.02 * t)[:, None]
+
+    ours = ds.sample(mixture, schedule=s, sampler="ddim", steps=10, x_T=x_T, guidance=EpsilonScaling(1.01, slope=0.02))
+    ref = ds.sample(ds.CallableBackbone(shrunk, schedule=s), sampler="ddim", steps=10, x_T=x_T)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    plain = ds.sample(mixture, schedule=s, sampler="ddim", steps=10, x_T=x_T)
+    assert not torch.allclose(ours, plain)
+    with pytest.raises(
+        ValueError, match="needs λ\\(t\\) = scale \\+ slope·t > 0 on \\[0, 1\\], got scale=1.0, slope=-2"
+    ):
+        EpsilonScaling(1.0, slope=-2)
