@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..schedules import Schedule
 from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, denoise, report, sigmas_of, times_like
-from .pndm import AB_WEIGHTS
+from .pndm import AB_WEIGHTS, weighted
 
 
 @SAMPLERS.register("ipndm", spacing="leading")
@@ -60,11 +60,7 @@ def _multistep(
         x = y / math.sqrt(1 + sig[i] ** 2)
         eps = eps_fn(x, times_like(grid[i], x))
         eps_hist = [eps] + eps_hist[: order - 1]
-        w = weights(sig, i, len(eps_hist))
-        step = eps_hist[0] * w[0]
-        for wj, e in zip(w[1:], eps_hist[1:]):
-            step = step + wj * e
-        y = y + (sig[i + 1] - sig[i]) * step
+        y = y + (sig[i + 1] - sig[i]) * weighted(eps_hist, weights(sig, i, len(eps_hist)))
         report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), lambda: denoise(x, eps, 1 / (1 + sig[i] ** 2)))
     return y / math.sqrt(1 + sig[-1] ** 2)
 

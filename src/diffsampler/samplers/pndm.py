@@ -17,6 +17,7 @@ Both are diffusers' ``PNDMScheduler`` (``skip_prk_steps`` False and True).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -33,8 +34,13 @@ def transfer(x: Tensor, eps: Tensor, a_s: float, a_u: float) -> Tensor:
 
 def combined(eps_hist: list[Tensor], order: int) -> Tensor:
     """Σ_j w_j·ε_{i−j} with the Adams–Bashforth weights for equal steps of ``order`` (eps_hist newest first)."""
-    out = eps_hist[0] * AB_WEIGHTS[order - 1][0]
-    for w, e in zip(AB_WEIGHTS[order - 1][1:], eps_hist[1:]):
+    return weighted(eps_hist, AB_WEIGHTS[order - 1])
+
+
+def weighted(eps_hist: list[Tensor], weights: Sequence[float]) -> Tensor:
+    """Σ_j w_j·ε_{i−j} over the first len(weights) entries of ``eps_hist`` (newest first)."""
+    out = eps_hist[0] * weights[0]
+    for w, e in zip(weights[1:], eps_hist[1:]):
         out.add_(e, alpha=w)
     return out
 
