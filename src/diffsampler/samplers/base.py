@@ -53,6 +53,10 @@ __all__ = [
 EpsFn = Callable[..., Tensor]  # eps_fn(x, t, rows=None) -> ε
 NoiseSampler = Callable[[Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
+Denoiser = Callable[[Tensor, float], Tensor]  # D(y; σ) = x̂_0 in y = x/√ᾱ (``edm_denoiser``)
+EdmStep = Callable[
+    [Denoiser, Tensor, float, float], tuple[Tensor, Tensor]
+]  # (D, y, σ_from, σ_to) -> (y', D(y; σ_from))
 
 
 class Sampler(Protocol):

@@ -13,17 +13,16 @@ with an Euler step into σ = 0 (so NFE = 2N − 1 on grids ending at t = 0). ``d
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
-from .euler_ancestral import ancestral_step
+from .base import SAMPLERS, Callback, Denoiser, EpsFn, NoiseSampler
+from .euler_ancestral import walk_ancestral
 from .heun import walk_churned
 
 
-def dpm2_step(D: Callable[[Tensor, float], Tensor], y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
+def dpm2_step(D: Denoiser, y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
     """One DPM-Solver-2 step of dy/dσ = (y − D)/σ from σ = s to u (Euler into u = 0); returns (y_u, D(y; s))."""
     d0 = D(y, s)
     d = (y - d0) / s
@@ -64,16 +63,5 @@ def dpm_2_ancestral(
     eta: float = 1.0,
     s_noise: float = 1.0,
 ) -> Tensor:
-    """DPM-Solver-2 down to σ_down, then fresh noise up to σ_{i+1}; NFE = 2·steps − 1 (η > 0: 2·steps − 1 too)."""
-    if not eta >= 0:
-        raise ValueError(f"eta must be ≥ 0, got {eta!r}")
-    D = edm_denoiser(eps_fn, schedule)
-    sig = sigmas_of(grid, schedule)
-    y = x * math.sqrt(1 + sig[0] ** 2)
-    for i in range(len(sig) - 1):
-        down, up = ancestral_step(sig[i], sig[i + 1], eta)
-        y, d0 = dpm2_step(D, y, sig[i], down)
-        if sig[i + 1] > 0 and up > 0:
-            y = y + (s_noise * up) * noise_sampler(y)
-        report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
-    return y / math.sqrt(1 + sig[-1] ** 2)
+    """DPM-Solver-2 down to σ_down, then fresh noise up to σ_{i+1}; NFE = 2·steps − 1."""
+    return walk_ancestral(dpm2_step, eps_fn, x, grid, schedule, noise_sampler, callback, eta, s_noise)

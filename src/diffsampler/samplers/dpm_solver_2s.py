@@ -19,8 +19,8 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_denoiser, report, sigmas_of
-from .euler_ancestral import ancestral_step
+from .base import SAMPLERS, Callback, Denoiser, EpsFn, NoiseSampler
+from .euler_ancestral import walk_ancestral
 
 
 @SAMPLERS.register("dpm-solver++-2s")
@@ -36,22 +36,15 @@ def dpm_solver_pp_2s(
     s_noise: float = 1.0,
 ) -> Tensor:
     """DPM-Solver++(2S), singlestep 2nd order (η > 0: ancestral); NFE = 2·steps − 1."""
-    if not eta >= 0:
-        raise ValueError(f"eta must be ≥ 0, got {eta!r}")
-    D = edm_denoiser(eps_fn, schedule)
-    sig = sigmas_of(grid, schedule)
-    y = x * math.sqrt(1 + sig[0] ** 2)
-    for i in range(len(sig) - 1):
-        d0 = D(y, sig[i])
-        down, up = ancestral_step(sig[i], sig[i + 1], eta)
-        if down == 0:
-            y = d0
-        else:
-            h = math.log(sig[i] / down)
-            s = math.sqrt(sig[i] * down)
-            y_s = (s / sig[i] * y).add_(d0, alpha=-math.expm1(-h / 2))
-            y = (down / sig[i] * y).add_(D(y_s, s), alpha=-math.expm1(-h))
-        if sig[i + 1] > 0 and up > 0:
-            y = y + (s_noise * up) * noise_sampler(y)
-        report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
-    return y / math.sqrt(1 + sig[-1] ** 2)
+    return walk_ancestral(_step, eps_fn, x, grid, schedule, noise_sampler, callback, eta, s_noise)
+
+
+def _step(D: Denoiser, y: Tensor, s: float, down: float) -> tuple[Tensor, Tensor]:
+    """One DPM-Solver++(2S) step from σ = s to σ_down (x̂_0 itself into 0); returns (y_down, D(y; s))."""
+    d0 = D(y, s)
+    if down == 0:
+        return d0, d0
+    h = math.log(s / down)
+    mid = math.sqrt(s * down)
+    y_s = (mid / s * y).add_(d0, alpha=-math.expm1(-h / 2))
+    return (down / s * y).add_(D(y_s, mid), alpha=-math.expm1(-h)), d0

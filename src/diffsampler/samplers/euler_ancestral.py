@@ -17,7 +17,7 @@ import math
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, edm_pair, report, sigmas_of
+from .base import SAMPLERS, Callback, EdmStep, EpsFn, NoiseSampler, edm_denoiser, edm_pair, report, sigmas_of
 
 
 def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
@@ -26,6 +26,32 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[f
         return sigma_next, 0.0
     up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
     return math.sqrt(sigma_next**2 - up**2), up
+
+
+def walk_ancestral(
+    step: EdmStep,
+    eps_fn: EpsFn,
+    x: Tensor,
+    grid: Tensor,
+    schedule: Schedule,
+    noise_sampler: NoiseSampler,
+    callback: Callback | None,
+    eta: float,
+    s_noise: float,
+) -> Tensor:
+    """In y = x/√ᾱ, ``step(D, y, σ_i, σ_down)`` then s_noise·σ_up·z (where σ_{i+1} > 0) at every step of the grid."""
+    if not eta >= 0:
+        raise ValueError(f"eta must be ≥ 0, got {eta!r}")
+    D = edm_denoiser(eps_fn, schedule)
+    sig = sigmas_of(grid, schedule)
+    y = x * math.sqrt(1 + sig[0] ** 2)
+    for i in range(len(sig) - 1):
+        down, up = ancestral_step(sig[i], sig[i + 1], eta)
+        y, d0 = step(D, y, sig[i], down)
+        if sig[i + 1] > 0 and up > 0:
+            y = y + (s_noise * up) * noise_sampler(y)
+        report(callback, i, grid, y / math.sqrt(1 + sig[i + 1] ** 2), d0)
+    return y / math.sqrt(1 + sig[-1] ** 2)
 
 
 @SAMPLERS.register("euler-ancestral", renoise=True)

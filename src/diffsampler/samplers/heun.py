@@ -11,15 +11,14 @@ with an Euler step into σ = 0. s_churn = 0 is the deterministic Heun sampler. k
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 from torch import Tensor
 
 from ..schedules import Schedule
-from .base import SAMPLERS, Callback, EpsFn, NoiseSampler, churned, edm_denoiser, report, sigmas_of
+from .base import SAMPLERS, Callback, Denoiser, EdmStep, EpsFn, NoiseSampler, churned, edm_denoiser, report, sigmas_of
 
 
-def heun_step(D: Callable[[Tensor, float], Tensor], y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
+def heun_step(D: Denoiser, y: Tensor, s: float, u: float) -> tuple[Tensor, Tensor]:
     """One Heun step of dy/dσ = (y − D(y; σ))/σ from σ = s to u (an Euler step into u = 0); returns (y_u, D(y; s))."""
     d0 = D(y, s)
     d = (y - d0) / s
@@ -47,11 +46,8 @@ def heun(
     return walk_churned(heun_step, eps_fn, x, grid, schedule, noise_sampler, callback, s_churn, s_tmin, s_tmax, s_noise)
 
 
-Step = Callable[[Callable[[Tensor, float], Tensor], Tensor, float, float], tuple[Tensor, Tensor]]
-
-
 def walk_churned(
-    step: Step,
+    step: EdmStep,
     eps_fn: EpsFn,
     x: Tensor,
     grid: Tensor,
