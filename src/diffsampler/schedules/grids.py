@@ -101,17 +101,13 @@ def flow(schedule: Schedule, steps: int, *, mu: float | None = None, shift_termi
     ``mu`` is its resolution-dependent shift (``use_dynamic_shifting``, ``resolution_shift_mu``): shift = e^μ and
     u_min = 1/T, unshifted. ``shift_terminal`` τ stretches the times so that the last is τ:
     t ← 1 − (1 − t)·(1 − τ)/(1 − t_{N−1})."""
-    if mu is None:
-        shift, low = getattr(schedule, "shift", 1.0), None
-    else:
-        shift, low = math.exp(mu), 1.0 / schedule.num_train_timesteps
+    shift = getattr(schedule, "shift", 1.0) if mu is None else math.exp(mu)
 
     def shifted(u: Tensor) -> Tensor:
         return shift * u / (1 + (shift - 1) * u)
 
-    if low is None:
-        low = shifted(torch.tensor(1.0 / schedule.num_train_timesteps, dtype=torch.float64)).item()
-    t = shifted(torch.linspace(1.0, low, steps, dtype=torch.float64))
+    low = torch.tensor(1.0 / schedule.num_train_timesteps, dtype=torch.float64)
+    t = shifted(torch.linspace(1.0, (shifted(low) if mu is None else low).item(), steps, dtype=torch.float64))
     if shift_terminal is not None:
         if not 0 < shift_terminal < 1:
             raise ValueError(f"shift_terminal must lie in (0, 1), got {shift_terminal!r}")
