@@ -45,9 +45,14 @@ DEFAULT_BASE = "dpm-solver++"
 ODE_RIVALS = ["dpm-solver++", "dpm-solver++:order=3", "unipc", "unipc:order=3", "deis", "ipndm", "ddim"]
 
 
+def named(base: str, sep: str) -> str:
+    """``sep + base``, or nothing for the default base (whose files and labels predate the others)."""
+    return "" if base == DEFAULT_BASE else sep + base
+
+
 def name_of(target: str, k: int, base: str) -> str:
     """The solver's file stem and bench label: <target>-nfe<k>, with -<base> where the base is not the default."""
-    return f"{target}-nfe{k}" + ("" if base == DEFAULT_BASE else f"-{base}")
+    return f"{target}-nfe{k}" + named(base, "-")
 
 
 def learned(target: str, k: int, backbone: Any, base: str = DEFAULT_BASE) -> ds.LearnedSolver:
@@ -168,11 +173,11 @@ def ode_errors(target: str, k: int, solver: ds.LearnedSolver, backbone: Any, spa
     c = cond(0, num) if cond else {}
     spacings = dict.fromkeys(["trailing", spacing, solver.init_spacing])  # the default, the best, its start
     plain = {f"{spec} {sp}": (spec, sp) for spec in ODE_RIVALS for sp in spacings}
-    suffix = "" if solver.base == DEFAULT_BASE else f" {solver.base}"
-    for label in ["learned" + suffix, *plain]:
+    ours = "learned" + named(solver.base, " ")
+    for label in [ours, *plain]:
         if label in cached:
             continue
-        if label == "learned" + suffix:
+        if label == ours:
             x = ds.sample(backbone, solver=solver, x_T=x_T, cond=c)
         else:
             spec, sp = plain[label]
@@ -239,7 +244,7 @@ def table(targets: list[str], budgets: list[int], bases: list[str]) -> str:
             if not (OUT / target / f"ode-error-nfe{k}.json").exists():
                 continue
             errs = json.loads((OUT / target / f"ode-error-nfe{k}.json").read_text())
-            ours = errs.get("learned" + ("" if base == DEFAULT_BASE else f" {base}"))
+            ours = errs.get("learned" + named(base, " "))
             if ours is None:
                 continue
             plain = min((v["value"], name) for name, v in errs.items() if not name.startswith("learned"))
