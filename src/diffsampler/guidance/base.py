@@ -12,7 +12,17 @@ from ..registry import Registry
 from ..schedules import Schedule
 from ..tensors import check_labels
 
-__all__ = ["GUIDANCE", "Guidance", "CondEpsFn", "NEGATIVE", "check_scale", "check_interval", "inside", "labels_of"]
+__all__ = [
+    "GUIDANCE",
+    "Guidance",
+    "CondEpsFn",
+    "NEGATIVE",
+    "check_scale",
+    "check_interval",
+    "inside",
+    "labels_of",
+    "on_denoising_eps",
+]
 
 CondEpsFn = Callable[..., Tensor]
 NEGATIVE = "negative_"  # cond[NEGATIVE + k] is k's unconditional half (a negative prompt's states)
@@ -68,3 +78,15 @@ def labels_of(name: str, cond: dict[str, Any], key: str, batch: int, device: tor
     if cond.get(key) is None:
         raise ValueError(f"{name} guidance needs labels: pass cond={{{key!r}: labels}} (one int or one per sample)")
     return check_labels(cond[key], batch, None, device=device)
+
+
+def on_denoising_eps(eps: CondEpsFn, apply: Callable[[Tensor, Tensor, Tensor], Tensor]) -> CondEpsFn:
+    """``eps`` with ``apply(x, t, ε)`` on the ε that gives x̂_0; of a CFG++ pair (ε, ε_r) the re-noising ε_r is kept."""
+
+    def wrapped(x: Tensor, t: Tensor, **cond: Any) -> Tensor | tuple[Tensor, Tensor]:
+        out = eps(x, t, **cond)
+        if isinstance(out, tuple):
+            return apply(x, t, out[0]), out[1]
+        return apply(x, t, out)
+
+    return wrapped

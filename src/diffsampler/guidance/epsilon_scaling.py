@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..schedules import Schedule
 from ..tensors import bcast
-from .base import GUIDANCE, check_interval, inside
+from .base import GUIDANCE, check_interval, inside, on_denoising_eps
 
 
 @GUIDANCE.register("epsilon-scaling", labels=False)
@@ -44,10 +44,4 @@ class EpsilonScaling:
             lam = bcast(self.scale + self.slope * t, x).to(e.dtype)
             return torch.where(bcast(inside(t, self.interval), x).bool(), e / lam, e)
 
-        def scaled(x: Tensor, t: Tensor, **cond: Any) -> Tensor | tuple[Tensor, Tensor]:
-            out = eps(x, t, **cond)
-            if isinstance(out, tuple):  # CFG++ inside: (ε, ε_r)
-                return apply(x, t, out[0]), out[1]
-            return apply(x, t, out)
-
-        return scaled
+        return on_denoising_eps(eps, apply)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..schedules import Schedule
 from ..tensors import bcast
-from .base import GUIDANCE, check_interval, inside
+from .base import GUIDANCE, check_interval, inside, on_denoising_eps
 
 
 def dynamic_threshold(x0: Tensor, percentile: float = 0.995, max_value: float = 1.0) -> Tensor:
@@ -51,10 +51,4 @@ class DynamicThresholding:
             x0 = dynamic_threshold((x - std * e) / alpha, self.percentile, self.max_value)
             return torch.where(bcast(inside(t, self.interval), x).bool(), (x - alpha * x0) / std, e)
 
-        def thresholded(x: Tensor, t: Tensor, **cond: Any) -> Tensor | tuple[Tensor, Tensor]:
-            out = eps(x, t, **cond)
-            if isinstance(out, tuple):  # CFG++ inside: (ε, ε_r)
-                return apply(x, t, out[0]), out[1]
-            return apply(x, t, out)
-
-        return thresholded
+        return on_denoising_eps(eps, apply)
