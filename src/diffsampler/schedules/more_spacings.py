@@ -47,10 +47,10 @@ def linear_quadratic(
     if not 0 < threshold_noise < 1:
         raise ValueError(f"linear-quadratic needs 0 < threshold_noise < 1, got {threshold_noise}")
     levels = linear_quadratic_levels(steps, threshold_noise, linear_steps)
-    if not math.isfinite(schedule.sigma(1.0).item()):
+    top = schedule.sigma(1.0).item()
+    if not math.isfinite(top):  # a flow: the levels are its times
         return levels
-    _, hi = _sigma_range(schedule, None, None, "linear-quadratic")
-    return _sigmas_to_t(schedule, hi * levels, "'linear-quadratic'")
+    return _sigmas_to_t(schedule, top * levels, "'linear-quadratic'")
 
 
 @SPACINGS.register("laplace")
