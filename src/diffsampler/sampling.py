@@ -28,6 +28,7 @@ __all__ = [
     "time_grid",
     "spacing_for",
     "steps_for_nfe",
+    "nfe_for_steps",
     "take_rows",
     "start_from",
     "ModelFn",
@@ -139,30 +140,39 @@ def time_grid(
     return make_grid(schedule, steps, spacing_for(sampler, schedule, spacing), **(spacing_options or {}))
 
 
+def nfe_for_steps(
+    sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None, **options: Any
+) -> int:
+    """Network evaluations per sample of ``steps`` steps, counted on a free ε = 0 model: exact for any sampler
+    whose cost does not depend on the model's values (every one here but ``pf-ode``'s adaptive ``rk45``)."""
+    name, fn, _ = _sampler(sampler)
+    check_options("sampler", name, fn, options)
+    calls = 0
+
+    def free(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
+        nonlocal calls
+        calls += 1
+        return torch.zeros_like(x)
+
+    grid = time_grid(sampler, schedule, steps, spacing)
+    if schedule.alpha_bar(grid[0]).item() == 0:  # sample's own first step from zero SNR
+        calls, grid = 1, grid[1:]
+    if grid.numel() > 1:
+        fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like, **options)
+    return calls
+
+
 def steps_for_nfe(
     sampler: str | Sampler, schedule: Schedule, nfe: int, spacing: str | None = None, **options: Any
 ) -> int | None:
     """The most steps whose cost is at most ``nfe`` network evaluations per sample (None if even one step
-    costs more), found by running the sampler on a free ε = 0 model: exact for any sampler whose cost
-    does not depend on the model's values (every one here but ``pf-ode``'s adaptive ``rk45``)."""
+    costs more), counted as ``nfe_for_steps`` does."""
     name, fn, meta = _sampler(sampler)
     check_options("sampler", name, fn, options)
     cap = schedule.num_train_timesteps if meta["discrete"] and schedule.discrete else nfe
     best = None
     for n in range(1, min(nfe, cap) + 1):
-        calls = 0
-
-        def free(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
-            nonlocal calls
-            calls += 1
-            return torch.zeros_like(x)
-
-        grid = time_grid(sampler, schedule, n, spacing)
-        if schedule.alpha_bar(grid[0]).item() == 0:  # sample's own first step from zero SNR
-            calls, grid = 1, grid[1:]
-        if grid.numel() > 1:
-            fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like, **options)
-        if calls > nfe:
+        if nfe_for_steps(sampler, schedule, n, spacing, **options) > nfe:
             break
         best = n
     return best
