@@ -48,7 +48,7 @@ def mixture() -> ds.GaussianMixture:
 @pytest.fixture
 def own_registries(monkeypatch) -> None:
     """What the test registers is gone after it: each registry's tables are copies for its duration."""
-    for registry in (ds.SAMPLERS, ds.SPACINGS, ds.SCHEDULES, ds.GUIDANCE, METRICS):
+    for registry in (ds.SAMPLERS, ds.SPACINGS, ds.SCHEDULES, ds.GUIDANCE, ds.BACKBONES, METRICS):
         for attr in ("_items", "_origins", "_meta"):
             monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
 

@@ -28,7 +28,7 @@ def registered(own_registries):
 
 
 def test_one_example_per_kind() -> None:
-    assert len(EXAMPLES) == 4
+    assert len(EXAMPLES) == 5
 
 
 def test_the_sampler_is_ddim(registered, mixture) -> None:
@@ -75,3 +75,13 @@ def test_the_guidance_is_cfg_with_a_growing_scale(registered, mixture) -> None:
         w = 1 + 2 * (1 - t)
         want = CFG(scale=w)(lambda x, t, **c: mixture.eps(x, t, s, **c), s, mixture)(x, tt, class_labels=labels)
         torch.testing.assert_close(eps(x, tt, class_labels=labels), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "ve", "cosine"])
+def test_the_backbone_is_a_one_component_mixture(registered, schedule) -> None:
+    gauss = ds.BACKBONES.get("gaussian")(mean=[1.0, -2.0], std=0.5)
+    exact = ds.GaussianMixture(means=[[1.0, -2.0]], weights=[1.0], variances=[[0.25, 0.25]])
+    assert ds.BACKBONES.describe("gaussian").startswith("Exact ε of N(mean")
+    x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    run = dict(schedule=schedule, sampler="dpm-solver++", steps=8, x_T=x_T)
+    torch.testing.assert_close(ds.sample(gauss, **run), ds.sample(exact, **run), rtol=1e-12, atol=1e-12)
