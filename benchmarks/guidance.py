@@ -11,7 +11,7 @@ matched NFE (the unguided sampler takes twice the steps). Metrics on the bundled
 features against the 500 held-out digits, with bootstrap SEs; the classifier's gradient is not a
 network evaluation of the diffusion model and is not counted in NFE. Cells go to
 benchmarks/results/guidance/cells.json as they finish (an interrupted run keeps them and resumes);
-``--table`` prints the README table, and guidance.png plots fd-digits and accuracy against NFE.
+``--table`` prints the table of docs/benchmarks.md, and guidance.png plots fd-digits and accuracy against NFE.
 """
 
 from __future__ import annotations

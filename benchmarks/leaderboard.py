@@ -10,7 +10,7 @@ default spacing. diffusers' schedulers run as samplers through ``DIFFUSERS``: bu
 from the model's own scheduler config, as a diffusers user swaps schedulers, with trailing timesteps
 (Lin et al. 2024; the config's leading spacing is also run for DDIM and DPM-Solver++), and their own
 clipping rules. Results go to benchmarks/results/leaderboard/<target>/ (resumable: finished cells are
-kept); ``--table`` prints the README table of the best solver per NFE from what is there, the difference
+kept); ``--table`` prints the docs/benchmarks.md table of the best solver per NFE from what is there, the difference
 with its paired bootstrap SE (both cells' samples drawn again from their shared x_T; kept in paired.json),
 and draws one plot per target (<target>/leaderboard.png). ``--device cuda`` runs the digits targets on a GPU
 in float32 with TF32 off (the ring stays on the CPU); every cell of a column runs on the same device, from
