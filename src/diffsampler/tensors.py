@@ -11,13 +11,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["bcast", "times_like", "check_labels", "retain_freed_memory"]
+__all__ = ["bcast", "times_like", "check_labels", "retain_freed_memory", "sqrt_psd"]
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def bcast(v: Tensor, x: Tensor) -> Tensor:
     """A per-sample [B] coefficient shaped to broadcast against x, in x's dtype."""
     return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def sqrt_psd(m: Tensor) -> Tensor:
+    """The symmetric square root of a positive semi-definite matrix, through eigh (negative round-off clamped)."""
+    w, v = torch.linalg.eigh((m + m.T) / 2)
+    return (v * w.clamp_min(0).sqrt()) @ v.T
 
 
 def times_like(t: float | Tensor, x: Tensor) -> Tensor:

@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..tensors import sqrt_psd
+
 __all__ = ["frechet_distance", "gaussian_stats", "sliced_wasserstein", "sliced_wasserstein_to", "quantiles"]
 
 
@@ -25,11 +27,6 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
     return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
 
 
-def _sqrt_psd(m: Tensor) -> Tensor:
-    w, v = torch.linalg.eigh((m + m.T) / 2)
-    return (v * w.clamp_min(0).sqrt()) @ v.T
-
-
 def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
     """d² = ‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{½} Σ₂ Σ₁^{½})^{½}."""
     mu1, mu2, s1, s2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, mu2, sigma1, sigma2))
@@ -37,7 +34,7 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
         raise ValueError(
             f"shapes do not match: μ {tuple(mu1.shape)} / {tuple(mu2.shape)}, Σ {tuple(s1.shape)} / {tuple(s2.shape)}"
         )
-    r = _sqrt_psd(s1)
+    r = sqrt_psd(s1)
     cross = torch.linalg.eigvalsh((r @ s2 @ r + (r @ s2 @ r).T) / 2).clamp_min(0).sqrt().sum()
     return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * cross)
 
