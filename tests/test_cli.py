@@ -556,3 +556,20 @@ def test_sigmas_and_times_walk_the_grid_python_walks(tiny, tmp_path) -> None:
     by_times = run("--times", ",".join(repr(t) for t in times.tolist()))
     assert torch.equal(by_sigmas, by_times)  # the same float64 times either way (repr round-trips them)
     assert not torch.allclose(by_sigmas, run("--steps", "4"))
+
+
+def test_learn_a_stochastic_solver_then_sample_with_it(tiny, tmp_path) -> None:
+    model, out = tiny / "tiny", tmp_path / "sde.json"
+    args = ["--nfe", 2, "--pairs", 16, "--batch-size", 8, "--epochs", 1, "--teacher-steps", 4, "--out", out]
+    r = invoke("learn-solver", "--model", model, "--base", "dpm-solver++-sde", *args)
+    assert r.exit_code == 0, r.output
+    assert "learned-dpm-solver++-sde, NFE 2 (from trailing)" in r.output
+    solver = ds.load_solver(out)
+    assert solver.teacher["sampler"] == "dpm-solver++-sde" and len(solver.etas) == 2 and solver.history
+    outs = []
+    for seed in (0, 0, 1):
+        path = tmp_path / f"s{len(outs)}.safetensors"
+        s = invoke("sample", "--model", model, "--solver", out, "--n", 2, "--seed", seed, "--out", path)
+        assert s.exit_code == 0, s.output
+        outs.append(path.read_bytes())
+    assert outs[0] == outs[1] != outs[2]  # its noise follows the seed

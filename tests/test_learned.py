@@ -9,6 +9,7 @@ import torch
 
 import diffsampler as ds
 from diffsampler.learned import _lambdas, initial_solver, solve
+from diffsampler.samplers.base import noise_from
 
 F64 = torch.float64
 
@@ -23,21 +24,21 @@ def x_T():
     return torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
 
 
-BASE_SAMPLERS = {"dpm-solver++": {"order": 3}, "unipc": {"order": 3}, "ipndm": {"order": 4}}
+BASE_SAMPLERS = {"dpm-solver++": {"order": 3}, "unipc": {"order": 3}, "ipndm": {"order": 4}, "dpm-solver++-sde": {}}
 
 
 @pytest.mark.parametrize("base", list(BASE_SAMPLERS))
 @pytest.mark.parametrize("nfe,spacing", [(4, "trailing"), (5, "logsnr"), (6, "karras"), (8, "uniform")])
 def test_at_initialisation_it_is_its_base(mixture, schedule, x_T, base: str, nfe: int, spacing: str) -> None:
     """θ = (z from the grid, δ = 0, Δ = 0) is the base sampler (DPM-Solver++(3M) and UniPC-3 with
-    lower_order_final, iPNDM-4) on that grid: the same numbers to float64 round-off, and the grid is the named
-    one to the λ → t round trip's (≈ 1e-10)."""
+    lower_order_final, iPNDM-4, DPM-Solver++(2M) SDE at η = 1 from the same noise) on that grid: the same numbers
+    to float64 round-off, and the grid is the named one to the λ → t round trip's (≈ 1e-10)."""
     solver = initial_solver(schedule, nfe, spacing, base)
     named = ds.sampling.time_grid(base, schedule, nfe, spacing)
     torch.testing.assert_close(solver.times(schedule), named, rtol=0, atol=1e-9)
-    ours = ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, full_output=True)
+    ours = ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, seed=1, full_output=True)
     plain = ds.sample(
-        mixture, schedule=schedule, sampler=base, grid=solver.times(schedule), x_T=x_T, **BASE_SAMPLERS[base]
+        mixture, schedule=schedule, sampler=base, grid=solver.times(schedule), x_T=x_T, seed=1, **BASE_SAMPLERS[base]
     )
     torch.testing.assert_close(ours.samples, plain, rtol=1e-10, atol=1e-10)
     assert ours.nfe == nfe
@@ -59,9 +60,13 @@ def test_the_solver_is_differentiable_in_every_parameter(mixture, schedule, x_T,
         return mixture.eps(x, t, schedule)
 
     lam = _lambdas(p["logits"], solver.lam0, solver.lam_end)
-    solve(eps, x_T[:8], schedule, lam, p["offsets"], p["corrections"], base).square().sum().backward()
+    etas = torch.nn.functional.softplus(p["noise"]) if "noise" in p else None
+    noise = noise_from(torch.Generator().manual_seed(0))
+    out = solve(eps, x_T[:8], schedule, lam, p["offsets"], p["corrections"], base, None, etas, noise)
+    out.square().sum().backward()
     assert p["logits"].grad.abs().sum() > 0 and p["offsets"].grad[1:].abs().min() > 0
     assert p["corrections"].grad[:, 0].abs().min() > 0  # every step's own prediction
+    assert base != "dpm-solver++-sde" or p["noise"].grad[:-1].abs().min() > 0  # the last step draws none
 
 
 def test_save_load_and_refusals(mixture, schedule, x_T, tmp_path) -> None:
@@ -168,3 +173,33 @@ def test_a_learned_four_step_solver_recovers_the_mixture_better_than_plain_ones(
             plain.append(_component_errors(mixture, x))
     best_mean, best_var = min(p[0] for p in plain), min(p[1] for p in plain)
     assert ours[0] < 0.8 * best_mean and ours[1] < 0.8 * best_var, (ours, best_mean, best_var)
+
+
+def test_frechet_to_is_the_frechet_distance_and_differentiable() -> None:
+    """The batch loss equals metrics' eigh-based Fréchet distance of the two sample sets, for fewer rows than
+    dimensions too (a rank-deficient batch covariance), and passes a finite gradient."""
+    from diffsampler.learned import frechet_to, pool_stats
+    from diffsampler.metrics.frechet import frechet_distance, gaussian_stats
+
+    g = torch.Generator().manual_seed(4)
+    pool = torch.randn(400, 6, generator=g, dtype=F64) @ torch.randn(6, 6, generator=g, dtype=F64)
+    for rows in (50, 4):
+        f = (torch.randn(rows, 6, generator=g, dtype=F64) + 0.3).requires_grad_(True)
+        d = frechet_to(f, pool_stats(pool))
+        want = frechet_distance(*gaussian_stats(f.detach()), *gaussian_stats(pool))
+        # the reference takes √ of eigenvalues of a rank-deficient product, whose zeros come out as round-off of
+        # ε·‖M‖ (‖M‖ ≈ 1e2 here): each adds up to √(ε·‖M‖) ≈ 1.5e-7 there, 6 of them at most
+        assert d.item() == pytest.approx(want, rel=0, abs=6 * (2.3e-16 * 1e2) ** 0.5)
+        d.backward()
+        assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+
+
+def test_a_stochastic_solver_learns_its_noise_and_lowers_the_distance_to_the_teacher(mixture, schedule) -> None:
+    solver = ds.learn_solver(mixture, schedule=schedule, nfe=4, shape=(2,), base="dpm-solver++-sde", epochs=3)
+    assert solver.teacher["sampler"] == "dpm-solver++-sde" and solver.seeds["num_pairs"] == 1024
+    assert solver.init_spacing == "trailing" and solver.extra["loss"] == "frechet"
+    assert solver.heldout_error < solver.init_heldout_error and solver.etas != [1.0] * 4
+    x_T = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    a = ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, seed=1)
+    assert torch.equal(a, ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, seed=1))
+    assert not torch.equal(a, ds.sample(mixture, schedule=schedule, solver=solver, x_T=x_T, seed=2))

@@ -1007,7 +1007,8 @@ def learn_solver_(
         str,
         typer.Option(
             help="The multistep solver whose coefficients are corrected: dpm-solver++ (3M), unipc (UniPC-3 with "
-            "its corrector) or ipndm (order 4).",
+            "its corrector), ipndm (order 4) or dpm-solver++-sde (2M SDE, also its noise per step, fitted to "
+            "a stochastic teacher's distribution).",
             rich_help_panel=SAMPLING,
         ),
     ] = "dpm-solver++",
@@ -1026,17 +1027,31 @@ def learn_solver_(
     class_: Classes = None,
     classifier: ClassifierDir = None,
     teacher: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            help="The sampler whose solutions are learned (dpm-solver++: its 3M form).", rich_help_panel=SAMPLING
+            help="The sampler whose solutions are learned (dpm-solver++: its 3M form); by default dpm-solver++, "
+            "dpm-solver++-sde for a stochastic base.",
+            rich_help_panel=SAMPLING,
         ),
-    ] = "dpm-solver++",
+    ] = None,
     teacher_steps: Annotated[int, typer.Option(help="The teacher's steps.", rich_help_panel=SAMPLING)] = 50,
     pairs: Annotated[
-        int, typer.Option(help="Teacher pairs (x_T, x_0): half to learn on, half held out.", rich_help_panel=RUN)
-    ] = 256,
-    batch_size: Annotated[int, typer.Option(help="Pairs per optimisation step.", rich_help_panel=RUN)] = 32,
-    epochs: Annotated[int, typer.Option(help="Most passes over the training pairs.", rich_help_panel=RUN)] = 30,
+        Optional[int],
+        typer.Option(
+            help="Teacher pairs (x_T, x_0): half to learn on, half held out (default 256; 1024 for a stochastic base).",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(help="Pairs per optimisation step (default 32; 128 for a stochastic base).", rich_help_panel=RUN),
+    ] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Most passes over the training pairs (default 30; 20 for a stochastic base).", rich_help_panel=RUN
+        ),
+    ] = None,
     lr: Annotated[
         float, typer.Option(help="Adam's first learning rate (cosine decay to 0).", rich_help_panel=RUN)
     ] = 0.03,
@@ -1046,7 +1061,8 @@ def learn_solver_(
     loss: Annotated[
         str,
         typer.Option(
-            help="l2 (to the teacher's x_0) or features (the bundled digits classifier's penultimate features).",
+            help="l2 (to the teacher's x_0) or features (the bundled digits classifier's penultimate features); "
+            "a stochastic base fits the Fréchet distance of the samples, or of those features.",
             rich_help_panel=RUN,
         ),
     ] = "l2",
@@ -1069,11 +1085,13 @@ def learn_solver_(
     """Learn an --nfe-step solver (times, time offsets, coefficient corrections) from the model's own solutions."""
     try:
         from .bench import load_bench_model
-        from .learned import BASES, learn_solver
+        from .learned import BASES, learn_solver, pair_defaults
 
         if base not in BASES:
             raise UsageError(f"unknown --base {base!r}; accepted: {', '.join(BASES)}")
-        SAMPLERS.get(teacher)
+        pairs, epochs = (v if v is not None else d for v, d in zip((pairs, epochs), pair_defaults(base)[::2]))
+        if teacher is not None:
+            SAMPLERS.get(teacher)
         if spacing != "best":
             SPACINGS.get(spacing)
         if schedule is not None:
@@ -1086,7 +1104,7 @@ def learn_solver_(
             ("--teacher-steps", teacher_steps, 1),
             ("--patience", patience, 1),
         ):
-            if value < low:
+            if value is not None and value < low:
                 raise UsageError(f"{flag} must be ≥ {low}, got {value}")
         if not lr > 0:
             raise UsageError(f"--lr must be > 0, got {lr}")
@@ -1214,7 +1232,7 @@ def tune_grid_(
             ("--fine-steps", fine_steps, 2),
             ("--refine", 0 if refine is None else refine, 0),
         ):
-            if value < low:
+            if value is not None and value < low:
                 raise UsageError(f"{flag} must be ≥ {low}, got {value}")
         _json_out(out)
         options = parse_options(opt, "sampler", sampler, SAMPLERS.get(sampler))

@@ -36,16 +36,18 @@ from torch import Tensor
 from .backbones import as_backbone
 from .model_fn import ModelFn, take_rows
 from .samplers import SAMPLERS, Callback, EpsFn, NoiseSampler
-from .samplers.base import report
+from .samplers.base import noise_from, report
 from .samplers.pndm import AB_WEIGHTS
 from .sampling import generators, sample, start_from, time_grid
 from .schedules import SCHEDULES, SPACINGS, Schedule, check_grid
+from .tensors import sqrt_psd
 from .tuning import made_for, read_format_file, refuse, schedule_fingerprint, write_format_file
 
 __all__ = ["LearnedSolver", "learn_solver", "load_solver", "solve", "BASES"]
 
 FORMAT = "diffsampler-solver/1"
-BASES = {"dpm-solver++": 3, "unipc": 3, "ipndm": 4}  # base solver → the order of its multistep update
+BASES = {"dpm-solver++": 3, "unipc": 3, "ipndm": 4, "dpm-solver++-sde": 2}  # base → its multistep order
+STOCHASTIC = ("dpm-solver++-sde",)  # bases that draw noise, with a learned η per step, fitted to a distribution
 CORRECTED = 3  # data predictions each step's correction reaches back over
 
 
@@ -99,12 +101,15 @@ def solve(
     corrections: Tensor,
     base: str = "dpm-solver++",
     callback: Callback | None = None,
+    etas: Tensor | None = None,
+    noise_sampler: NoiseSampler | None = None,
 ) -> Tensor:
     """The learned ``base`` solver from x at λ_0 through λ_1 … λ_{N−1} to t = 0, differentiable in x and θ.
 
     Orders as the base sampler's with ``lower_order_final``: the first steps take what their history allows,
     and the last ones drop (DPM-Solver++(3M) below 15 steps to 1 and ≤ 2, UniPC-3 to min(3, N − i); iPNDM
-    keeps order min(4, i + 1)). The step into t = 0 is x = m_{N−1} for the data-prediction bases."""
+    keeps order min(4, i + 1)). The step into t = 0 is x = m_{N−1} for the data-prediction bases. The
+    stochastic base draws its noise from ``noise_sampler`` with stochasticity ``etas`` (η_i ≥ 0 per step)."""
     n, order = lam.numel(), BASES[base]
     ab = torch.sigmoid(2 * lam)
     alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
@@ -134,6 +139,9 @@ def solve(
             x_new = _unipc_step(x, lam, alpha, sigma, i, i + 1, ms, [i - k for k in range(1, p)])
             x_new = x_new + _correction(corrections[i], ms, alpha[i + 1], x.dtype)
             x_prev, p_prev = x, p
+        elif base == "dpm-solver++-sde":
+            x_new = _sde_step(x, lam, alpha, sigma, i, ms, etas[i], noise_sampler)
+            x_new = x_new + _correction(corrections[i], ms, alpha[i + 1], x.dtype)
         else:
             x_new = _dpm_step(x, lam, alpha, sigma, i, ms, min(order, i + 1, n - i if n < 15 else order))
             x_new = x_new + _correction(corrections[i], ms, alpha[i + 1], x.dtype)
@@ -172,6 +180,23 @@ def _dpm_step(x: Tensor, lam: Tensor, alpha: Tensor, sigma: Tensor, i: int, ms: 
     return out
 
 
+def _sde_step(
+    x: Tensor, lam: Tensor, alpha: Tensor, sigma: Tensor, i: int, ms: list[Tensor], eta: Tensor, noise: NoiseSampler
+) -> Tensor:
+    """DPM-Solver++(2M) SDE's midpoint step (``samplers.dpm_solver_sde``) from λ_i to λ_{i+1}, stochasticity η.
+
+    In y = x/α: y_u = e^{−(1+η)h}·y + (1 − e^{−(1+η)h})·(m_i + ½(m_i − m_{i−1})·h/h_{i−1}) + σ̃_u·√(1 − e^{−2ηh})·z,
+    σ̃ = σ/α, h = λ_{i+1} − λ_i; then x_u = α_u·y_u."""
+    h = lam[i + 1] - lam[i]
+    h_eta = h * (1 + eta)
+    c = -torch.expm1(-h_eta)
+    y = (torch.exp(-h_eta) / alpha[i]).to(x.dtype) * x + c.to(x.dtype) * ms[-1]
+    if i > 0:
+        y = y + (0.5 * c * h / (lam[i] - lam[i - 1])).to(x.dtype) * (ms[-1] - ms[-2])
+    y = y + (sigma[i + 1] / alpha[i + 1] * (-torch.expm1(-2 * eta * h)).sqrt()).to(x.dtype) * noise(y)
+    return alpha[i + 1].to(x.dtype) * y
+
+
 @dataclass
 class LearnedSolver:
     """A learned solver with what it was learned for and how; ``save`` and ``load_solver`` keep it as JSON.
@@ -197,21 +222,27 @@ class LearnedSolver:
     init_heldout_error: float | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    etas: list[float] = field(default_factory=list)  # the stochastic bases' η per step; empty for the others
 
     @property
     def __name__(self) -> str:  # what ``sample`` names the sampler in its results
         return f"learned-{self.base}"
 
     def parameters(self, requires_grad: bool = False) -> dict[str, Tensor]:
-        """θ as float64 tensors: ``logits`` [N], ``offsets`` [N], ``corrections`` [N, 3]."""
-        return {
-            k: torch.tensor(getattr(self, k), dtype=torch.float64).requires_grad_(requires_grad)
-            for k in ("logits", "offsets", "corrections")
-        }
+        """θ as float64 tensors: ``logits`` [N], ``offsets`` [N], ``corrections`` [N, 3]; a stochastic base also
+        ``noise`` [N], ρ with η = softplus(ρ) (η ≥ 0 by construction)."""
+        theta = {k: torch.tensor(getattr(self, k), dtype=torch.float64) for k in ("logits", "offsets", "corrections")}
+        if self.base in STOCHASTIC:
+            eta = torch.tensor(self.etas, dtype=torch.float64).clamp_min(1e-12)
+            theta["noise"] = eta + torch.log(-torch.expm1(-eta))  # softplus⁻¹
+        return {k: v.requires_grad_(requires_grad) for k, v in theta.items()}
 
     def set_parameters(self, params: dict[str, Tensor]) -> None:
         for k, v in params.items():
-            setattr(self, k, v.detach().cpu().tolist())
+            if k == "noise":
+                self.etas = torch.nn.functional.softplus(v.detach()).cpu().tolist()
+            else:
+                setattr(self, k, v.detach().cpu().tolist())
 
     def lambdas(self) -> Tensor:
         return _lambdas(torch.tensor(self.logits, dtype=torch.float64), self.lam0, self.lam_end)
@@ -236,7 +267,21 @@ class LearnedSolver:
                 f"a learned {self.nfe}-step solver walks its own grid, not one of {grid.numel() - 1} steps"
             )
         p = self.parameters()
-        return solve(eps_fn, x, schedule, self.lambdas(), p["offsets"], p["corrections"], self.base, callback)
+        etas = torch.tensor(self.etas, dtype=torch.float64) if self.base in STOCHASTIC else None
+        if etas is not None and noise_sampler is None:
+            raise ValueError(f"the learned {self.base} solver draws noise: pass noise_sampler")
+        return solve(
+            eps_fn,
+            x,
+            schedule,
+            self.lambdas(),
+            p["offsets"],
+            p["corrections"],
+            self.base,
+            callback,
+            etas,
+            noise_sampler,
+        )
 
     def check(self, schedule: Schedule, model: str | None = None, force: bool = False) -> None:
         """A ValueError (a warning with ``force``) when the solver was learned for another schedule or model."""
@@ -258,6 +303,8 @@ def load_solver(path: str | Path) -> LearnedSolver:
         n = solver.nfe
         if p["logits"].shape != (n,) or p["offsets"].shape != (n,) or p["corrections"].shape != (n, CORRECTED):
             raise ValueError(f"parameters do not fit {n} steps")
+        if solver.base in STOCHASTIC and (p["noise"].shape != (n,) or min(solver.etas) < 0):
+            raise ValueError(f"etas must be {n} values ≥ 0")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"solver file {str(path)!r}: {exc}") from None
     return solver
@@ -289,6 +336,7 @@ def initial_solver(
         init_spacing=spacing,
         teacher={},
         seeds={},
+        etas=[1.0] * nfe if base in STOCHASTIC else [],
     )
 
 
@@ -310,10 +358,32 @@ def _solve_rows(
     guidance: Any,
     rows: Tensor,
     n: int,
+    noise: NoiseSampler | None = None,
 ) -> Tensor:
     fn = ModelFn(backbone, sched, batch=len(rows), cond=take_rows(cond, rows, n), guidance=guidance)
-    lam = _lambdas(solver_params["logits"], solver.lam0, solver.lam_end)
-    return solve(fn, x_T[rows], sched, lam, solver_params["offsets"], solver_params["corrections"], solver.base)
+    p = solver_params
+    lam = _lambdas(p["logits"], solver.lam0, solver.lam_end)
+    etas = torch.nn.functional.softplus(p["noise"]) if "noise" in p else None
+    return solve(fn, x_T[rows], sched, lam, p["offsets"], p["corrections"], solver.base, None, etas, noise)
+
+
+def pool_stats(f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(μ, Σ^{1/2}, tr Σ) of feature rows f in float64: the target of ``frechet_to``."""
+    f = f.reshape(f.shape[0], -1).double()
+    c = f - f.mean(0)
+    sigma = c.T @ c / (f.shape[0] - 1)
+    return f.mean(0), sqrt_psd(sigma), sigma.trace()
+
+
+def frechet_to(f: Tensor, target: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Fréchet distance of the rows of f to N(μ, Σ), differentiable in f:
+    ‖μ_f − μ‖² + tr Σ_f + tr Σ − 2·‖Σ^{1/2}·Cᵀ‖_* / √(B − 1), C the centred rows (Σ_f = CᵀC/(B − 1))."""
+    mu, root, trace = target
+    f = f.reshape(f.shape[0], -1).double()
+    m = f.mean(0)
+    c = f - m
+    b = f.shape[0] - 1
+    return (m - mu).square().sum() + c.square().sum() / b + trace - 2 * torch.linalg.svdvals(root @ c.T).sum() / b**0.5
 
 
 def _heldout(
@@ -328,15 +398,24 @@ def _heldout(
     n: int,
     batch: int,
     params: dict[str, Tensor] | None = None,
+    target: tuple[Callable[[Tensor], Tensor], tuple[Tensor, Tensor, Tensor], int] | None = None,
 ) -> float:
-    """Mean distance to the teacher over ``rows``, without gradients."""
+    """Mean distance to the teacher over ``rows``, without gradients; with ``target`` (features, their pool's
+    statistics, a noise seed), the Fréchet distance of the rows' samples' features to the pool's."""
     p = params if params is not None else solver.parameters()
+    noise = noise_from(torch.Generator().manual_seed(target[2])) if target is not None else None
     with torch.no_grad():
-        d = [
-            _distance(_solve_rows(p, solver, backbone, sched, x_T, cond, guidance, r, n), x0[r])
-            for r in rows.split(batch)
-        ]
+        out = [_solve_rows(p, solver, backbone, sched, x_T, cond, guidance, r, n, noise) for r in rows.split(batch)]
+        if target is not None:
+            return float(frechet_to(torch.cat([target[0](o) for o in out]), target[1]))
+        d = [_distance(o, x0[r]) for o, r in zip(out, rows.split(batch))]
     return float(torch.cat(d).mean())
+
+
+def pair_defaults(base: str) -> tuple[int, int, int]:
+    """(pairs, batch size, epochs) by default: a distribution needs more samples than pairs do, and each
+    epoch over them costs more."""
+    return (1024, 128, 20) if base in STOCHASTIC else (256, 32, 30)
 
 
 def learn_solver(
@@ -348,12 +427,12 @@ def learn_solver(
     spacing: str = "best",
     cond: dict[str, Any] | None = None,
     guidance: Any = None,
-    teacher: str = "dpm-solver++",
+    teacher: str | None = None,
     teacher_steps: int = 50,
     teacher_options: dict[str, Any] | None = None,
-    num_pairs: int = 256,
-    batch_size: int = 32,
-    epochs: int = 30,
+    num_pairs: int | None = None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
     lr: float = 0.03,
     patience: int = 10,
     seed: int = 2_000_003,
@@ -372,6 +451,12 @@ def learn_solver(
     pairs' x_T: keep it apart from the seeds a solver is scored on. ``features`` replaces the distance by one
     between features (e.g. a classifier's). ``checkpoint`` (a .safetensors path) keeps the pairs and every
     epoch's state, so that a run stopped half-way resumes there. ``progress`` is called after every epoch.
+
+    A stochastic base (``dpm-solver++-sde``) also learns its η per step, from a stochastic teacher
+    (DPM-Solver++(2M) SDE by default, its noise seeded by ``seed + 1``): one x_T gives many x_0, so it fits no
+    pairs but a distribution, the Fréchet distance of a batch's ``features`` (default: the samples themselves)
+    to those of the teacher's samples (``frechet_to``); held-out error is that distance on the other half.
+    Its defaults are 1024 pairs, batches of 128, 20 epochs and the base's own spacing for ``"best"``.
     """
     start = time.perf_counter()
     backbone = as_backbone(model)
@@ -381,6 +466,13 @@ def learn_solver(
     shape = tuple(shape or backbone.sample_shape or ())
     if not shape:
         raise ValueError("pass shape=: the model does not say the shape of one sample")
+    stochastic = base in STOCHASTIC
+    teacher = teacher or ("dpm-solver++-sde" if stochastic else "dpm-solver++")
+    num_pairs = num_pairs if num_pairs is not None else pair_defaults(base)[0]
+    batch_size = batch_size if batch_size is not None else pair_defaults(base)[1]
+    epochs = epochs if epochs is not None else pair_defaults(base)[2]
+    if stochastic and spacing == "best":
+        spacing = SAMPLERS.meta(base)["spacing"]
     for name, value, low in (
         ("num_pairs", num_pairs, 4),
         ("batch_size", batch_size, 1),
@@ -426,6 +518,7 @@ def learn_solver(
                     x_T=x_T[rows],
                     cond=take_rows(cond, rows, n),
                     guidance=guidance,
+                    generator=generators(seed + 1, len(rows), start=int(rows[0])),  # a stochastic teacher's noise
                     **teacher_options,
                 )
             )
@@ -433,6 +526,13 @@ def learn_solver(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, config, {"x_T": x_T, "x0": x0}, {})
     train, held = torch.arange(0, n, 2), torch.arange(1, n, 2)
+    targets: dict[str, Any] = {"train": None, "held": None}
+    if stochastic:  # the teacher's samples' feature statistics, one pool per half; noise seeds apart from the pairs'
+        feats = features or (lambda x: x)
+        with torch.no_grad():
+            for k, (rows, noise_seed) in {"train": (train, seed + 3), "held": (held, seed + 2)}.items():
+                pool = torch.cat([feats(x0[r]) for r in rows.split(max(batch_size, 64))])
+                targets[k] = (feats, pool_stats(pool), noise_seed)
 
     inits: dict[str, float] = {}
     for s in [spacing] if spacing != "best" else SPACINGS.names():
@@ -442,7 +542,19 @@ def learn_solver(
             if spacing != "best":  # cannot make this many distinct steps: not a candidate
                 raise
             continue
-        inits[s] = _heldout(candidate, backbone, sched, x_T, x0, cond, guidance, train[:SCOUTS], n, batch_size)
+        inits[s] = _heldout(
+            candidate,
+            backbone,
+            sched,
+            x_T,
+            x0,
+            cond,
+            guidance,
+            train[: len(train) if stochastic else SCOUTS],
+            n,
+            batch_size,
+            target=targets["train"],
+        )
     chosen = min(inits, key=inits.get)
     solver = initial_solver(sched, nfe, chosen, base, model_name)
 
@@ -457,7 +569,7 @@ def learn_solver(
     decay = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     history: list[dict[str, float]] = []
     best = {k: v.detach().clone() for k, v in params.items()}
-    init_held = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size)
+    init_held = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size, target=targets["held"])
     best_held, since, first_epoch, before = init_held, 0, 0, 0.0
     if saved is not None and "state" in saved:
         state = saved["state"]
@@ -483,15 +595,21 @@ def learn_solver(
         if since >= patience:
             break
         total, count = 0.0, 0
+        noise = noise_from(torch.Generator().manual_seed(seed + 1000 + epoch)) if stochastic else None
         for rows in train[torch.randperm(len(train), generator=shuffle)].split(batch_size):
-            out = _solve_rows(params, solver, backbone, sched, x_T, cond, guidance, rows, n)
-            loss = dist(out, x0[rows]).mean()
+            out = _solve_rows(params, solver, backbone, sched, x_T, cond, guidance, rows, n, noise)
+            if stochastic:
+                loss = frechet_to(targets["train"][0](out), targets["train"][1])
+            else:
+                loss = dist(out, x0[rows]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             decay.step()
             total, count = total + float(loss.detach()) * len(rows), count + len(rows)
-        held_err = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size, params)
+        held_err = _heldout(
+            solver, backbone, sched, x_T, x0, cond, guidance, held, n, batch_size, params, targets["held"]
+        )
         since = 0 if held_err < best_held else since + 1
         if held_err < best_held:
             best_held, best = held_err, {k: v.detach().clone() for k, v in params.items()}
@@ -512,8 +630,17 @@ def learn_solver(
     solver.set_parameters(best)
     solver.teacher = {"sampler": teacher, "steps": teacher_steps, "options": teacher_options}
     solver.seeds = {"seed": seed, "num_pairs": n, "train": "even pair indices", "heldout": "odd pair indices"}
+    if stochastic:
+        solver.seeds["noise"] = {
+            "teacher": seed + 1,
+            "heldout": seed + 2,
+            "train error": seed + 3,
+            "epochs": seed + 1000,
+        }
     solver.history = history
-    solver.train_error = _heldout(solver, backbone, sched, x_T, x0, cond, guidance, train, n, batch_size)
+    solver.train_error = _heldout(
+        solver, backbone, sched, x_T, x0, cond, guidance, train, n, batch_size, target=targets["train"]
+    )
     solver.heldout_error = best_held
     solver.init_heldout_error = init_held
     solver.seconds = before + time.perf_counter() - start
@@ -523,7 +650,7 @@ def learn_solver(
         "batch_size": batch_size,
         "epochs": epochs,
         "patience": patience,
-        "loss": "features" if features is not None else "l2",
+        "loss": ("frechet" if stochastic else "l2") + (" of features" if features is not None else ""),
         "guidance": type(guidance).__name__ if guidance is not None else None,
     }
     return solver
