@@ -78,7 +78,14 @@ def samplers_table() -> str:
     for n in _builtin(SAMPLERS):
         fn, meta = SAMPLERS.get(n), SAMPLERS.meta(n)
         rows.append(
-            [f"`{n}`", SAMPLERS.describe(n), paper(fn), nfe_formula(n), meta["spacing"], options(fn, keyword_only=True)]
+            [
+                f"`{n}`",
+                SAMPLERS.describe(n),
+                paper(fn),
+                "adaptive" if meta["adaptive"] else nfe_formula(n),
+                meta["spacing"],
+                options(fn, keyword_only=True),
+            ]
         )
     return _rows(["name", "what", "paper", "NFE for N steps", "default spacing", "options"], rows)
 

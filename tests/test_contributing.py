@@ -32,7 +32,12 @@ def test_one_example_per_kind() -> None:
 
 
 def test_the_sampler_is_ddim(registered, mixture) -> None:
-    assert ds.SAMPLERS.meta("ddim-x0") == {"spacing": "trailing", "discrete": False, "renoise": False}
+    assert ds.SAMPLERS.meta("ddim-x0") == {
+        "spacing": "trailing",
+        "discrete": False,
+        "renoise": False,
+        "adaptive": False,
+    }
     x_T = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     ours = ds.sample(mixture, schedule="linear", sampler="ddim-x0", steps=10, x_T=x_T, full_output=True)
     ref = ds.sample(mixture, schedule="linear", sampler="ddim", steps=10, x_T=x_T)

@@ -70,6 +70,10 @@ CASES = [
     ("dpm-solver++-singlestep", {"order": 3}),
     ("restart", {}),
     ("restart", {"restarts": 2, "restart_steps": 3}),
+    ("dpm-fast", {}),
+    ("dpm-fast", {"eta": 1.0}),
+    ("dpm-adaptive", {}),
+    ("dpm-adaptive", {"order": 2}),
 ]
 
 
@@ -112,6 +116,9 @@ def test_sampler_schedule_matrix(mixture, name: str, options: dict, schedule: st
     first = int(zero_snr_start(schedule))
     if key == ("pf-ode", "rk45"):  # 1 + 6 per iteration; samples that finish early stop costing
         assert (r.calls - 1 - first) % 6 == 0 and 7 <= r.nfe <= r.calls
+    elif name == "dpm-adaptive":  # order evaluations per iteration; samples that finish early stop costing
+        order = options.get("order", 3)
+        assert (r.calls - first) % order == 0 and 2 * order <= r.nfe <= r.calls
     else:
         extra = _restart_nfe(schedule, options) if name == "restart" else 0
         assert r.nfe == r.calls == first + documented_nfe(key, STEPS - first) + extra

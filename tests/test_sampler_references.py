@@ -17,6 +17,7 @@ from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, H
 import diffsampler as ds
 
 F64 = torch.float64
+_linspace = torch.linspace
 B, STEPS = 6, 12
 
 
@@ -212,3 +213,84 @@ def test_bad_sde_options(setting, options, message) -> None:
     gm, sched, x_T = setting
     with pytest.raises(ValueError, match=message):
         ds.sample(gm, schedule=sched, sampler="dpm-solver++-sde", steps=4, x_T=x_T, **options)
+
+
+@pytest.mark.parametrize("steps", [12, 10, 7])
+@pytest.mark.parametrize("options", [{}, {"eta": 0.7, "s_noise": 0.9}])
+def test_dpm_fast_matches_k_diffusion(k_sampling, setting, monkeypatch, steps, options) -> None:
+    """k-diffusion's sample_dpm_fast from the grid's σ_max to its last positive σ, n = the grid's steps; its
+    float64 σ ends are handed in as tensors (a Python float would make its times float32), and its linspace of
+    times is made in float64 (it takes the default dtype)."""
+    gm, sched, x_T = setting
+    grid = ds.make_grid(sched, steps, "karras")
+    sig = sched.sigma(grid)
+    noises = _noises(steps)
+    feed = iter(noises)
+    monkeypatch.setattr(torch, "linspace", lambda *a, **kw: _linspace(*a, dtype=F64, **kw))
+    ref = k_sampling.sample_dpm_fast(
+        _denoiser(gm, sched),
+        x_T * math.sqrt(1 + sig[0].item() ** 2),
+        sig[-2],
+        sig[0],
+        steps,
+        disable=True,
+        noise_sampler=lambda s, u: next(feed),
+        **options,
+    )
+    monkeypatch.undo()
+    drawn = iter(noises)
+    ours = ds.sample(
+        gm,
+        schedule=sched,
+        sampler="dpm-fast",
+        grid=grid,
+        x_T=x_T,
+        noise_sampler=lambda like: next(drawn),
+        full_output=True,
+        **options,
+    )
+    _close(ours.samples, ref)
+    assert ours.nfe == steps
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"order": 2}, {"rtol": 2**-7, "atol": 2**-10, "pcoeff": 0.2, "dcoeff": 0.1}, {"eta": 0.5}],
+)
+def test_dpm_adaptive_matches_k_diffusion_sample_by_sample(k_sampling, setting, options) -> None:
+    """k-diffusion controls the step size of the whole batch as one system; dpm-adaptive controls each sample's:
+    each sample equals k-diffusion's run of that sample alone. With η > 0 each is run alone on both sides.
+    k-diffusion holds rtol and atol as float32 tensors: the tolerances here are exact in float32."""
+    gm, sched, x_T = setting
+    options = {"rtol": 3 * 2**-6, "atol": 2**-7, **options}
+    grid = ds.make_grid(sched, 10, "karras")
+    sig = sched.sigma(grid)
+    stochastic = "eta" in options
+    ours = None if stochastic else ds.sample(gm, schedule=sched, sampler="dpm-adaptive", grid=grid, x_T=x_T, **options)
+    for i in range(B):
+        noises = [n[:1] for n in _noises(400, seed=10 + i)]
+        feed, drawn = iter(noises), iter(noises)
+        ref, info = k_sampling.sample_dpm_adaptive(
+            _denoiser(gm, sched),
+            x_T[i : i + 1] * math.sqrt(1 + sig[0].item() ** 2),
+            sig[-2],
+            sig[0],
+            disable=True,
+            noise_sampler=lambda s, u: next(feed),
+            return_info=True,
+            **options,
+        )
+        alone = ds.sample(
+            gm,
+            schedule=sched,
+            sampler="dpm-adaptive",
+            grid=grid,
+            x_T=x_T[i : i + 1],
+            noise_sampler=lambda like: next(drawn),
+            full_output=True,
+            **options,
+        )
+        _close(alone.samples, ref)
+        assert alone.nfe == info["nfe"] and info["n_accept"] > 3
+        if ours is not None:
+            _close(ours[i : i + 1], ref)

@@ -169,6 +169,8 @@ def steps_for_nfe(
     costs more), counted as ``nfe_for_steps`` does."""
     name, fn, meta = _sampler(sampler)
     check_options("sampler", name, fn, options)
+    if meta["adaptive"]:
+        raise ValueError(f"sampler {name!r} sets its own steps (adaptive): no step count fits an NFE budget")
     cap = schedule.num_train_timesteps if meta["discrete"] and schedule.discrete else nfe
     best = None
     for n in range(1, min(nfe, cap) + 1):

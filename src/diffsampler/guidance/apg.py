@@ -60,7 +60,14 @@ class APG(CFG):
             d_c, d_u = e_c, e_u
         diff = d_c - d_u
         if self.momentum != 0:
-            diff = diff + self.momentum * state.get("average", 0)
+            average = state.get("average", 0)
+            if isinstance(average, Tensor) and average.shape != diff.shape:
+                raise ValueError(
+                    f"apg's momentum={self.momentum} keeps one average per sample, but this step evaluates "
+                    f"{diff.shape[0]} of {average.shape[0]} samples (an adaptive sampler stops the finished ones): "
+                    f"use momentum=0 with it"
+                )
+            diff = diff + self.momentum * average
             state["average"] = diff
         dims = list(range(1, x.dim()))
         if self.norm_threshold > 0:

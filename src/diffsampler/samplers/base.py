@@ -85,7 +85,7 @@ class Sampler(Protocol):
 
 
 SAMPLERS: Registry[Sampler] = Registry(
-    "sampler", "samplers", meta={"spacing": "trailing", "discrete": False, "renoise": False}
+    "sampler", "samplers", meta={"spacing": "trailing", "discrete": False, "renoise": False, "adaptive": False}
 )
 
 
