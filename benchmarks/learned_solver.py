@@ -1,9 +1,9 @@
 """Learned solvers against every raced solver and spacing at 4–6 NFE: the digits model and an exact mixture.
 
-    python benchmarks/learned_solver.py [--targets digits-uncond,digits-cond] [--nfe 4,5,6] [--bases dpm-solver++,unipc]
+    python benchmarks/learned_solver.py [--targets digits-uncond,digits-cond] [--nfe 4,5,6] [--bases dpm-solver++,unipc,dpm-solver++-sde]
                                         [--ode-samples 100]
     python benchmarks/learned_solver.py --mixture
-    python benchmarks/learned_solver.py --table [--bases dpm-solver++,unipc]
+    python benchmarks/learned_solver.py --table [--bases dpm-solver++,unipc,dpm-solver++-sde]
 
 Digits: for each target, NFE k and base, a solver is learned with ``ds.learn_solver``'s defaults (pairs from seed
 2000003; the file, with its wall time, goes to results/learned/solvers/<target>-nfe<k>[-<base>].json, the base
@@ -37,6 +37,7 @@ from leaderboard import HERE, cond_of, metric_of, redraw, setting
 
 import diffsampler as ds
 from diffsampler.bench import bench, cell_label, read_results
+from diffsampler.learned import STOCHASTIC, pair_defaults
 from diffsampler.metrics import Metric, make_metric, paired_difference
 
 OUT = HERE / "results" / "learned"
@@ -55,19 +56,29 @@ def name_of(target: str, k: int, base: str) -> str:
     return f"{target}-nfe{k}" + named(base, "-")
 
 
+def digit_features() -> Any:
+    """The bundled clean classifier's features (fd-digits' own), which a stochastic base fits its distribution in."""
+    from diffsampler.bundled import model_path
+    from diffsampler.classifier import DigitClassifier
+
+    return DigitClassifier.from_pretrained(model_path("digits-classifier") / "clean").features
+
+
 def learned(target: str, k: int, backbone: Any, base: str = DEFAULT_BASE) -> ds.LearnedSolver:
     """The target's learned k-step solver: read from its file, or learned with the defaults and written there."""
     path = SOLVERS / f"{name_of(target, k, base)}.json"
     if path.exists():
         return ds.load_solver(path)
     SOLVERS.mkdir(parents=True, exist_ok=True)
-    cond = {"class_labels": torch.arange(256) % 10} if target == "digits-cond" else {}
+    pairs = pair_defaults(base)[0]
+    cond = {"class_labels": torch.arange(pairs) % 10} if target == "digits-cond" else {}
     solver = ds.learn_solver(
         backbone,
         nfe=k,
         base=base,
         cond=cond,
         model_name="digits",
+        features=digit_features() if base in STOCHASTIC else None,
         checkpoint=path.with_suffix(".ckpt"),
         progress=lambda e: print(f"{target} NFE {k} epoch {e['epoch']}: held-out {e['heldout_error']:.4g}", flush=True),
     )
@@ -208,7 +219,7 @@ def run(targets: list[str], budgets: list[int], bases: list[str], ode_samples: i
                 best = min(rivals(target, budget, tuned), key=lambda r: r["value"])
                 compare(target, row, x, labels, x_T, best, backbone, schedule, metric)
             best = min(rivals(target, k, False), key=lambda r: r["value"])
-            if target == "digits-uncond":  # the metric's reference is the unconditional ODE
+            if target == "digits-uncond" and base not in STOCHASTIC:  # the metric's reference is the model's ODE
                 spacing = json.loads(best["options"]).get("spacing", "trailing")
                 ode_errors(target, k, solver, backbone, spacing, ode_samples)
 
