@@ -1,7 +1,7 @@
 """Learned solvers against every raced solver and spacing at 4–6 NFE: the digits model and an exact mixture.
 
-    python benchmarks/learned_solver.py [--targets digits-uncond,digits-cond] [--nfe 4,5,6] [--bases dpm-solver++,unipc,dpm-solver++-sde]
-                                        [--ode-samples 100]
+    python benchmarks/learned_solver.py [--targets digits-uncond,digits-cond] [--nfe 4,5,6]
+                                        [--bases dpm-solver++,unipc,dpm-solver++-sde] [--ode-samples 100]
     python benchmarks/learned_solver.py --mixture
     python benchmarks/learned_solver.py --table [--bases dpm-solver++,unipc,dpm-solver++-sde]
 
