@@ -169,18 +169,19 @@ def dpm_adaptive(
     b = x.shape[0]
     y = x * math.sqrt(1 + math.exp(-2 * start))
     y_prev = y.clone()
-    s = torch.full((b,), start, dtype=torch.float64)
-    h = torch.full((b,), h_init, dtype=torch.float64)
+    s = torch.full((b,), start, dtype=torch.float64, device=x.device)
+    h = torch.full((b,), h_init, dtype=torch.float64, device=x.device)
     k = 1.5 if eta else order
     b1, b2, b3 = (pcoeff + icoeff + dcoeff) / k, -(pcoeff + 2 * dcoeff) / k, dcoeff / k
-    errs = torch.full((3, b), math.nan, dtype=torch.float64)  # 1/error of the latest, last and one-before accepted
+    # 1/error of the latest step, the last accepted and the one before it, per sample
+    errs = torch.full((3, b), math.nan, dtype=torch.float64, device=x.device)
     accepted = 0
     for _ in range(max_iterations):
         act = (s < end - 1e-5).nonzero().squeeze(1)
         if act.numel() == 0:
             return y
         ya, sa = y[act], s[act]
-        u = torch.minimum(sa + h[act], torch.tensor(end, dtype=torch.float64))
+        u = (sa + h[act]).clamp(max=end)
         u_, up = _ancestral(sa, u, end, eta)
         e0 = eps(ya, sa, act)
         low, e1 = _step(eps, ya, sa, u_, order - 1, e0, None if order == 2 else 1 / 3, None, act)
