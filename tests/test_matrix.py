@@ -136,6 +136,26 @@ def test_sample_i_does_not_depend_on_batch(mixture, name: str, options: dict) ->
     assert not torch.allclose(other, batch), "a different seed must change the samples"
 
 
+@pytest.mark.parametrize("name,options", CASES)
+def test_every_sampler_reports_whole_batch_states(mixture, name: str, options: dict) -> None:
+    """The trajectory stacks one state of the whole batch per reported step (an adaptive sampler's samples may
+    each be at their own time)."""
+    r = ds.sample(
+        mixture,
+        schedule="linear",
+        sampler=name,
+        steps=STEPS,
+        shape=(8, 2),
+        seed=3,
+        dtype=torch.float64,
+        return_trajectory=True,
+        full_output=True,
+        **options,
+    )
+    assert r.trajectory.shape[1:] == (8, 2) and r.trajectory.shape[0] >= 2 and torch.isfinite(r.trajectory).all()
+    assert r.denoised.shape[1:] == (8, 2) and r.denoised.shape[0] == r.trajectory.shape[0] - 1
+
+
 def test_trajectory_and_callback(mixture) -> None:
     seen = []
     r = ds.sample(

@@ -10,8 +10,9 @@ In y = x/√ᾱ, σ = √((1−ᾱ)/ᾱ), λ = −log σ and ε(y, λ) = (y − 
 
 ``dpm-fast`` spends the grid's N evaluations on ⌊N/3⌋ + 1 equal steps in λ (orders 3, …, 3 and N mod 3, or 3, …,
 3, 2, 1), from the grid's first σ to its last positive one; ``dpm-adaptive`` steps from one to the other with an
-embedded pair (1 in 2, or 2 with r₁ = ⅓ in 3), the step size set by a PID controller on the scaled error
-‖(y_low − y_high)/max(atol, rtol·max(|y_low|, |y_prev|))‖/√(numel) over the whole batch. Both stop at that last
+embedded pair (1 in 2, or 2 with r₁ = ⅓ in 3), each sample's step size set by a PID controller on its scaled
+error ‖(y_low − y_high)/max(atol, rtol·max(|y_low|, |y_prev|))‖/√(numel) (k-diffusion's on the whole batch's).
+Both stop at that last
 positive σ with no step into σ = 0, as k-diffusion and ComfyUI do; η > 0 adds ancestral noise. NFE: N, adaptive.
 """
 
@@ -175,6 +176,7 @@ def dpm_adaptive(
     b1, b2, b3 = (pcoeff + icoeff + dcoeff) / k, -(pcoeff + 2 * dcoeff) / k, dcoeff / k
     # 1/error of the latest step, the last accepted and the one before it, per sample
     errs = torch.full((3, b), math.nan, dtype=torch.float64, device=x.device)
+    denoised = torch.zeros_like(y)  # each sample's x̂_0 at its latest step's start, for the callback
     accepted = 0
     for _ in range(max_iterations):
         act = (s < end - 1e-5).nonzero().squeeze(1)
@@ -184,6 +186,7 @@ def dpm_adaptive(
         u = (sa + h[act]).clamp(max=end)
         u_, up = _ancestral(sa, u, end, eta)
         e0 = eps(ya, sa, act)
+        denoised[act] = ya - bcast(torch.exp(-sa), ya) * e0
         low, e1 = _step(eps, ya, sa, u_, order - 1, e0, None if order == 2 else 1 / 3, None, act)
         high = _step(eps, ya, sa, u_, order, e0, None, e1, act)[0]
         delta = (rtol * torch.maximum(low.abs(), y_prev[act].abs())).clamp_min(atol)
@@ -198,12 +201,12 @@ def dpm_adaptive(
         acc = act[ok]
         if acc.numel():
             errs[2, acc], errs[1, acc] = errs[1, acc], errs[0, acc]
-            d0 = ya[ok] - bcast(torch.exp(-sa[ok]), ya[ok]) * e0[ok]
             new = high[ok]
             if eta:  # drawn for the whole batch, so that each sample's generator is asked as the batch's are
                 new = new + bcast(up[ok] * s_noise, new) * noise_sampler(y)[acc]
+            before = s.clone()
             y_prev[acc], y[acc], s[acc] = low[ok], new, u[ok]
-            _report(callback, accepted, schedule, sa[ok], u[ok], new, d0)
+            _report(callback, accepted, schedule, before, s, y, denoised)  # the whole batch, each at its own time
             accepted += 1
         h[act] = h[act] * factor
     raise RuntimeError(f"dpm-adaptive did not reach the end in max_iterations={max_iterations} steps")
