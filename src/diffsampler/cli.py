@@ -1089,7 +1089,9 @@ def learn_solver_(
 
         if base not in BASES:
             raise UsageError(f"unknown --base {base!r}; accepted: {', '.join(BASES)}")
-        pairs, epochs = (v if v is not None else d for v, d in zip((pairs, epochs), pair_defaults(base)[::2]))
+        default_pairs, _, default_epochs = pair_defaults(base)  # the labels and the progress bar need both
+        pairs = pairs if pairs is not None else default_pairs
+        epochs = epochs if epochs is not None else default_epochs
         if teacher is not None:
             SAMPLERS.get(teacher)
         if spacing != "best":
@@ -1232,7 +1234,7 @@ def tune_grid_(
             ("--fine-steps", fine_steps, 2),
             ("--refine", 0 if refine is None else refine, 0),
         ):
-            if value is not None and value < low:
+            if value < low:
                 raise UsageError(f"{flag} must be ≥ {low}, got {value}")
         _json_out(out)
         options = parse_options(opt, "sampler", sampler, SAMPLERS.get(sampler))

@@ -140,13 +140,9 @@ def time_grid(
     return make_grid(schedule, steps, spacing_for(sampler, schedule, spacing), **(spacing_options or {}))
 
 
-def nfe_for_steps(
-    sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None, **options: Any
-) -> int:
-    """Network evaluations per sample of ``steps`` steps, counted on a free ε = 0 model: exact for any sampler
-    whose cost does not depend on the model's values (every one here but ``pf-ode``'s adaptive ``rk45``)."""
-    name, fn, _ = _sampler(sampler)
-    check_options("sampler", name, fn, options)
+def _free_calls(fn: Sampler, schedule: Schedule, grid: Tensor, options: dict[str, Any]) -> int:
+    """Network evaluations of ``fn`` walking ``grid`` on a free ε = 0 model (sample's own first step from zero
+    SNR included)."""
     calls = 0
 
     def free(x: Tensor, t: Tensor, rows: Tensor | None = None) -> Tensor:
@@ -154,12 +150,22 @@ def nfe_for_steps(
         calls += 1
         return torch.zeros_like(x)
 
-    grid = time_grid(sampler, schedule, steps, spacing)
-    if schedule.alpha_bar(grid[0]).item() == 0:  # sample's own first step from zero SNR
+    if schedule.alpha_bar(grid[0]).item() == 0:
         calls, grid = 1, grid[1:]
     if grid.numel() > 1:
         fn(free, torch.zeros(1, 1, dtype=torch.float64), grid, schedule, noise_sampler=torch.zeros_like, **options)
     return calls
+
+
+def nfe_for_steps(
+    sampler: str | Sampler, schedule: Schedule, steps: int, spacing: str | None = None, **options: Any
+) -> int:
+    """Network evaluations per sample of ``steps`` steps, counted on a free ε = 0 model: exact for any sampler
+    whose cost does not depend on the model's values (not the adaptive ones: ``dpm-adaptive``, ``pf-ode``'s
+    ``rk45``)."""
+    name, fn, _ = _sampler(sampler)
+    check_options("sampler", name, fn, options)
+    return _free_calls(fn, schedule, time_grid(sampler, schedule, steps, spacing), options)
 
 
 def steps_for_nfe(
@@ -174,7 +180,7 @@ def steps_for_nfe(
     cap = schedule.num_train_timesteps if meta["discrete"] and schedule.discrete else nfe
     best = None
     for n in range(1, min(nfe, cap) + 1):
-        if nfe_for_steps(sampler, schedule, n, spacing, **options) > nfe:
+        if _free_calls(fn, schedule, time_grid(sampler, schedule, n, spacing), options) > nfe:
             break
         best = n
     return best
