@@ -189,7 +189,6 @@ def expand(markdown: str) -> str:
             return TABLES[arg]()
         if kind == "card":
             return card(arg)
-        text = (ROOT / arg).read_text()
-        return re.sub(r"^# .*\n", "", re.sub(r"^(##+) ", r"\1 ", text, flags=re.M), count=1)
+        return re.sub(r"^# .*\n", "", (ROOT / arg).read_text(), count=1)  # its title: the page has its own
 
     return MARKER.sub(one, markdown)
