@@ -180,16 +180,20 @@ def test_frechet_to_is_the_frechet_distance_and_differentiable() -> None:
     dimensions too (a rank-deficient batch covariance), and passes a finite gradient."""
     from diffsampler.learned import frechet_to, pool_stats
     from diffsampler.metrics.frechet import frechet_distance, gaussian_stats
+    from diffsampler.tensors import sqrt_psd
 
     g = torch.Generator().manual_seed(4)
     pool = torch.randn(400, 6, generator=g, dtype=F64) @ torch.randn(6, 6, generator=g, dtype=F64)
     for rows in (50, 4):
         f = (torch.randn(rows, 6, generator=g, dtype=F64) + 0.3).requires_grad_(True)
         d = frechet_to(f, pool_stats(pool))
-        want = frechet_distance(*gaussian_stats(f.detach()), *gaussian_stats(pool))
-        # the reference takes √ of eigenvalues of a rank-deficient product, whose zeros come out as round-off of
-        # ε·‖M‖ (‖M‖ ≈ 1e2 here): each adds up to √(ε·‖M‖) ≈ 1.5e-7 there, 6 of them at most
-        assert d.item() == pytest.approx(want, rel=0, abs=6 * (2.3e-16 * 1e2) ** 0.5)
+        (mu_f, sigma_f), (mu_p, sigma_p) = gaussian_stats(f.detach()), gaussian_stats(pool)
+        want = frechet_distance(mu_f, sigma_f, mu_p, sigma_p)
+        # the reference takes √ of the eigenvalues of M = Σ_f^{½}·Σ·Σ_f^{½}; where M is rank-deficient its zeros
+        # come out as round-off of ε·‖M‖, each adding up to √(ε·‖M‖): 6 of them at most
+        root = sqrt_psd(sigma_f)
+        norm = torch.linalg.matrix_norm(root @ sigma_p @ root, ord=2).item()
+        assert d.item() == pytest.approx(want, rel=0, abs=6 * (torch.finfo(F64).eps * norm) ** 0.5)
         d.backward()
         assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
 
